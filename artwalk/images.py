@@ -1,0 +1,160 @@
+"""The one image I/O boundary.
+
+In memory an image is RGB float32 in [0, 1], shape (H, W, 3) as numpy. BGR exists
+only at the cv2 call sites in this file. Frames on disk are 8-bit RGB PNG, the only
+lossy step being the final video encode.
+
+Inputs are normalised here: EXIF orientation applied; palette, CMYK, greyscale,
+16-bit and float modes converted to RGB; alpha composited over white; animated
+images read at their first frame. A file that cannot be read raises
+:class:`InputError` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from artwalk.errors import InputError
+from artwalk.fsutil import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+)
+# Up to a gigapixel is accepted (panoramas, scans); beyond that PIL's bomb guard says no.
+Image.MAX_IMAGE_PIXELS = 1 << 30
+
+_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+
+
+def natural_key(name: str) -> list:
+    """Sort key where 'img2' < 'img10' and case does not matter."""
+    return [int(part) if part.isdigit() else part.casefold() for part in re.split(r"(\d+)", name)]
+
+
+def list_images(folder: Path | str) -> list[Path]:
+    """The image files of ``folder`` in natural order.
+
+    Hidden files and files without an image extension (notes, thumbnails caches,
+    .DS_Store) are skipped; a file with an image extension is taken, and if it
+    turns out not to be an image, loading it fails loudly.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: input folder does not exist")
+    images, skipped = [], []
+    for entry in folder.iterdir():
+        if entry.name.startswith(".") or not entry.is_file():
+            continue
+        (images if entry.suffix.lower() in IMAGE_EXTENSIONS else skipped).append(entry)
+    if skipped:
+        log.info("skipping %d non-image file(s) in %s", len(skipped), folder)
+    if not images:
+        exts = ", ".join(sorted(IMAGE_EXTENSIONS))
+        raise InputError(f"{folder}: no images found (looked for {exts})")
+    return sorted(images, key=lambda p: natural_key(p.name))
+
+
+def _open_pil(path: Path, min_size: tuple[int, int] | None) -> Image.Image:
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
+            im.seek(0)  # animated GIF/WebP/APNG: the first frame
+            if min_size is not None:
+                # JPEG can decode straight to a smaller scale; other formats reduce after.
+                im.draft("RGB", (min_size[0] * 2, min_size[1] * 2))
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            if min_size is not None:
+                factor = int(min(im.width / (2 * min_size[0]), im.height / (2 * min_size[1])))
+                if factor >= 2:
+                    im = im.reduce(factor)
+            return im
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: not an image, or a format this tool cannot read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(f"{path}: image too large (over {Image.MAX_IMAGE_PIXELS} pixels)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: truncated or corrupt image ({reason})") from None
+
+
+def _to_rgb_float(im: Image.Image) -> np.ndarray:
+    """Any PIL mode to RGB float32 in [0, 1]; alpha is composited over white."""
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        grey = np.asarray(im, dtype=np.float32) / 65535.0
+        return np.repeat(np.clip(grey, 0, 1)[..., None], 3, axis=2)
+    if mode == "F":
+        grey = np.asarray(im, dtype=np.float32)
+        peak = float(grey.max()) if grey.size else 1.0
+        grey = grey / peak if peak > 1.0 else grey
+        return np.repeat(np.clip(grey, 0, 1)[..., None], 3, axis=2)
+    if mode == "CMYK":
+        im = im.convert("RGB")
+    has_alpha = mode in ("RGBA", "LA", "La", "RGBa", "PA") or (
+        mode == "P" and "transparency" in im.info
+    )
+    if has_alpha:
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
+        alpha = rgba[..., 3:4]
+        return rgba[..., :3] * alpha + (1.0 - alpha)
+    return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def load_image(path: Path | str, min_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Read an input image as RGB float32 (H, W, 3) in [0, 1].
+
+    ``min_size`` (w, h): the size the caller will resize to; very large images are
+    decoded or reduced to no less than twice that, which saves memory and time.
+    """
+    im = _open_pil(Path(path), min_size)
+    return np.ascontiguousarray(_to_rgb_float(im))
+
+
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """PNG bytes of an RGB float image (or uint8 image) — deterministic."""
+    u8 = rgb if rgb.dtype == np.uint8 else to_uint8(rgb)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(u8, cv2.COLOR_RGB2BGR), _PNG_PARAMS)
+    if not ok:
+        raise InputError(f"could not encode a {u8.shape} image as PNG")
+    return buf.tobytes()
+
+
+def save_png(path: Path | str, rgb: np.ndarray) -> str:
+    """Write a frame atomically; return the sha256 of the bytes written."""
+    data = encode_png(rgb)
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_frame_u8(path: Path | str) -> np.ndarray:
+    """Read one of our own PNG frames as RGB uint8 (H, W, 3)."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise InputError(f"{path}: frame is missing or corrupt; rerun the stage that writes it")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_frame(path: Path | str) -> np.ndarray:
+    """Read one of our own PNG frames as RGB float32 in [0, 1]."""
+    return read_frame_u8(path).astype(np.float32) / 255.0

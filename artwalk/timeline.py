@@ -1,0 +1,136 @@
+"""Timeline maths: how many frames, and where each motion frame sits in time.
+
+With n originals, S in-betweens per pair, I seconds per motion segment, F seconds
+of hold on each original, and a frame rate fps::
+
+    H = max(1, round(F * fps))     frames each original is shown (a held reference)
+    N = round(I * fps)             frame intervals per motion segment
+    segment k (k = 1..N-1) sits at t_k = ease(k / N), strictly between its ends
+
+    keyframes:  A1, K1..KS, A2, K1..KS, A3, ... An      (--loop: ..., An, K1..KS, back to A1)
+    total    =  n*H + P*S + P*(S+1)*(N-1)               P = n-1 pairs, or n with --loop
+
+No keyframe is ever repeated at a join, and no segment is quantised to 2^k + 1
+frames. Rounding is Python's round (half to even), stated once here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from artwalk.errors import ConfigError
+
+
+def _smoothstep(x: float) -> float:
+    return x * x * (3.0 - 2.0 * x)
+
+
+# ArtWalks' generate_videos_alpha.py gives 34% / 32% / 34% of a segment's frames to
+# the quarters it builds with FILM (0 -> 1/4, 1/4 -> 3/4, 3/4 -> 1): slow near the
+# artworks, fast through the middle. As a curve: piecewise linear through these knots.
+_ALPHA_KNOTS = ((0.0, 0.0), (0.34, 0.25), (0.66, 0.75), (1.0, 1.0))
+
+
+def _alpha(x: float) -> float:
+    for (x0, y0), (x1, y1) in zip(_ALPHA_KNOTS, _ALPHA_KNOTS[1:]):
+        if x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return 1.0
+
+
+_SINH_K = 4.0
+
+
+def _sinh(x: float) -> float:
+    """Fast out of each keyframe, slow through the middle: lingers on the in-between."""
+    return 0.5 + math.sinh(_SINH_K * (x - 0.5)) / (2.0 * math.sinh(_SINH_K / 2.0))
+
+
+EASINGS: dict[str, Callable[[float], float]] = {
+    "linear": lambda x: x,
+    "smoothstep": _smoothstep,
+    "alpha": _alpha,
+    "sinh": _sinh,
+}
+
+
+def ease(name: str, x: float) -> float:
+    try:
+        curve = EASINGS[name]
+    except KeyError:
+        raise ConfigError(f"unknown easing '{name}' (choose from {', '.join(EASINGS)})") from None
+    return curve(x)
+
+
+@dataclass(frozen=True)
+class TimelineSpec:
+    """The settings that shape a timeline. Seconds may be fractional."""
+
+    fps: float = 24.0
+    sec_interpolation: float = 3.0
+    sec_freeze: float = 2.0
+    easing: str = "smoothstep"
+
+    def __post_init__(self) -> None:
+        if not (self.fps > 0 and math.isfinite(self.fps)):
+            raise ConfigError(f"fps must be a positive number, got {self.fps}")
+        if self.sec_interpolation < 0 or self.sec_freeze < 0:
+            raise ConfigError("seconds of interpolation and freeze must not be negative")
+        if self.intervals < 1:
+            raise ConfigError(
+                f"--sec_interpolation {self.sec_interpolation} at {self.fps} fps is under one"
+                " frame; use at least 1/fps seconds"
+            )
+        ease(self.easing, 0.5)  # validates the name
+
+    @property
+    def hold(self) -> int:
+        """H: frames each original is shown."""
+        return max(1, round(self.sec_freeze * self.fps))
+
+    @property
+    def intervals(self) -> int:
+        """N: frame intervals per motion segment (N - 1 motion frames)."""
+        return round(self.sec_interpolation * self.fps)
+
+    def segment_times(self) -> list[float]:
+        """The eased times t_k = ease(k / N), k = 1..N-1, strictly inside (0, 1)."""
+        n = self.intervals
+        return [ease(self.easing, k / n) for k in range(1, n)]
+
+
+def total_frames(n: int, s: int, spec: TimelineSpec, loop: bool = False) -> int:
+    """The exact frame count of a walk over n originals with s in-betweens per pair."""
+    if n < 1:
+        return 0
+    pairs = n if (loop and n > 1) else n - 1
+    return n * spec.hold + pairs * s + pairs * (s + 1) * (spec.intervals - 1)
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """A keyframe of the walk: a reference to its frame and whether it is an original."""
+
+    ref: int
+    original: bool
+
+
+def build_timeline(
+    keyframes: Sequence[Keyframe], segments: Sequence[Sequence[int]], spec: TimelineSpec
+) -> list[int]:
+    """Lay out the walk as a list of frame references.
+
+    ``segments[i]`` holds the motion-frame references between keyframes i and i+1
+    (the last one, when there is one more segment than joins, closes a loop back to
+    keyframe 0). Originals are repeated H times; in-betweens appear once.
+    """
+    if len(segments) not in (len(keyframes) - 1, len(keyframes)) or not keyframes:
+        raise ValueError("need one segment per join (plus one to close a loop)")
+    timeline: list[int] = []
+    for i, key in enumerate(keyframes):
+        timeline.extend([key.ref] * (spec.hold if key.original else 1))
+        if i < len(segments):
+            timeline.extend(segments[i])
+    return timeline
