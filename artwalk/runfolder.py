@@ -65,7 +65,7 @@ def cache_key(**parts: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def config_dict(config: Any, drop: tuple[str, ...] = ("progress",)) -> dict:
+def config_dict(config: Any, drop: tuple[str, ...] = ("progress", "run_dir")) -> dict:
     """A config dataclass as JSON-able dict, without settings that do not affect output."""
     return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items() if k not in drop}
 

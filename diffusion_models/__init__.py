@@ -28,10 +28,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from artwalk.errors import ConfigError
 from artwalk.images import list_images, load_image, read_frame, save_png
+from artwalk.progress import progress
 from artwalk.runfolder import UnitStore, cache_key, config_dict, sha256_file, write_manifest
 from diffusion_models.conform import FIT_MODES, conform
 from diffusion_models.engines import create_engine
@@ -121,7 +120,7 @@ def run(config: KeyframeConfig) -> KeyframeResult:
         for h in hashes
     ]
     cached = [(store_dir / "units" / k[:32] / "unit.json").is_file() for k in conform_keys]
-    for path, done in zip(tqdm(images, desc="checking inputs", disable=not config.progress, leave=False), cached):
+    for path, done in zip(progress(images, desc="checking inputs", enabled=config.progress, leave=False), cached):
         if not done:
             load_image(path, min_size=(width, height))
     log.info("%d image(s) from %s, conformed to %dx%d (%s)", len(images), config.input_dir, width, height, fit)
@@ -131,7 +130,7 @@ def run(config: KeyframeConfig) -> KeyframeResult:
 
     # 2. Conform the originals: one unit each.
     originals = []  # (relpath, sha256 of the conformed PNG)
-    for path, key in zip(tqdm(images, desc="conforming", disable=not config.progress), conform_keys):
+    for path, key in zip(progress(images, desc="conforming", enabled=config.progress), conform_keys):
         record = store.lookup(key)
         if record is None:
             with store.build(key, source=path.name) as (tmp, record):
@@ -145,7 +144,7 @@ def run(config: KeyframeConfig) -> KeyframeResult:
         joins.append((len(images) - 1, 0))
     fractions = [k / (steps + 1) for k in range(1, steps + 1)]
     pair_outputs: list[list[dict]] = []
-    bar = tqdm(total=len(joins) * steps, desc="in-betweens", disable=not config.progress or not steps)
+    bar = progress(total=len(joins) * steps, desc="in-betweens", enabled=config.progress and bool(steps))
     for i, j in joins if steps else []:
         sha_a, sha_b = originals[i][1], originals[j][1]
         seed = pair_seed(config.seed, sha_a, sha_b)

@@ -27,11 +27,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from artwalk.errors import ConfigError
 from artwalk.images import read_frame, save_png
 from artwalk.plan import plan_counts
+from artwalk.progress import progress
 from artwalk.runfolder import (
     UnitStore, cache_key, config_dict, read_manifest, sha256_file, write_manifest,
 )
@@ -98,7 +97,7 @@ def run(config: MotionConfig) -> MotionResult:
     store = UnitStore(run_dir / STAGE)
     frames = [{"path": k["path"], "sha256": k["sha256"], "kind": k["kind"]} for k in keys]
     segments: list[list[int]] = []
-    bar = tqdm(total=n_motion, desc="motion frames", unit="frame", disable=not config.progress)
+    bar = progress(total=n_motion, desc="motion frames", unit="frame", enabled=config.progress)
     for i, j in joins:
         a_sha, b_sha = keys[i]["sha256"], keys[j]["sha256"]
         key = cache_key(kind="segment", a=a_sha, b=b_sha, times=times, engine=engine.identity())

@@ -24,9 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from artwalk.images import read_frame, save_png
+from artwalk.progress import progress
 from artwalk.runfolder import UnitStore, cache_key, config_dict, read_manifest, sha256_file, write_manifest
 from super_resolution.engines import create_engine, target_size
 
@@ -82,12 +81,12 @@ def run(config: UpscaleConfig) -> UpscaleResult:
 
     workers = config.workers or os.cpu_count() or 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        frames = list(tqdm(pool.map(unit, range(len(keys))), total=len(keys), desc="upscaling",
-                           unit="frame", disable=not config.progress))
+        frames = list(progress(pool.map(unit, range(len(keys))), total=len(keys), desc="upscaling",
+                           unit="frame", enabled=config.progress))
 
     manifest = write_manifest(
         run_dir / STAGE, STAGE,
-        config=config_dict(config, drop=("progress", "workers")), engine=engine.identity(),
+        config=config_dict(config, drop=("progress", "run_dir", "workers")), engine=engine.identity(),
         upstream=sha256_file(run_dir / "frames" / "manifest.json"),
         inputs=[{"path": f["path"], "sha256": f["sha256"]} for f in source["frames"]],
         outputs=frames, frames=frames, timeline=source["timeline"], fps=source["fps"],

@@ -1,0 +1,579 @@
+"""Encoding frames into a video file: mp4 (H.264), webm (VP9) or gif, plus a soundtrack.
+
+The one place that talks to FFmpeg (through PyAV). Frames come in as RGB uint8
+(H, W, 3) numpy arrays from an iterator, one per output frame, and go out one at a
+time: nothing holds the whole video. A caller that repeats a held frame can yield
+the *same array object* again; its colour conversion is then reused.
+
+    frames (RGB uint8, one per video frame) ──► encode_video() ──► video.mp4 | .webm | .gif
+    soundtrack (wav, mp3, flac, m4a, ogg, ...) ─┘   (AAC in mp4, Opus in webm, none in gif)
+
+Choices, stated once:
+
+* mp4: libx264, yuv420p, BT.709 limited range (tagged), ``+faststart`` (index first,
+  so a browser starts playing before the download ends). H.264 4:2:0 needs even sizes:
+  an odd width/height is **padded** by one column/row that repeats the edge pixels
+  (nothing of the picture is lost; the pad is invisible). VP9 takes odd sizes as they are.
+* webm: libvpx-vp9 constant quality (``crf`` with ``b=0``), row multithreading; the
+  x264 preset names map to VP9 ``cpu-used`` (medium -> 4).
+* gif: one global palette in two streaming passes: pass 1 feeds every frame to
+  ``palettegen=stats_mode=full`` (so colours are weighted by screen time), pass 2 maps
+  frames with ``paletteuse`` and ordered (Bayer) dithering. Measured on a 201-frame
+  480x270 walk against a per-frame palette (``stats_mode=single:new=1``): 5.0 MB vs
+  17.5 MB, 2.5x faster, temporally stable dither (no crawling noise across motion),
+  33.5 dB vs 36.6 dB PSNR. Per-frame palettes also defeat the GIF encoder's
+  "only the changed rectangle" coding, so every held frame is stored whole. The GIF
+  loops forever. GIF timing is in 1/100 s, so frame times are rounded to that.
+* Soundtrack: decoded, resampled to 48 kHz (mono stays mono, more channels become
+  stereo), trimmed to the video's duration, faded out linearly over the last
+  ``audio_fade`` seconds of the video; a shorter soundtrack just ends (no loop, no pad).
+
+The output appears atomically: it is encoded under ``<name>.tmp-<pid>-<random>`` in
+the same folder and renamed when complete; a failure removes the temporary file, and
+a temporary file left by a killed process is removed by the next encode to that name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import glob
+import logging
+import math
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import av
+import cv2
+import numpy as np
+from av.video.reformatter import ColorRange, Colorspace
+from tqdm import tqdm
+
+from artwalk.errors import ConfigError, InputError
+from artwalk.fsutil import TMP_MARK, disk_errors
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("mp4", "webm", "gif")
+X264_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast",
+    "medium", "slow", "slower", "veryslow", "placebo",
+)  # fmt: skip
+# x264 preset name -> libvpx-vp9 cpu-used in "good" mode (0 slowest/best .. 5 fastest;
+# libvpx treats anything above 5 as 5 there).
+_VP9_CPU_USED = dict(zip(X264_PRESETS, (5, 5, 5, 5, 5, 4, 3, 2, 1, 0)))
+_CRF_MAX = {"mp4": 51, "webm": 63, "gif": 63}
+
+AUDIO_RATE = 48_000
+_AUDIO = {  # format -> (encoder, sample format, samples per frame, bit rate per channel)
+    "mp4": ("aac", "fltp", 1024, 96_000),
+    "webm": ("libopus", "flt", 960, 64_000),
+}
+_GIF_PALETTE = "stats_mode=full"
+_PALETTE_PIXELS = 640 * 360  # frames are reduced to this size for the palette statistics
+_GIF_DITHER = "dither=bayer:bayer_scale=3:diff_mode=rectangle"
+
+FrameSource = Callable[[], Iterable[np.ndarray]]
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def fps_fraction(fps: float) -> Fraction:
+    """The exact frame rate of a float: 24.0 -> 24, 29.97 -> 30000/1001, 23.976 -> 24000/1001.
+
+    A rate within 0.002 of an NTSC rate n*1000/1001 (a float written with 2-3 decimals)
+    is that rate; any other is ``Fraction(fps).limit_denominator(1001)``.
+    """
+    if not (isinstance(fps, (int, float, Fraction)) and fps > 0 and math.isfinite(fps)):
+        raise ConfigError(f"frame rate must be a positive number, got {fps!r}")
+    n = round(fps * 1001 / 1000)
+    if n >= 1 and float(fps) != n and abs(fps - Fraction(n * 1000, 1001)) < 0.002:
+        return Fraction(n * 1000, 1001)
+    rate = Fraction(fps).limit_denominator(1001)
+    if rate <= 0:
+        raise ConfigError(f"frame rate {fps!r} is too small")
+    return rate
+
+
+def format_for(output: Path, fmt: str | None) -> str:
+    """The container format: ``fmt`` if given, else the output's extension.
+
+    A given format and a known, different extension contradict each other.
+    """
+    ext = output.suffix.lower().lstrip(".")
+    if fmt is not None:
+        fmt = fmt.lower()
+        if fmt not in FORMATS:
+            raise ConfigError(f"unknown video format '{fmt}' (choose from {', '.join(FORMATS)})")
+        if ext in FORMATS and ext != fmt:
+            raise ConfigError(f"--format {fmt} contradicts the output name {output.name}; change one")
+        return fmt
+    if ext in FORMATS:
+        return ext
+    raise ConfigError(
+        f"cannot tell the video format from '{output.name}': name it .mp4, .webm or .gif,"
+        " or pass --format"
+    )
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """How to encode. ``crf`` and ``preset`` apply to mp4 and webm; gif ignores them."""
+
+    format: str = "mp4"
+    fps: Fraction = Fraction(24)
+    crf: int = 18
+    preset: str = "medium"
+    audio: Path | None = None
+    audio_fade: float = 2.0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ConfigError(f"unknown video format '{self.format}' (choose from {', '.join(FORMATS)})")
+        if not isinstance(self.fps, Fraction) or self.fps <= 0:
+            raise ConfigError(f"fps must be a positive Fraction, got {self.fps!r}")
+        crf_max = _CRF_MAX[self.format]
+        if not (isinstance(self.crf, int) and 0 <= self.crf <= crf_max):
+            raise ConfigError(f"--crf {self.crf} is out of range for {self.format} (0..{crf_max}; lower is better)")
+        if self.preset not in X264_PRESETS:
+            raise ConfigError(f"unknown --preset '{self.preset}' (choose from {', '.join(X264_PRESETS)})")
+        if not (self.audio_fade >= 0 and math.isfinite(self.audio_fade)):
+            raise ConfigError(f"--audio-fade must be zero or more seconds, got {self.audio_fade}")
+
+
+@dataclass
+class EncodeResult:
+    """What was written."""
+
+    path: Path
+    frames: int
+    duration_s: float
+    width: int
+    height: int
+    bytes: int
+    audio_s: float = 0.0  # seconds of soundtrack in the file
+    seconds: float = 0.0  # wall-clock time of the encode
+
+
+# --------------------------------------------------------------------------- audio
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    path: Path
+    codec: str
+    sample_rate: int
+    channels: int
+    duration_s: float | None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.strip()
+
+
+def probe_audio(path: Path | str) -> AudioInfo:
+    """Check that ``path`` is a soundtrack PyAV can decode (opens it and decodes its
+    first frames); raise :class:`InputError` naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: audio file not found")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: audio file is empty (0 bytes)")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise InputError(f"{path}: has no audio stream")
+            stream = container.streams.audio[0]
+            decoded = 0
+            for frame in container.decode(stream):
+                decoded += frame.samples
+                if decoded >= 4096:
+                    break
+            if decoded == 0:
+                raise InputError(f"{path}: audio stream holds no decodable sound")
+            duration = None
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                duration = container.duration / av.time_base
+            return AudioInfo(path, stream.codec_context.name, stream.sample_rate or 0,
+                             stream.channels or 0, duration)
+    except av.FFmpegError as exc:
+        raise InputError(f"{path}: not an audio file this tool can read ({_reason(exc)})") from None
+
+
+def _audio_frames(
+    path: Path, fmt: str, layout: str, frame_size: int, total: int, fade: int
+) -> Iterator[av.AudioFrame]:
+    """The soundtrack as encoder-ready frames at AUDIO_RATE: ``total`` samples at
+    most, the last ``fade`` of those (counted from ``total``) faded out linearly."""
+    resampler = av.AudioResampler(format=fmt, layout=layout, rate=AUDIO_RATE, frame_size=frame_size)
+    planar = av.AudioFormat(fmt).is_planar
+    channels = av.AudioLayout(layout).nb_channels
+    done = 0
+
+    def shape(frame: av.AudioFrame) -> Iterator[av.AudioFrame]:
+        nonlocal done
+        n = min(frame.samples, total - done)
+        if n <= 0:
+            return
+        data = frame.to_ndarray()  # planar (C, n); packed (1, n * C)
+        data = data[:, :n] if planar else data[:, : n * channels]
+        if fade > 0 and done + n > total - fade:
+            pos = np.arange(done, done + n, dtype=np.float64)
+            gain = np.clip((total - pos) / fade, 0.0, 1.0).astype(np.float32)
+            data = data * gain if planar else (data.reshape(n, channels) * gain[:, None]).reshape(1, -1)
+        out = av.AudioFrame.from_ndarray(np.ascontiguousarray(data, dtype=np.float32), format=fmt, layout=layout)
+        out.sample_rate = AUDIO_RATE
+        out.pts = done
+        out.time_base = Fraction(1, AUDIO_RATE)
+        done += n
+        yield out
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            for frame in container.decode(stream):
+                frame.pts = None  # the resampler counts samples itself
+                for chunk in resampler.resample(frame):
+                    yield from shape(chunk)
+                if done >= total:
+                    return
+            for chunk in resampler.resample(None):
+                yield from shape(chunk)
+    except av.FFmpegError as exc:
+        raise InputError(f"{path}: audio could not be decoded ({_reason(exc)})") from None
+
+
+# --------------------------------------------------------------------------- output file
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_outputs(final: Path) -> int:
+    """Delete ``<final>.tmp-<pid>-*`` files whose process is gone; return how many."""
+    count = 0
+    prefix = final.name + TMP_MARK
+    for entry in final.parent.glob(glob.escape(prefix) + "*"):
+        pid = entry.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and _pid_alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            entry.unlink()
+            count += 1
+    return count
+
+
+@contextlib.contextmanager
+def atomic_output(final: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; it becomes ``final`` if the block succeeds.
+
+    Disk-full errors (also from FFmpeg) become :class:`DiskFullError`; on any error,
+    KeyboardInterrupt and SystemExit included, the temporary file is removed.
+    """
+    final = Path(final)
+    with disk_errors(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if remove_stale_outputs(final):
+            log.info("removed an unfinished %s left by an interrupted run", final.name)
+    tmp = final.with_name(f"{final.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        with disk_errors(final):
+            yield tmp
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, final)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+# --------------------------------------------------------------------------- video
+
+
+def _even(n: int) -> int:
+    return n + (n & 1)
+
+
+def _drain(graph: av.filter.Graph) -> Iterator[av.VideoFrame]:
+    while True:
+        try:
+            yield graph.pull()
+        except (av.error.BlockingIOError, av.error.EOFError):
+            return
+
+
+class _Muxer:
+    """An open output container with one video stream and maybe one audio stream."""
+
+    def __init__(self, tmp: Path, size: tuple[int, int], s: EncodeSettings, audio_total: int, bar: tqdm) -> None:
+        self.s = s
+        self.bar = bar
+        self.frame_tb = Fraction(1) / s.fps
+        width, height = size
+        options = {"movflags": "+faststart"} if s.format == "mp4" else {}
+        if s.format == "gif":
+            options = {"loop": "0"}  # loop forever
+        self.audio = None
+        self.audio_frames: Iterator[av.AudioFrame] | None = None
+        self.container = av.open(str(tmp), "w", format=s.format, options=options)
+        try:
+            self._add_video(width, height)
+            if s.audio is not None and audio_total > 0:
+                self._add_audio(audio_total)
+        except BaseException:
+            self.abort()
+            raise
+        self.next_audio_pts = 0
+        self.audio_samples = 0
+
+    def _add_video(self, width: int, height: int) -> None:
+        s = self.s
+        if s.format == "mp4":
+            options = {"crf": str(s.crf), "preset": s.preset}
+            codec, pix_fmt = "libx264", "yuv420p"
+        elif s.format == "webm":
+            options = {
+                "crf": str(s.crf), "b": "0", "deadline": "good", "row-mt": "1",
+                "cpu-used": str(_VP9_CPU_USED[s.preset]),
+            }  # fmt: skip
+            codec, pix_fmt = "libvpx-vp9", "yuv420p"
+        else:
+            options, codec, pix_fmt = {}, "gif", "pal8"
+        stream = self.container.add_stream(codec, rate=s.fps, options=options)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        cc = stream.codec_context
+        cc.time_base = self.frame_tb
+        if pix_fmt == "yuv420p":
+            cc.thread_count = 0  # as many as there are cores
+            cc.color_primaries = cc.color_trc = cc.colorspace = 1  # BT.709
+            cc.color_range = int(ColorRange.MPEG)
+        self.video = stream
+
+    def _add_audio(self, total: int) -> None:
+        s = self.s
+        assert s.audio is not None
+        codec, fmt, frame_size, rate_per_channel = _AUDIO[s.format]
+        with av.open(str(s.audio)) as probe:
+            channels = probe.streams.audio[0].channels or 2
+        layout = "mono" if channels == 1 else "stereo"
+        stream = self.container.add_stream(codec, rate=AUDIO_RATE, layout=layout)
+        cc = stream.codec_context
+        cc.format = fmt
+        cc.bit_rate = rate_per_channel * av.AudioLayout(layout).nb_channels
+        cc.open()
+        frame_size = cc.frame_size or frame_size
+        fade = round(min(s.audio_fade, total / AUDIO_RATE) * AUDIO_RATE)
+        self.audio = stream
+        self.audio_frames = _audio_frames(s.audio, fmt, layout, frame_size, total, fade)
+
+    def feed_audio(self, until: int | None) -> None:
+        """Encode soundtrack up to sample ``until`` (all of it when None)."""
+        if self.audio_frames is None:
+            return
+        while until is None or self.next_audio_pts < until:
+            frame = next(self.audio_frames, None)
+            if frame is None:
+                self.audio_frames = None
+                return
+            self.next_audio_pts = frame.pts + frame.samples
+            self.audio_samples += frame.samples
+            self.container.mux(self.audio.encode(frame))
+
+    def write(self, frame: av.VideoFrame, index: int) -> None:
+        frame.pts = index
+        frame.time_base = self.frame_tb
+        frame.duration = 1
+        packets = self.video.encode(frame)
+        self.container.mux(packets)
+        self.bar.update(len(packets))  # frames out of the encoder (x264 lags its input)
+        if self.audio_frames is not None:
+            self.feed_audio(math.ceil((index + 1) * self.frame_tb * AUDIO_RATE))
+
+    def close(self) -> None:
+        for packet in self.video.encode_lazy(None):  # the encoder's look-ahead, drained
+            self.container.mux(packet)
+            self.bar.update()
+        if self.audio is not None:
+            self.feed_audio(None)
+            self.container.mux(self.audio.encode(None))
+        self.container.close()
+
+    def abort(self) -> None:
+        if self.audio_frames is not None:
+            self.audio_frames.close()
+        with contextlib.suppress(Exception):
+            self.container.close()
+
+
+def _yuv_frames(frames: Iterable[np.ndarray], size: tuple[int, int], pad: tuple[int, int]) -> Iterator[av.VideoFrame]:
+    """RGB arrays -> BT.709 yuv420p frames; a repeated array object reuses its conversion."""
+    last_rgb, last = None, None
+    width, height = size
+    for rgb in frames:
+        if rgb is not last_rgb:
+            _check_frame(rgb, width, height)
+            src = rgb
+            if pad != (0, 0):
+                src = cv2.copyMakeBorder(rgb, 0, pad[1], 0, pad[0], cv2.BORDER_REPLICATE)
+            last = av.VideoFrame.from_ndarray(np.ascontiguousarray(src), format="rgb24").reformat(
+                format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG
+            )
+            last_rgb = rgb
+        yield last
+
+
+def _rgb_frames(frames: Iterable[np.ndarray], size: tuple[int, int]) -> Iterator[av.VideoFrame]:
+    width, height = size
+    for rgb in frames:
+        _check_frame(rgb, width, height)
+        yield av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+
+
+def _check_frame(rgb: np.ndarray, width: int, height: int) -> None:
+    if rgb.dtype != np.uint8 or rgb.shape != (height, width, 3):
+        raise ValueError(f"frame of shape {rgb.shape} {rgb.dtype}; expected ({height}, {width}, 3) uint8")
+
+
+def _gif_palette(frames: Iterable[np.ndarray], size: tuple[int, int], bar: tqdm) -> av.VideoFrame:
+    """Pass 1: one palette for the whole video, colours weighted by screen time.
+
+    The statistics are taken on frames reduced to at most _PALETTE_PIXELS (area
+    averaging): a colour histogram barely changes, and 2560x1440 costs 16x less.
+    """
+    width, height = size
+    scale = min(1.0, math.sqrt(_PALETTE_PIXELS / (width * height)))
+    small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    graph = av.filter.Graph()
+    src = graph.add_buffer(width=small_size[0], height=small_size[1], format="rgb24", time_base=Fraction(1, 1))
+    gen = graph.add("palettegen", _GIF_PALETTE)
+    sink = graph.add("buffersink")
+    src.link_to(gen)
+    gen.link_to(sink)
+    graph.configure()
+    last_rgb, small = None, None
+    for i, rgb in enumerate(frames):
+        if rgb is not last_rgb:
+            _check_frame(rgb, width, height)
+            last_rgb = rgb
+            small = rgb if scale == 1.0 else cv2.resize(rgb, small_size, interpolation=cv2.INTER_AREA)
+            small = np.ascontiguousarray(small)
+        frame = av.VideoFrame.from_ndarray(small, format="rgb24")
+        frame.pts, frame.time_base = i, Fraction(1, 1)
+        src.push(frame)
+        bar.update()
+    src.push(None)
+    palette = next(_drain(graph), None)
+    if palette is None:
+        raise ValueError("palettegen returned no palette (no frames?)")
+    return palette
+
+
+def _encode_gif(mux: _Muxer, frames: FrameSource, n_frames: int, size: tuple[int, int], bar: tqdm) -> int:
+    bar.set_description("gif palette")
+    palette = _gif_palette(frames(), size, bar)
+    bar.reset()
+    bar.set_description("gif")
+    graph = av.filter.Graph()
+    src = graph.add_buffer(width=size[0], height=size[1], format="rgb24", time_base=mux.frame_tb)
+    pal = graph.add_buffer(width=palette.width, height=palette.height, format=palette.format.name,
+                           time_base=Fraction(1, 1), name="palette")
+    use = graph.add("paletteuse", _GIF_DITHER)
+    sink = graph.add("buffersink")
+    src.link_to(use, 0, 0)
+    pal.link_to(use, 0, 1)
+    use.link_to(sink)
+    graph.configure()
+    palette.pts = 0
+    pal.push(palette)
+    pal.push(None)  # paletteuse keeps the last palette for every later frame
+    written = 0
+    for i, frame in enumerate(_rgb_frames(frames(), size)):
+        frame.pts, frame.time_base = i, mux.frame_tb
+        src.push(frame)
+        for out in _drain(graph):
+            mux.write(out, written)
+            written += 1
+    src.push(None)
+    for out in _drain(graph):
+        mux.write(out, written)
+        written += 1
+    return written
+
+
+def encode_video(
+    frames: FrameSource,
+    n_frames: int,
+    size: tuple[int, int],
+    output: Path | str,
+    settings: EncodeSettings,
+) -> EncodeResult:
+    """Encode ``n_frames`` RGB frames of ``size`` (w, h) into ``output``, atomically.
+
+    ``frames()`` returns a fresh iterable of the frames in order; it is called once,
+    or twice for a gif (palette pass, then encode pass). The soundtrack, if any,
+    should have been checked with :func:`probe_audio` first.
+    """
+    output = Path(output)
+    s = settings
+    width, height = size
+    if n_frames < 1:
+        raise ValueError("a video needs at least one frame")
+    out_w, out_h = (_even(width), _even(height)) if s.format == "mp4" else (width, height)
+    if (out_w, out_h) != (width, height):
+        log.info(
+            "%dx%d has an odd side; H.264 4:2:0 needs even sides, so it is padded to %dx%d"
+            " by repeating the last %s",
+            width, height, out_w, out_h,
+            " and ".join(x for x, odd in (("column", width % 2), ("row", height % 2)) if odd),
+        )  # fmt: skip
+    duration = float(n_frames / s.fps)
+    audio = s.audio if s.format != "gif" else None
+    if s.audio is not None and audio is None:
+        log.warning("gif has no sound: the soundtrack %s is dropped", s.audio)
+    audio_total = round(duration * AUDIO_RATE) if audio is not None else 0
+    enc = dataclasses.replace(s, audio=audio)
+
+    started = time.monotonic()
+    bar = tqdm(total=n_frames, unit="frame", disable=not s.progress, desc=s.format, leave=False)
+    with atomic_output(output) as tmp, bar:
+        mux = _Muxer(tmp, (out_w, out_h), enc, audio_total, bar)
+        try:
+            if s.format == "gif":
+                written = _encode_gif(mux, frames, n_frames, size, bar)
+            else:
+                written = 0
+                pad = (out_w - width, out_h - height)
+                for frame in _yuv_frames(frames(), size, pad):
+                    mux.write(frame, written)
+                    written += 1
+            if written != n_frames:
+                raise ValueError(f"encoded {written} frames, expected {n_frames}")
+            mux.close()
+        except BaseException:
+            mux.abort()
+            raise
+        nbytes = tmp.stat().st_size
+    return EncodeResult(
+        path=output, frames=n_frames, duration_s=duration, width=out_w, height=out_h,
+        bytes=nbytes, audio_s=mux.audio_samples / AUDIO_RATE, seconds=time.monotonic() - started,
+    )  # fmt: skip

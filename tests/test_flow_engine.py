@@ -1,0 +1,199 @@
+"""The classical motion engines: the engine contract, and known motions on real photographs.
+
+A camera view of a skimage photograph is moved by a known pan, zoom or rotation; the
+engine's middle frame is compared with the view moved halfway (half the pan and angle,
+the square root of the zoom), rendered by the same ``cv2.warpAffine`` from the same source.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from frame_interpolation.blend import BlendEngine
+from frame_interpolation.flow import FlowEngine
+
+W, H = 320, 240
+
+
+def _photo(name: str, size: tuple[int, int] = (W, H)) -> np.ndarray:
+    """A skimage photograph resized to ``size`` (w, h), RGB float32 in [0, 1]."""
+    return cv2.resize(getattr(data, name)(), size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+def _source(name: str) -> np.ndarray:
+    """A photograph scaled to cover 1.3 times the view, so that moved views stay inside it."""
+    img = getattr(data, name)()
+    s = 1.3 * max(W / img.shape[1], H / img.shape[0])
+    big = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)), interpolation=cv2.INTER_AREA)
+    return big.astype(np.float32) / 255.0
+
+
+def _view(src: np.ndarray, shift=(0.0, 0.0), zoom: float = 1.0, angle: float = 0.0) -> np.ndarray:
+    """The centre W x H view of ``src``, its content zoomed and rotated (degrees) about the
+    view's centre, then shifted (pixels)."""
+    centre = (W / 2 - 0.5, H / 2 - 0.5)
+    forward = cv2.getRotationMatrix2D(centre, angle, zoom)
+    forward[:, 2] += shift
+    inverse = cv2.invertAffineTransform(forward)
+    inverse[:, 2] += ((src.shape[1] - W) / 2, (src.shape[0] - H) / 2)
+    view = cv2.warpAffine(src, inverse, (W, H), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT101)
+    return np.clip(view, 0.0, 1.0)
+
+
+def _psnr(x: np.ndarray, y: np.ndarray) -> float:
+    return 10 * math.log10(1.0 / float(np.mean((x.astype(np.float64) - y) ** 2)))
+
+
+@pytest.fixture(scope="module")
+def pair() -> tuple[np.ndarray, np.ndarray]:
+    """Two views of one photograph at an odd size, 5 px apart."""
+    src = _source("astronaut")
+    a, b = _view(src), _view(src, shift=(5.0, 2.0))
+    return cv2.resize(a, (97, 61), interpolation=cv2.INTER_AREA), cv2.resize(b, (97, 61), interpolation=cv2.INTER_AREA)
+
+
+ENGINES = [FlowEngine, BlendEngine]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_frames_match_the_contract(engine, pair) -> None:
+    a, b = pair
+    times = [0.1, 0.5, 0.9]
+    stream = engine().interpolate(a, b, times)
+    assert inspect.isgenerator(stream)
+    frames = list(stream)
+    assert len(frames) == len(times)
+    for f in frames:
+        assert f.shape == (61, 97, 3)
+        assert f.dtype == np.float32
+        assert np.isfinite(f).all()
+        assert f.min() >= 0.0 and f.max() <= 1.0
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_frames_follow_the_times(engine, pair) -> None:
+    """Each frame depends on its own time only, in order, and moves from a towards b."""
+    a, b = pair
+    times = [0.2, 0.5, 0.8]
+    together = list(engine().interpolate(a, b, times))
+    for t, frame in zip(times, together):
+        (alone,) = engine().interpolate(a, b, [t])
+        assert np.array_equal(frame, alone)
+    to_a = [np.abs(f - a).mean() for f in together]
+    to_b = [np.abs(f - b).mean() for f in together]
+    assert to_a == sorted(to_a) and to_b == sorted(to_b, reverse=True)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_deterministic(engine, pair) -> None:
+    a, b = pair
+    first = [f.tobytes() for f in engine().interpolate(a, b, [0.3, 0.6])]
+    second = [f.tobytes() for f in engine().interpolate(a, b, [0.3, 0.6])]
+    assert first == second
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_identical_keyframes_give_the_keyframe(engine, pair) -> None:
+    a = pair[0]
+    for f in engine().interpolate(a, a.copy(), [0.25, 0.5, 0.75]):
+        assert np.array_equal(f, a)
+
+
+def test_blend_is_the_exact_cross_fade(pair) -> None:
+    a, b = pair
+    times = [0.125, 0.4, 0.9]
+    for t, f in zip(times, BlendEngine().interpolate(a, b, times)):
+        assert np.array_equal(f, (1.0 - t) * a + t * b)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    "times, keyframes",
+    [
+        ([0.5, 0.5], None),
+        ([0.0, 0.5], None),
+        ([0.5, 1.0], None),
+        ([0.6, 0.4], None),
+        ([0.5], "shape"),
+        ([0.5], "uint8"),
+    ],
+)
+def test_rejects_bad_input(engine, times, keyframes, pair) -> None:
+    a, b = pair
+    if keyframes == "shape":
+        b = b[:, :-1]
+    elif keyframes == "uint8":
+        a, b = (a * 255).astype(np.uint8), (b * 255).astype(np.uint8)
+    with pytest.raises(ValueError):
+        list(engine().interpolate(a, b, times))
+
+
+def test_identity_is_json_and_names_the_settings() -> None:
+    default = FlowEngine().identity()
+    assert json.loads(json.dumps(default)) == default
+    assert default["engine"] == "flow"
+    assert FlowEngine(preset="fast").identity() != default
+    assert FlowEngine(cubic=False).identity() != default
+    assert json.loads(json.dumps(BlendEngine().identity()))["engine"] == "blend"
+
+
+def test_rejects_bad_settings() -> None:
+    with pytest.raises(ValueError, match="preset"):
+        FlowEngine(preset="slowest")
+    with pytest.raises(ValueError, match="flow_scale"):
+        FlowEngine(flow_scale=0.0)
+
+
+MOTIONS = {
+    "pan": dict(shift=(8.0, -5.0)),
+    "zoom": dict(zoom=1.06),
+    "rotation": dict(angle=3.0),
+    "pan+zoom+rotation": dict(shift=(-6.0, 4.0), zoom=0.95, angle=-2.0),
+}
+
+
+def _halfway(motion: dict) -> dict:
+    return {
+        "shift": tuple(v / 2 for v in motion.get("shift", (0.0, 0.0))),
+        "zoom": math.sqrt(motion.get("zoom", 1.0)),
+        "angle": motion.get("angle", 0.0) / 2,
+    }
+
+
+@pytest.mark.parametrize("photo", ["chelsea", "astronaut"])
+@pytest.mark.parametrize("motion", MOTIONS)
+def test_known_motion_is_recovered(photo, motion) -> None:
+    """Measured here: this engine 45-64 dB, the cross-fade 18-27 dB, a one-way DIS midpoint
+    warp 28-43 dB, this engine with its flows' sign swapped 16-24 dB."""
+    src = _source(photo)
+    a, b = _view(src), _view(src, **MOTIONS[motion])
+    truth = _view(src, **_halfway(MOTIONS[motion]))
+    (flow,) = FlowEngine().interpolate(a, b, [0.5])
+    (fade,) = BlendEngine().interpolate(a, b, [0.5])
+    assert _psnr(flow, truth) >= 42.0
+    assert _psnr(flow, truth) >= _psnr(fade, truth) + 15.0
+
+
+def test_pan_handles_content_entering_the_frame() -> None:
+    """The strip that only b shows must come from b alone (measured: 60 dB; without occlusion
+    handling, a two-way warp scores 36 dB and a one-way warp 32 dB)."""
+    src = _source("coffee")
+    a, b = _view(src), _view(src, shift=(12.0, 0.0))
+    (flow,) = FlowEngine().interpolate(a, b, [0.5])
+    assert _psnr(flow, _view(src, shift=(6.0, 0.0))) >= 50.0
+
+
+def test_unrelated_pictures_cross_fade_without_tearing() -> None:
+    """No true correspondence: the engine must fall back to (nearly) a cross-fade."""
+    a, b = _photo("astronaut"), _photo("coffee")
+    times = [0.25, 0.5, 0.75]
+    for t, f in zip(times, FlowEngine().interpolate(a, b, times)):
+        assert np.isfinite(f).all() and f.min() >= 0.0 and f.max() <= 1.0
+        assert np.abs(f - ((1.0 - t) * a + t * b)).mean() <= 0.01

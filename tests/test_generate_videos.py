@@ -1,0 +1,405 @@
+"""Stage 4 (generate_videos.py): tiny run folders built here, real encodes with PyAV."""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import wave
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+import generate_videos as gv
+from artwalk.errors import ConfigError, InputError, StageOrderError
+from artwalk.images import save_png
+from artwalk.runfolder import sha256_file, write_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+RED, GREEN, BLUE, WHITE = (220, 30, 30), (30, 200, 40), (30, 40, 220), (250, 250, 250)
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def solid(rgb, size):
+    w, h = size
+    return np.broadcast_to(np.array(rgb, np.uint8), (h, w, 3)).copy()
+
+
+def write_frames_stage(out: Path, stage: str, images: list[np.ndarray], timeline: list[int],
+                       fps: float = 24.0, upstream: str = "0" * 64, unit: str = "k1") -> Path:
+    frames = []
+    for i, img in enumerate(images):
+        rel = f"{stage}/units/{unit}/{i + 1:06d}.png"
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        frames.append({"path": rel, "sha256": save_png(out / rel, img), "kind": "motion"})
+    h, w = images[0].shape[:2]
+    return write_manifest(out / stage, stage, fps=fps, size=[w, h], frames=frames,
+                          timeline=timeline, upstream=upstream)
+
+
+def make_run(tmp_path: Path, colours=(RED, GREEN, BLUE), counts=(5, 3, 4), size=(64, 48),
+             fps: float = 24.0, name: str = "walk", keyframes: int | None = None) -> Path:
+    """A run folder whose video shows colours[i] for counts[i] frames."""
+    out = tmp_path / name
+    out.mkdir(parents=True)
+    images = [solid(c, size) for c in colours]
+    timeline = [i for i, n in enumerate(counts) for _ in range(n)]
+    outputs = []
+    for i in range(keyframes if keyframes is not None else len(colours)):
+        rel = f"keyframes/units/u{i}/000001.png"
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        sha = save_png(out / rel, images[i % len(images)])
+        entry = {"path": rel, "sha256": sha, "kind": "original" if i % 2 == 0 else "inbetween"}
+        if i % 2 == 0:
+            entry["source"] = f"painting_{i}.jpg"
+        outputs.append(entry)
+    write_manifest(out / "keyframes", "keyframes", size=list(size), outputs=outputs)
+    write_frames_stage(out, "frames", images, timeline, fps=fps)
+    (out / "walk.json").write_text("{}\n")
+    return out
+
+
+def sine_wav(path: Path, seconds: float, rate: int = 44100, channels: int = 2) -> Path:
+    t = np.arange(int(seconds * rate)) / rate
+    x = (0.5 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.repeat(x[:, None], channels, axis=1).tobytes())
+    return path
+
+
+def decode_video(path: Path):
+    """(frames as RGB arrays, their times in s, the stream's average rate)."""
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        rate = stream.average_rate
+        frames, times = [], []
+        for f in c.decode(stream):
+            frames.append(f.to_ndarray(format="rgb24"))
+            times.append(float(f.time))
+    return frames, times, rate
+
+
+def decode_audio(path: Path):
+    """(mono float samples, sample rate), or None when there is no audio stream."""
+    with av.open(str(path)) as c:
+        if not c.streams.audio:
+            return None
+        rate = c.streams.audio[0].sample_rate
+        chunks = [f.to_ndarray()[0] for f in c.decode(audio=0)]  # planar: channel 0
+    return np.concatenate(chunks), rate
+
+
+def cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.run([sys.executable, "generate_videos.py", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, env=env, timeout=120, **kw)
+
+
+def cfg(run_dir: Path, **kw) -> gv.VideoConfig:
+    kw.setdefault("progress", False)
+    return gv.VideoConfig(run_dir=run_dir, **kw)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".tmp-" in p.name)
+
+
+# --------------------------------------------------------------------------- video
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "webm", "gif"])
+def test_frames_timing_and_colours(tmp_path, fmt):
+    run_dir = make_run(tmp_path)
+    result = gv.run(cfg(run_dir, format=fmt))
+    assert result.path == run_dir / f"walk.{fmt}" and result.path.is_file()
+    assert (result.frames, result.duration_s) == (12, 0.5)
+    assert result.bytes == result.path.stat().st_size
+    frames, times, rate = decode_video(result.path)
+    assert len(frames) == 12
+    if fmt != "gif":  # a GIF has delays, not a rate (its demuxer guesses 25 from 4/100 s)
+        assert rate == 24
+    # GIF delays are whole 1/100 s: 1/24 s rounds to 0.04 or 0.05.
+    tol = 0.006 if fmt == "gif" else 1e-3
+    assert np.allclose(times, np.arange(12) / 24, atol=tol)
+    with av.open(str(result.path)) as c:
+        assert c.duration / av.time_base == pytest.approx(0.5, abs=0.011)
+    expected = [RED] * 5 + [GREEN] * 3 + [BLUE] * 4
+    for k, (frame, colour) in enumerate(zip(frames, expected)):
+        mean = frame.reshape(-1, 3).mean(axis=0)
+        assert np.abs(mean - colour).max() < 8, (k, mean, colour)
+    assert leftovers(run_dir) == []
+
+
+def test_fractional_fps_is_exact(tmp_path):
+    run_dir = make_run(tmp_path, counts=(10, 10, 10), fps=29.97)
+    result = gv.run(cfg(run_dir))
+    frames, times, rate = decode_video(result.path)
+    assert rate == Fraction(30000, 1001)
+    assert len(frames) == 30
+    assert result.duration_s == pytest.approx(30 * 1001 / 30000)
+    assert times[-1] == pytest.approx(29 * 1001 / 30000, abs=1e-3)
+
+
+@pytest.mark.parametrize("fmt, encoded", [("mp4", (66, 48)), ("webm", (65, 47)), ("gif", (65, 47))])
+def test_odd_size(tmp_path, fmt, encoded, caplog):
+    caplog.set_level(logging.INFO)
+    run_dir = make_run(tmp_path, size=(65, 47))
+    result = gv.run(cfg(run_dir, format=fmt))
+    assert (result.width, result.height) == encoded
+    frames, _, _ = decode_video(result.path)
+    assert len(frames) == 12 and frames[0].shape == (encoded[1], encoded[0], 3)
+    # the pad repeats the edge: the last column/row has the picture's colour, not black
+    assert np.abs(frames[0][-1, -1].astype(int) - RED).max() < 12
+    padded = [r.message for r in caplog.records if "padded" in r.message]
+    assert len(padded) == (1 if fmt == "mp4" else 0)
+
+
+def test_mp4_is_faststart(tmp_path):
+    result = gv.run(cfg(make_run(tmp_path)))
+    data = result.path.read_bytes()
+    assert 0 <= data.find(b"moov") < data.find(b"mdat")
+
+
+def test_each_unique_frame_is_read_once(tmp_path, monkeypatch):
+    run_dir = make_run(tmp_path, counts=(5, 3, 4))
+    # a loop back to the first frame, as --loop makes: still within the cache
+    manifest_path = write_frames_stage(run_dir, "frames", [solid(c, (64, 48)) for c in (RED, GREEN, BLUE)],
+                                       [0] * 5 + [1] * 3 + [2] * 4 + [0] * 2)
+    assert manifest_path.is_file()
+    calls = []
+    real = gv.read_frame_u8
+    monkeypatch.setattr(gv, "read_frame_u8", lambda p: calls.append(Path(p).name) or real(p))
+    gv.run(cfg(run_dir, contact_sheet=False))
+    assert sorted(calls) == ["000001.png", "000002.png", "000003.png"]
+
+
+def test_frame_of_wrong_size_is_one_line_error(tmp_path):
+    run_dir = make_run(tmp_path)
+    save_png(run_dir / "frames/units/k1/000002.png", solid(GREEN, (32, 32)))
+    with pytest.raises(StageOrderError, match="000002.png: frame is 32x32, the manifest says 64x48"):
+        gv.run(cfg(run_dir))
+    assert not (run_dir / "walk.mp4").exists() and leftovers(run_dir) == []
+
+
+def test_failed_encode_leaves_no_file(tmp_path, monkeypatch):
+    run_dir = make_run(tmp_path)
+    (run_dir / "frames/units/k1/000003.png").write_bytes(b"not a png")
+    with pytest.raises(InputError, match="000003.png"):
+        gv.run(cfg(run_dir))
+    assert sorted(p.name for p in run_dir.iterdir()) == ["frames", "keyframes", "walk.json"]
+
+
+def test_stale_temp_of_a_killed_run_is_removed(tmp_path):
+    run_dir = make_run(tmp_path)
+    stale = run_dir / "walk.mp4.tmp-999999999-deadbeef"  # no such process
+    stale.write_bytes(b"half a video")
+    gv.run(cfg(run_dir))
+    assert not stale.exists() and (run_dir / "walk.mp4").is_file()
+
+
+# --------------------------------------------------------------------------- source choice
+
+
+def test_upscaled_is_used_when_fresh_and_ignored_when_stale(tmp_path, caplog):
+    run_dir = make_run(tmp_path)
+    fresh = sha256_file(run_dir / "frames/manifest.json")
+    white = [solid(WHITE, (128, 96))] * 3
+    write_frames_stage(run_dir, "upscaled", white, [0] * 5 + [1] * 3 + [2] * 4, upstream=fresh)
+    result = gv.run(cfg(run_dir))
+    assert result.source == "upscaled" and (result.width, result.height) == (128, 96)
+    frames, _, _ = decode_video(result.path)
+    assert np.abs(frames[0].reshape(-1, 3).mean(axis=0) - WHITE).max() < 8
+
+    write_frames_stage(run_dir, "upscaled", white, [0] * 12, upstream="f" * 64)  # stale
+    caplog.set_level(logging.WARNING)
+    result = gv.run(cfg(run_dir))
+    assert result.source == "frames" and (result.width, result.height) == (64, 48)
+    assert any("out of date" in r.message for r in caplog.records)
+    with pytest.raises(StageOrderError, match="out of date"):
+        gv.run(cfg(run_dir, source="upscaled"))
+    assert gv.run(cfg(run_dir, source="frames")).source == "frames"
+
+
+def test_missing_frames_manifest_is_one_line_error(tmp_path):
+    run_dir = tmp_path / "walk"
+    run_dir.mkdir()
+    proc = cli(run_dir)
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
+    assert "python -m frame_interpolation" in proc.stderr
+    with pytest.raises(StageOrderError):
+        gv.run(cfg(run_dir, source="upscaled"))
+
+
+# --------------------------------------------------------------------------- audio
+
+
+@pytest.mark.parametrize("fmt, codec", [("mp4", "aac"), ("webm", "opus")])
+def test_audio_trimmed_and_faded(tmp_path, fmt, codec):
+    run_dir = make_run(tmp_path, counts=(16, 16, 16))  # 2 s
+    song = sine_wav(tmp_path / "song.wav", 5.0)
+    result = gv.run(cfg(run_dir, format=fmt, audio=song))
+    with av.open(str(result.path)) as c:
+        assert c.streams.audio[0].codec_context.name == codec
+    samples, rate = decode_audio(result.path)
+    assert len(samples) / rate == pytest.approx(2.0, abs=0.1)
+    rms = lambda x: float(np.sqrt(np.mean(np.square(x))))  # noqa: E731
+    middle = rms(samples[int(0.9 * rate): int(1.1 * rate)])
+    # the default 2 s fade ends at the video's end: the last 0.1 s is near silence
+    assert middle > 0.1 and rms(samples[-int(0.1 * rate):]) < 0.1 * middle
+
+
+def test_short_audio_just_ends_and_fade_never_exceeds_video(tmp_path):
+    run_dir = make_run(tmp_path, counts=(16, 16, 16))  # 2 s
+    result = gv.run(cfg(run_dir, audio=sine_wav(tmp_path / "short.wav", 1.0, channels=1), audio_fade=10))
+    samples, rate = decode_audio(result.path)
+    assert len(samples) / rate == pytest.approx(1.0, abs=0.1)
+    assert result.audio_s == pytest.approx(1.0, abs=0.01)
+
+
+def test_gif_drops_audio_with_a_warning(tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    run_dir = make_run(tmp_path)
+    result = gv.run(cfg(run_dir, format="gif", audio=sine_wav(tmp_path / "s.wav", 1.0)))
+    assert decode_audio(result.path) is None
+    assert any("dropped" in r.message for r in caplog.records)
+
+
+def test_corrupt_audio_fails_before_encoding(tmp_path):
+    run_dir = make_run(tmp_path)
+    bad = tmp_path / "song.mp3"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    proc = cli(run_dir, "--audio", bad)
+    assert proc.returncode != 0
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ") and "song.mp3" in proc.stderr
+    assert "encoding" not in proc.stderr and not (run_dir / "walk.mp4").exists() and leftovers(run_dir) == []
+    with pytest.raises(InputError, match="missing.wav: audio file not found"):
+        gv.run(cfg(run_dir, audio=tmp_path / "missing.wav"))
+
+
+# --------------------------------------------------------------------------- contact sheet, clean
+
+
+def test_contact_sheet_grid(tmp_path):
+    from PIL import Image
+
+    run_dir = make_run(tmp_path, keyframes=5)
+    result = gv.run(cfg(run_dir, output=tmp_path / "videos" / "mywalk.mp4"))
+    assert result.contact_sheet == tmp_path / "videos" / "mywalk_keyframes.png"
+    assert gv.grid_shape(5) == (3, 2)
+    # 3 columns of 320 px thumbnails, 2 rows of 240 px (64x48 scaled) + label, 8 px gaps
+    with Image.open(result.contact_sheet) as im:
+        assert im.size == (8 + 3 * (320 + 8), 8 + 2 * (240 + 26 + 8))
+        assert np.abs(np.asarray(im)[8 + 120, 8 + 160].astype(int) - RED).max() <= 2
+    assert gv.grid_shape(1) == (1, 1) and gv.grid_shape(100) == (8, 13)
+
+    result = gv.run(cfg(run_dir, output=tmp_path / "b.mp4", contact_sheet=False))
+    assert result.contact_sheet is None and not (tmp_path / "b_keyframes.png").exists()
+
+
+def test_clean_keeps_video_sheet_and_walk_json(tmp_path):
+    run_dir = make_run(tmp_path)
+    (run_dir / "notes.txt").write_text("mine")
+    gv.run(cfg(run_dir, clean=True))
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "notes.txt", "walk.json", "walk.mp4", "walk_keyframes.png"]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_artwalks_flags_format_and_final_line(tmp_path):
+    make_run(tmp_path, name="my walk")
+    proc = cli("--input_path", tmp_path, "--folder_name", "my walk", "--format", "webm", "--quiet")
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert (tmp_path / "my walk" / "my walk.webm").is_file()
+    proc = cli(tmp_path / "my walk", "-o", tmp_path / "x.gif", "--no-contact-sheet")
+    assert proc.returncode == 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"wrote {tmp_path / 'x.gif'}: 12 frames, 0.50 s") and "64x48" in last
+
+
+def test_cli_config_errors_exit_2(tmp_path):
+    run_dir = make_run(tmp_path)
+    for args in (["-o", tmp_path / "x.mp4", "--format", "gif"], ["-o", tmp_path / "x.avi"], ["--crf", "99"]):
+        proc = cli(run_dir, *args)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, (args, proc.stderr)
+    with pytest.raises(ConfigError):
+        gv.config_from_args(gv.build_parser().parse_args([str(run_dir), "--input_path", str(tmp_path)]))
+
+
+def test_help_names_every_flag():
+    text = gv.build_parser().format_help()
+    for flag in ("--input_path", "--folder_name", "--output", "--format", "--crf", "--preset", "--audio",
+                 "--audio-fade", "--source", "--no-contact-sheet", "--sec_interpolation", "--sec_freeze",
+                 "--clean", "--quiet"):  # fmt: skip
+        assert flag in text
+
+
+def test_sec_flags_run_the_motion_stage_first(tmp_path, monkeypatch):
+    run_dir = make_run(tmp_path)
+    seen = []
+
+    def fake_run(cmd, **kw):
+        seen.append(cmd)
+        return subprocess.CompletedProcess(cmd, fake_run.code)
+
+    monkeypatch.setattr(gv.subprocess, "run", fake_run)
+    fake_run.code = 0
+    gv.run(cfg(run_dir, sec_interpolation=3, sec_freeze=0.5, contact_sheet=False))
+    assert seen == [[sys.executable, "-m", "frame_interpolation", str(run_dir),
+                     "--sec_interpolation", "3", "--sec_freeze", "0.5"]]  # fmt: skip
+    seen.clear()
+    gv.run(cfg(run_dir, sec_freeze=2, contact_sheet=False))
+    assert seen[0][4:] == ["--sec_freeze", "2"]
+    fake_run.code = 3
+    with pytest.raises(StageOrderError, match=r"motion stage failed \(exit 3\)") as info:
+        gv.run(cfg(run_dir, sec_freeze=2))
+    assert info.value.exit_code == 3
+
+
+def _limit_file_size():
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def test_disk_full_is_one_line_and_leaves_nothing(tmp_path):
+    run_dir = tmp_path / "walk"
+    rng = np.random.default_rng(0)
+    noise = [rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(6)]
+    write_frames_stage(run_dir, "frames", noise, list(range(6)))  # about 200 KB of H.264
+    proc = cli(run_dir, "--no-contact-sheet", "--quiet", preexec_fn=_limit_file_size)
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: no space left writing")
+    assert sorted(p.name for p in run_dir.iterdir()) == ["frames"]
+
+
+def test_sigterm_mid_encode_leaves_nothing(tmp_path):
+    run_dir = tmp_path / "walk"
+    rng = np.random.default_rng(0)
+    noise = [rng.integers(0, 256, (240, 320, 3), dtype=np.uint8) for _ in range(4)]
+    write_frames_stage(run_dir, "frames", noise, [i % 4 for i in range(2000)])
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.Popen([sys.executable, "generate_videos.py", str(run_dir), "--quiet", "--preset", "veryslow"],
+                            cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not leftovers(run_dir) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert leftovers(run_dir), "the encode never started"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert sorted(p.name for p in run_dir.iterdir()) == ["frames"], err

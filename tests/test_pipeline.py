@@ -1,0 +1,139 @@
+"""The run-folder contract end to end: caching, resume after SIGKILL, partial recompute."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, REPO, run_cli, small_copy
+from diffusion_models import KeyframeConfig
+from diffusion_models import run as run_keyframes
+from frame_interpolation import MotionConfig
+from frame_interpolation import run as run_motion
+from super_resolution import UpscaleConfig
+from super_resolution import run as run_upscale
+
+W, H = 96, 64
+
+
+def four_images(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, src in enumerate(sorted(EXAMPLES.glob("0*")), start=1):
+        small_copy(src, folder / f"art {k}.png", 120)
+    return folder
+
+
+def stages(inp: Path, out: Path, engine: str = "blend", sec_i: float = 0.5) -> tuple:
+    kf = run_keyframes(KeyframeConfig(inp, out, width=W, height=H, progress=False))
+    mo = run_motion(MotionConfig(out, fps=12, sec_interpolation=sec_i, sec_freeze=0.25, engine=engine,
+                                 progress=False))
+    up = run_upscale(UpscaleConfig(out, target="x2", progress=False))
+    return kf, mo, up
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_frame_count_and_timeline_match_the_formula(tmp_path):
+    inp = four_images(tmp_path / "in")
+    out = tmp_path / "out"
+    kf, mo, up = stages(inp, out)
+    manifest = json.loads((out / "frames" / "manifest.json").read_text())
+    n, h, big_n = 4, max(1, round(0.25 * 12)), round(0.5 * 12)
+    assert mo.frames == len(manifest["timeline"]) == n * h + (n - 1) * (big_n - 1)
+    assert mo.unique_frames == len(manifest["frames"]) == n + (n - 1) * (big_n - 1)
+    # Holds are repeated references, never copies: each original appears h times in a row.
+    timeline = manifest["timeline"]
+    for k in range(n):
+        assert timeline.count(k) == h
+    # Upscaling touched unique frames only, and kept the timeline.
+    upm = json.loads((out / "upscaled" / "manifest.json").read_text())
+    assert upm["timeline"] == timeline and upm["size"] == [2 * W, 2 * H]
+    assert up.computed == len(manifest["frames"])
+    assert len(list((out / "upscaled" / "units").iterdir())) == len(manifest["frames"])
+
+
+def test_rerun_does_no_work(tmp_path):
+    inp = four_images(tmp_path / "in")
+    out = tmp_path / "out"
+    stages(inp, out)
+    before = tree_digest(out)
+    kf, mo, up = stages(inp, out)
+    assert (kf.computed, mo.computed, up.computed) == (0, 0, 0)
+    assert (kf.reused, mo.reused) == (4, 3)
+    assert tree_digest(out) == before
+
+
+def test_one_changed_input_recomputes_only_its_units(tmp_path):
+    inp = four_images(tmp_path / "in")
+    out = tmp_path / "out"
+    stages(inp, out)
+    small_copy(EXAMPLES / "01_astronaut.png", inp / "art 3.png", 110)  # a different third image
+    kf, mo, up = stages(inp, out)
+    assert (kf.reused, kf.computed) == (3, 1)
+    assert (mo.reused, mo.computed) == (1, 2)  # segments 2->3 and 3->4
+    frames_per_segment = round(0.5 * 12) - 1
+    assert up.computed == 1 + 2 * frames_per_segment
+    # The stage CLI says so in its log.
+    proc = run_cli("-m", "frame_interpolation", str(out), "--engine", "blend", "--fps", "12", "-I", "0.5",
+                   "-F", "0.25", check=True)
+    assert "3 unit(s) reused, 0 recomputed" in proc.stderr
+
+
+def test_stage_order_and_stale_inputs_are_clear_errors(tmp_path):
+    proc = run_cli("-m", "frame_interpolation", str(tmp_path / "nowhere"))
+    assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "python -m diffusion_models" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _kill_when_mid_unit(proc: subprocess.Popen, units: Path, timeout: float = 60) -> None:
+    """SIGKILL the process once one unit is finished and another is half-built."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if units.is_dir():
+            entries = list(units.iterdir())
+            finished = [e for e in entries if ".tmp-" not in e.name]
+            building = [e for e in entries if ".tmp-" in e.name and any(e.iterdir())]
+            if finished and building:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                return
+        if proc.poll() is not None:
+            pytest.fail("the stage finished before it could be killed; make the walk longer")
+        time.sleep(0.002)
+    proc.kill()
+    pytest.fail("timed out waiting for the stage to start a unit")
+
+
+@pytest.mark.parametrize("engine", ["flow"])
+def test_sigkill_mid_stage_then_rerun_is_byte_identical(tmp_path, engine):
+    inp = four_images(tmp_path / "in")
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    for out in (ref, killed):
+        run_keyframes(KeyframeConfig(inp, out, width=W * 2, height=H * 2, progress=False))
+    args = ["--engine", engine, "--fps", "24", "-I", "1.5"]
+    run_cli("-m", "frame_interpolation", str(ref), *args, "-q", check=True)
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "frame_interpolation", str(killed), *args, "-q"],
+                            cwd=REPO, env=env, stderr=subprocess.DEVNULL)
+    _kill_when_mid_unit(proc, killed / "frames" / "units")
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "frames" / "manifest.json").exists()
+    assert any(".tmp-" in p.name for p in (killed / "frames" / "units").iterdir())
+
+    rerun = run_cli("-m", "frame_interpolation", str(killed), *args, check=True)
+    assert "0 unit(s) reused" not in rerun.stderr  # the finished unit was kept
+    assert tree_digest(killed / "frames") == tree_digest(ref / "frames")
+    assert tree_digest(killed / "keyframes") == tree_digest(ref / "keyframes")
