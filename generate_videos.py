@@ -7,13 +7,15 @@ keyframes beside it::
     OUT/                                    OUT/
       keyframes/manifest.json  ─┐             <name>.mp4             the walk (or --output)
       frames/manifest.json     ─┼──────►      <name>_keyframes.png   the keyframes in a grid
-      upscaled/manifest.json   ─┘             (--clean: keyframes/, frames/, upscaled/ removed)
+      upscaled/manifest.json   ─┘             <name>.video.json      its config and cache key
+                                              (--clean: keyframes/, frames/, upscaled/ removed)
 
 The manifests' ``timeline`` lists the video frame by frame as indices into their
 ``frames``; a held frame is a repeated index. Each unique frame is read once (a
 small cache covers the repeats) and frames stream through the encoder, so memory
 does not grow with the length of the video. The file appears atomically: a failed
-or killed encode leaves nothing at the final name.
+or killed encode leaves nothing at the final name. A rerun whose frames, soundtrack
+and settings are unchanged finds the video up to date and does nothing.
 
     python generate_videos.py OUT [--format mp4|webm|gif] [--audio song.mp3] [--clean]
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import logging
 import math
 import os
@@ -34,9 +37,9 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Sequence
 
@@ -45,9 +48,9 @@ import numpy as np
 
 from artwalk.cli import add_common_flags, run_cli
 from artwalk.errors import ConfigError, StageOrderError
-from artwalk.fsutil import human_bytes
+from artwalk.fsutil import atomic_write_json, human_bytes
 from artwalk.images import read_frame_u8, save_png
-from artwalk.runfolder import MANIFEST, STAGE_DIRS, read_manifest, sha256_file
+from artwalk.runfolder import MANIFEST, STAGE_DIRS, cache_key, config_dict, read_manifest, sha256_file
 from artwalk.video import (
     FORMATS,
     X264_PRESETS,
@@ -124,6 +127,11 @@ class VideoConfig:
         return self.run_dir / f"{name}.{self.video_format}"
 
     @property
+    def record_path(self) -> Path:
+        """``<video stem>.video.json``: the config and the key of what the video was made from."""
+        return self.video_path.with_name(f"{self.video_path.stem}.video.json")
+
+    @property
     def sheet_path(self) -> Path:
         return self.video_path.with_name(f"{self.video_path.stem}_keyframes.png")
 
@@ -180,25 +188,62 @@ def run(config: VideoConfig) -> VideoResult:
     def frames() -> Iterator[np.ndarray]:
         return _timeline_frames(frame_paths, timeline, (width, height))
 
-    encoded = encode_video(frames, len(timeline), (width, height), output, config.settings(rate))
-
-    sheet = None
-    if config.contact_sheet:
-        sheet = write_contact_sheet(run_dir, config.sheet_path)
+    # The video's record beside it: its config, and a key of everything it was made from.
+    record_path = config.record_path
+    key = cache_key(
+        source=source, manifest=sha256_file(run_dir / source / MANIFEST),
+        audio=sha256_file(config.audio) if config.audio is not None and fmt != "gif" else None,
+        settings={k: str(v) for k, v in config_dict(config, drop=_NOT_IN_KEY).items()},
+    )  # fmt: skip
+    previous = _read_record(record_path)
+    sheet_ok = not config.contact_sheet or config.sheet_path.is_file()
+    if previous.get("key") == key and sheet_ok and _same_file(output, previous):
+        log.info("%s is up to date with %s/ and the settings: nothing to do", output, source)
+        sheet = config.sheet_path if config.contact_sheet else None
+        encoded_seconds, result_fields = 0.0, previous["result"]
+    else:
+        encoded = encode_video(frames, len(timeline), (width, height), output, config.settings(rate))
+        sheet = write_contact_sheet(run_dir, config.sheet_path) if config.contact_sheet else None
+        encoded_seconds = encoded.seconds
+        result_fields = {"frames": encoded.frames, "duration_s": encoded.duration_s, "width": encoded.width,
+                         "height": encoded.height, "bytes": encoded.bytes, "audio_s": encoded.audio_s}
+        atomic_write_json(record_path, {
+            "stage": "video", "key": key, "config": config_dict(config), "source": source,
+            "video": output.name, "sha256": sha256_file(output), "result": result_fields,
+        })  # fmt: skip
     if config.clean:
-        clean_run_folder(run_dir, keep=[output, config.sheet_path])
+        clean_run_folder(run_dir, keep=[output, config.sheet_path, record_path])
 
     result = VideoResult(
-        path=output, frames=encoded.frames, duration_s=encoded.duration_s, width=encoded.width,
-        height=encoded.height, bytes=encoded.bytes, contact_sheet=sheet, source=source,
-        fps=float(rate), audio_s=encoded.audio_s, seconds=time.monotonic() - started,
+        path=output, contact_sheet=sheet, source=source, fps=float(rate),
+        seconds=time.monotonic() - started, **result_fields,
     )  # fmt: skip
-    log.info(
-        "wrote %s: %d frames, %.2f s at %s fps, %dx%d, %s%s (encoded in %.1f s)",
-        output, result.frames, result.duration_s, _fps_text(rate), result.width, result.height,
-        human_bytes(result.bytes), ", with sound" if result.audio_s else "", encoded.seconds,
-    )  # fmt: skip
+    if encoded_seconds:
+        log.info(
+            "wrote %s: %d frames, %.2f s at %s fps, %dx%d, %s%s (encoded in %.1f s)",
+            output, result.frames, result.duration_s, _fps_text(rate), result.width, result.height,
+            human_bytes(result.bytes), ", with sound" if result.audio_s else "", encoded_seconds,
+        )  # fmt: skip
     return result
+
+
+# Settings that do not change the video's bytes.
+_NOT_IN_KEY = ("run_dir", "progress", "clean", "contact_sheet", "sec_interpolation", "sec_freeze", "source")
+
+
+def _read_record(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _same_file(path: Path, record: dict) -> bool:
+    """True when ``path`` is the very video the record describes."""
+    try:
+        return path.stat().st_size == record["result"]["bytes"] and sha256_file(path) == record["sha256"]
+    except (OSError, KeyError, TypeError):
+        return False
 
 
 def _fps_text(rate) -> str:
@@ -459,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ArtWalks style: first (re)run the motion stage holding each original F seconds")
     p.add_argument("--clean", action="store_true",
                    help="after a successful encode, delete keyframes/, frames/ and upscaled/ from the"
-                   " run folder (the video, its contact sheet and walk.json stay)")
+                   " run folder (the video, its contact sheet, its .video.json and walk.json stay)")
     add_common_flags(p)  # --quiet, --verbose
     return p
 

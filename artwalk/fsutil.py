@@ -24,7 +24,7 @@ _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 TMP_MARK = ".tmp-"
 
 
-def _tmp_name(path: Path) -> Path:
+def tmp_name(path: Path) -> Path:
     return path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
@@ -45,7 +45,7 @@ def disk_errors(path: Path | str) -> Iterator[None]:
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file and a rename."""
     path = Path(path)
-    tmp = _tmp_name(path)
+    tmp = tmp_name(path)
     try:
         with disk_errors(path):
             with open(tmp, "wb") as fh:
@@ -71,7 +71,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(final)
+    tmp = tmp_name(final)
     tmp.mkdir()
     try:
         with disk_errors(final):

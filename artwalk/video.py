@@ -42,7 +42,6 @@ import logging
 import math
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -55,7 +54,8 @@ from av.video.reformatter import ColorRange, Colorspace
 from tqdm import tqdm
 
 from artwalk.errors import ConfigError, InputError
-from artwalk.fsutil import TMP_MARK, disk_errors
+from artwalk.fsutil import TMP_MARK, disk_errors, tmp_name
+from artwalk.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ X264_PRESETS = (
 )  # fmt: skip
 # x264 preset name -> libvpx-vp9 cpu-used in "good" mode (0 slowest/best .. 5 fastest;
 # libvpx treats anything above 5 as 5 there).
-_VP9_CPU_USED = dict(zip(X264_PRESETS, (5, 5, 5, 5, 5, 4, 3, 2, 1, 0)))
+_VP9_CPU_USED = dict(zip(X264_PRESETS, (5, 5, 5, 5, 5, 4, 3, 2, 1, 0), strict=True))
 _CRF_MAX = {"mp4": 51, "webm": 63, "gif": 63}
 
 AUDIO_RATE = 48_000
@@ -292,7 +292,7 @@ def atomic_output(final: Path) -> Iterator[Path]:
         final.parent.mkdir(parents=True, exist_ok=True)
         if remove_stale_outputs(final):
             log.info("removed an unfinished %s left by an interrupted run", final.name)
-    tmp = final.with_name(f"{final.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp = tmp_name(final)
     try:
         with disk_errors(final):
             yield tmp
@@ -308,6 +308,18 @@ def atomic_output(final: Path) -> Iterator[Path]:
 
 
 # --------------------------------------------------------------------------- video
+
+
+@contextlib.contextmanager
+def _opened(frames: FrameSource) -> Iterator[Iterator[np.ndarray]]:
+    """A fresh pass over the frames, closed afterwards (a generator's readers stop)."""
+    it = iter(frames())
+    try:
+        yield it
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
 
 
 def _even(n: int) -> int:
@@ -330,9 +342,11 @@ class _Muxer:
         self.bar = bar
         self.frame_tb = Fraction(1) / s.fps
         width, height = size
-        options = {"movflags": "+faststart"} if s.format == "mp4" else {}
+        options = {"fflags": "+bitexact"}  # same frames and settings: same bytes (no random UIDs)
+        if s.format == "mp4":
+            options["movflags"] = "+faststart"
         if s.format == "gif":
-            options = {"loop": "0"}  # loop forever
+            options["loop"] = "0"  # loop forever
         self.audio = None
         self.audio_frames: Iterator[av.AudioFrame] | None = None
         self.container = av.open(str(tmp), "w", format=s.format, options=options)
@@ -490,7 +504,8 @@ def _gif_palette(frames: Iterable[np.ndarray], size: tuple[int, int], bar: tqdm)
 
 def _encode_gif(mux: _Muxer, frames: FrameSource, n_frames: int, size: tuple[int, int], bar: tqdm) -> int:
     bar.set_description("gif palette")
-    palette = _gif_palette(frames(), size, bar)
+    with _opened(frames) as first_pass:
+        palette = _gif_palette(first_pass, size, bar)
     bar.reset()
     bar.set_description("gif")
     graph = av.filter.Graph()
@@ -507,12 +522,13 @@ def _encode_gif(mux: _Muxer, frames: FrameSource, n_frames: int, size: tuple[int
     pal.push(palette)
     pal.push(None)  # paletteuse keeps the last palette for every later frame
     written = 0
-    for i, frame in enumerate(_rgb_frames(frames(), size)):
-        frame.pts, frame.time_base = i, mux.frame_tb
-        src.push(frame)
-        for out in _drain(graph):
-            mux.write(out, written)
-            written += 1
+    with _opened(frames) as second_pass:
+        for i, frame in enumerate(_rgb_frames(second_pass, size)):
+            frame.pts, frame.time_base = i, mux.frame_tb
+            src.push(frame)
+            for out in _drain(graph):
+                mux.write(out, written)
+                written += 1
     src.push(None)
     for out in _drain(graph):
         mux.write(out, written)
@@ -550,11 +566,14 @@ def encode_video(
     audio = s.audio if s.format != "gif" else None
     if s.audio is not None and audio is None:
         log.warning("gif has no sound: the soundtrack %s is dropped", s.audio)
+    if s.format == "gif" and s.fps > 50:
+        log.warning("gif at %.3g fps: GIF frame delays are whole 1/100 s and most viewers slow"
+                    " delays under 2/100 s down, so it will play slower; use mp4 or webm", float(s.fps))
     audio_total = round(duration * AUDIO_RATE) if audio is not None else 0
     enc = dataclasses.replace(s, audio=audio)
 
     started = time.monotonic()
-    bar = tqdm(total=n_frames, unit="frame", disable=not s.progress, desc=s.format, leave=False)
+    bar = progress(total=n_frames, unit="frame", enabled=s.progress, desc=s.format, leave=False)
     with atomic_output(output) as tmp, bar:
         mux = _Muxer(tmp, (out_w, out_h), enc, audio_total, bar)
         try:
@@ -563,9 +582,10 @@ def encode_video(
             else:
                 written = 0
                 pad = (out_w - width, out_h - height)
-                for frame in _yuv_frames(frames(), size, pad):
-                    mux.write(frame, written)
-                    written += 1
+                with _opened(frames) as source:
+                    for frame in _yuv_frames(source, size, pad):
+                        mux.write(frame, written)
+                        written += 1
             if written != n_frames:
                 raise ValueError(f"encoded {written} frames, expected {n_frames}")
             mux.close()

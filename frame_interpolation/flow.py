@@ -73,7 +73,7 @@ _CONF_LOW, _CONF_HIGH = 0.3, 0.7
 # Blend weights sum to this (see _Segment.frame).
 _BLEND_SCALE = 1000.0
 # Fixed-point iterations that invert a displacement field.
-_INVERT_ITERS = 1
+_INVERT_ITERS = 2
 # Flow resolution: a long side of at least _MIN_FLOW_SIDE and a short side of at least
 # _MIN_SIDE (two DIS patches), or the frame's own size; frames with a short side under
 # _MIN_SIDE are cross-faded.
@@ -104,10 +104,11 @@ def _grid(h: int, w: int) -> np.ndarray:
     return np.dstack([xs, ys])
 
 
-def _inside(pos: np.ndarray) -> np.ndarray:
-    """1 where an (x, y) position map points inside its own frame, else 0 (float32)."""
-    h, w = pos.shape[:2]
-    return cv2.inRange(pos, (0.0, 0.0), (w - 1.0, h - 1.0)).astype(np.float32) / 255.0
+def _inside(pos: np.ndarray, lo: tuple[float, float] = (0.0, 0.0), hi: tuple[float, float] | None = None) -> np.ndarray:
+    """1 where an (x, y) position map points inside [lo, hi] (default: its own frame), else 0 (float32)."""
+    if hi is None:
+        hi = (pos.shape[1] - 1.0, pos.shape[0] - 1.0)
+    return cv2.inRange(pos, lo, hi).astype(np.float32) / 255.0
 
 
 def _norm2(field: np.ndarray) -> np.ndarray:
@@ -125,9 +126,9 @@ def _fill(field: np.ndarray, known: np.ndarray) -> np.ndarray:
 
     Normalised convolution on a Gaussian pyramid: each level averages the known values;
     going back up, a pixel keeps its own level's average where enough of its neighbours
-    are known and takes the coarser level's value where few are.
+    are known (a quarter suffices) and takes the coarser level's value where few are.
     """
-    num, den = field * known[..., None], known
+    num, den = cv2.pyrDown(field * known[..., None]), cv2.pyrDown(known)
     levels = []
     while min(den.shape) > 8:
         levels.append((num, den))
@@ -135,9 +136,10 @@ def _fill(field: np.ndarray, known: np.ndarray) -> np.ndarray:
     est = num / np.maximum(den, 1e-6)[..., None]
     for num, den in reversed(levels):
         up = cv2.pyrUp(est, dstsize=(den.shape[1], den.shape[0]))
-        trust = np.minimum(den * 4.0, 1.0)[..., None]  # a quarter of the neighbourhood known suffices
+        trust = np.minimum(den * 4.0, 1.0)[..., None]
         est = trust * (num / np.maximum(den, 1e-6)[..., None]) + (1.0 - trust) * up
-    return known[..., None] * field + (1.0 - known[..., None]) * est
+    up = cv2.pyrUp(est, dstsize=(known.shape[1], known.shape[0]))
+    return np.where(known[..., None] > 0, field, up)
 
 
 def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
@@ -276,13 +278,18 @@ def _motions(f01: np.ndarray, f10: np.ndarray, grey_a: np.ndarray, grey_b: np.nd
     return motions[0], motions[1]
 
 
-def _invert(displacement: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Backward-warp offsets ``g`` with ``g(y) = -D(y + g(y))``, and the source positions ``y + g(y)``."""
+def _invert(displacement: np.ndarray) -> np.ndarray:
+    """Backward-warp offsets ``g`` with ``g(y) = -D(y + g(y))``: the source of each output pixel.
+
+    Fixed-point iteration ``g <- -D(y + g)`` from ``g = -D(y)``; it converges where the
+    motion is smooth (``t |grad D| < 1``). Across a motion boundary the equation has no
+    solution or two, and the iterates alternate between the motions on either side.
+    """
     back = -displacement
     g = back
     for _ in range(_INVERT_ITERS):
-        g = cv2.remap(back, cv2.add(grid, g), None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return g, cv2.add(grid, g)
+        g = cv2.remap(back, g, None, cv2.INTER_LINEAR | cv2.WARP_RELATIVE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    return g
 
 
 class FlowEngine:
@@ -372,41 +379,41 @@ class _Segment:
             self.m0.camera.z, self.m1.camera.z, float(self.m0.confidence.mean()), float(self.m1.confidence.mean()),
         )
         self.a, self.b, self.size = a, b, (w, h)
-        self.full_grid = _grid(h, w) if self.resized else self.grid
         self.scale = (w / fw, h / fh, 0.0, 0.0)  # flow-resolution offsets to full-resolution pixels
+        # The full frame, x in [0, w - 1] and y in [0, h - 1], in flow-resolution coordinates.
+        self.frame_lo = tuple(0.5 / s - 0.5 for s in self.scale[:2])
+        self.frame_hi = tuple((n - 0.5) / s - 0.5 for n, s in zip((w, h), self.scale[:2]))
         self.interp = cv2.INTER_CUBIC if engine.cubic else cv2.INTER_LINEAR
 
     def _upsample(self, field: np.ndarray) -> np.ndarray:
         return cv2.resize(field, self.size, interpolation=cv2.INTER_LINEAR) if self.resized else field
 
-    def _sample(self, img: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``img`` at the full-resolution positions ``y + offsets(y)`` (offsets at flow
-        resolution), and a bool mask of the positions inside the frame."""
-        pos = cv2.add(self.full_grid, self._upsample(cv2.multiply(offsets, self.scale)))
-        w, h = self.size
-        inside = cv2.inRange(pos, (0.0, 0.0), (w - 1.0, h - 1.0)) > 0
-        return cv2.remap(img, pos, None, self.interp, borderMode=cv2.BORDER_REPLICATE), inside
+    def _sample(self, img: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """``img`` at the full-resolution positions ``y + offsets(y)`` (offsets at flow resolution)."""
+        offsets = self._upsample(cv2.multiply(offsets, self.scale))
+        return cv2.remap(img, offsets, None, self.interp | cv2.WARP_RELATIVE_MAP, borderMode=cv2.BORDER_REPLICATE)
+
+    def _weight(self, side: float, offsets: np.ndarray, other: _Motion, other_offsets: np.ndarray) -> np.ndarray:
+        """A keyframe's blend weight: ``side`` (1 - t or t), zero where its source lies outside
+        its frame, and zero where the other keyframe's source is occluded in this one (that
+        content exists only in the other keyframe)."""
+        inside = _inside(self.grid + offsets, self.frame_lo, self.frame_hi)
+        occluded = cv2.remap(
+            other.occluded, other_offsets, None, cv2.INTER_LINEAR | cv2.WARP_RELATIVE_MAP,
+            borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+        )
+        return side * inside * (1.0 - occluded)
 
     def frame(self, t: float) -> np.ndarray:
-        grid = self.grid
-        g0, pos0 = _invert(self.m0.displacement(t, grid), grid)
-        g1, pos1 = _invert(self.m1.displacement(1.0 - t, grid), grid)
-        # Weights (1 - t) and t, but content unique to one keyframe (occluded in the other)
-        # comes from that keyframe alone.
-        occ0 = cv2.remap(self.m0.occluded, pos0, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        occ1 = cv2.remap(self.m1.occluded, pos1, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        w0, w1 = (1.0 - t) * (1.0 - occ1), t * (1.0 - occ0)
+        g0 = _invert(self.m0.displacement(t, self.grid))
+        g1 = _invert(self.m1.displacement(1.0 - t, self.grid))
+        w0 = self._weight(1.0 - t, g0, self.m1, g1)
+        w1 = self._weight(t, g1, self.m0, g0)
         total = w0 + w1
-        share_a = np.where(total > 1e-6, w0 / np.maximum(total, 1e-6), 1.0 - t).astype(np.float32)
-        # cv2.blendLinear divides by (w_a + w_b + 1e-5): weights summing to _BLEND_SCALE
-        # make that bias negligible (1e-8).
-        weight_a = self._upsample(share_a * _BLEND_SCALE)
-
-        warped_a, inside_a = self._sample(self.a, g0)
-        warped_b, inside_b = self._sample(self.b, g1)
-        # A source outside its frame has no weight; if both are outside, cross-fade.
-        np.copyto(weight_a, _BLEND_SCALE, where=inside_a & ~inside_b)
-        np.copyto(weight_a, 0.0, where=inside_b & ~inside_a)
-        np.copyto(weight_a, (1.0 - t) * _BLEND_SCALE, where=~(inside_a | inside_b))
-        out = cv2.blendLinear(warped_a, warped_b, weight_a, cv2.subtract(_BLEND_SCALE, weight_a))
+        # Where neither keyframe is usable, cross-fade. cv2.blendLinear divides by
+        # (w_a + w_b + 1e-5): weights summing to _BLEND_SCALE make that bias negligible.
+        share_a = np.where(total > 1e-6, w0 / np.maximum(total, 1e-6), 1.0 - t)
+        weight_a = self._upsample((share_a * _BLEND_SCALE).astype(np.float32))
+        weight_b = cv2.subtract(_BLEND_SCALE, weight_a)
+        out = cv2.blendLinear(self._sample(self.a, g0), self._sample(self.b, g1), weight_a, weight_b)
         return np.clip(out, 0.0, 1.0, out=out)

@@ -136,7 +136,7 @@ def test_frames_timing_and_colours(tmp_path, fmt):
     with av.open(str(result.path)) as c:
         assert c.duration / av.time_base == pytest.approx(0.5, abs=0.011)
     expected = [RED] * 5 + [GREEN] * 3 + [BLUE] * 4
-    for k, (frame, colour) in enumerate(zip(frames, expected)):
+    for k, (frame, colour) in enumerate(zip(frames, expected, strict=True)):
         mean = frame.reshape(-1, 3).mean(axis=0)
         assert np.abs(mean - colour).max() < 8, (k, mean, colour)
     assert leftovers(run_dir) == []
@@ -269,6 +269,41 @@ def test_short_audio_just_ends_and_fade_never_exceeds_video(tmp_path):
     assert result.audio_s == pytest.approx(1.0, abs=0.01)
 
 
+def encode_sine(path: Path, container: str, codec: str, seconds: float = 1.0, rate: int = 48000) -> Path:
+    """A stereo sine in another container/codec, written with PyAV."""
+    formats = [f.name for f in av.Codec(codec, "w").audio_formats]
+    fmt = next((f for f in ("fltp", "flt") if f in formats), formats[0])
+    x = (0.5 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate)).astype(np.float32)
+    data = np.stack([x, x]) if fmt.endswith("p") else np.repeat(x, 2)[None]
+    if fmt.startswith("s16"):
+        data = (data * 32767).astype(np.int16)
+    with av.open(str(path), "w", format=container) as c:
+        stream = c.add_stream(codec, rate=rate, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(data, format=fmt, layout="stereo")
+        frame.sample_rate, frame.pts = rate, 0
+        c.mux(stream.encode(frame))
+        c.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("name, container, codec", [("s.mp3", "mp3", "libmp3lame"), ("s.m4a", "ipod", "aac"),
+                                                    ("s.flac", "flac", "flac"), ("s.ogg", "ogg", "libopus")])
+def test_audio_formats(tmp_path, name, container, codec):
+    run_dir = make_run(tmp_path, counts=(4, 4, 4))  # 0.5 s
+    song = encode_sine(tmp_path / name, container, codec)
+    result = gv.run(cfg(run_dir, audio=song, contact_sheet=False))
+    assert result.audio_s == pytest.approx(0.5, abs=0.01)
+
+
+def test_same_inputs_same_bytes(tmp_path):
+    run_dir = make_run(tmp_path)
+    song = sine_wav(tmp_path / "s.wav", 1.0)
+    for fmt in ("mp4", "webm"):
+        a = gv.run(cfg(run_dir, output=tmp_path / f"a.{fmt}", audio=song, contact_sheet=False))
+        b = gv.run(cfg(run_dir, output=tmp_path / f"b.{fmt}", audio=song, contact_sheet=False))
+        assert a.path.read_bytes() == b.path.read_bytes()
+
+
 def test_gif_drops_audio_with_a_warning(tmp_path, caplog):
     caplog.set_level(logging.WARNING)
     run_dir = make_run(tmp_path)
@@ -314,7 +349,17 @@ def test_clean_keeps_video_sheet_and_walk_json(tmp_path):
     (run_dir / "notes.txt").write_text("mine")
     gv.run(cfg(run_dir, clean=True))
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        "notes.txt", "walk.json", "walk.mp4", "walk_keyframes.png"]  # fmt: skip
+        "notes.txt", "walk.json", "walk.mp4", "walk.video.json", "walk_keyframes.png"]  # fmt: skip
+
+
+def test_rerun_with_nothing_changed_does_not_encode(tmp_path):
+    run_dir = make_run(tmp_path)
+    first = gv.run(cfg(run_dir))
+    stamp = first.path.stat().st_mtime_ns
+    again = gv.run(cfg(run_dir))
+    assert first.path.stat().st_mtime_ns == stamp and again.frames == first.frames
+    changed = gv.run(cfg(run_dir, crf=30))  # another setting: encoded anew
+    assert changed.path.stat().st_mtime_ns != stamp and changed.bytes != first.bytes
 
 
 # --------------------------------------------------------------------------- CLI
