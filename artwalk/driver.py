@@ -128,6 +128,22 @@ def run_walk(args: argparse.Namespace) -> None:
     ))
 
 
+def models_list(args: argparse.Namespace) -> None:
+    """Print the registry as a table: name, kind, stage, present, licence, source."""
+    from artwalk.download import format_models_table, list_models
+    from artwalk.models import cache_dir
+
+    print(format_models_table(list_models()))
+    log.info("file weights live in %s; hub models in the Hugging Face cache", cache_dir())
+
+
+def models_download(args: argparse.Namespace) -> None:
+    """Fetch one model's weights; print where they are."""
+    from artwalk.download import download
+
+    print(download(args.name, url=args.url, force=args.force, progress=not args.quiet))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="artwalk", description="Videos that walk from one artwork to the next.")
     p.add_argument("--version", action="version", version=f"artwalk {__version__}")
@@ -142,6 +158,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "OUT/walk.json and prints the keyframe, motion and upscale engine names on stdout.")
     add_walk_flags(pl)
     pl.set_defaults(func=lambda a: print(*vars(plan(a)).values()))
+    m = sub.add_parser("models", help="list the models the engines use; fetch their weights",
+                       description="The model registry: short names, hub ids or URLs, checksums, licences.")
+    msub = m.add_subparsers(dest="models_command", required=True)
+    ml = msub.add_parser("list", help="every registered model, whether it is here, its licence and source")
+    add_common_flags(ml)
+    ml.set_defaults(func=models_list)
+    md = msub.add_parser("download", help="fetch a model's weights (resumes; checks the sha256)",
+                         description="Fetch NAME (a name from `artwalk models list`, or a hub id owner/repo): "
+                         "a file model into the artwalk cache, resuming an interrupted transfer and placing it "
+                         "only once its checksum matched; a hub model into the Hugging Face cache.")
+    md.add_argument("name", metavar="NAME", help="registry name (see `artwalk models list`) or hub id")
+    md.add_argument("--url", help="fetch a file model from this URL instead (a mirror; a pinned checksum "
+                    "still applies)")
+    md.add_argument("--force", action="store_true", help="fetch again even if present, and trust what arrives "
+                    "when no checksum is pinned")
+    add_common_flags(md)
+    md.set_defaults(func=models_download)
     return p
 
 

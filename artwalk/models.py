@@ -2,12 +2,24 @@
 
 Two kinds of entry:
 
-- ``hub``: a diffusers/transformers folder on the Hugging Face hub (``source`` is the
-  repo id). It lives in the Hugging Face cache (``HF_HOME``/``HF_HUB_CACHE`` are
-  respected) and loads offline once there; ``HF_HUB_OFFLINE=1`` is honoured.
-- ``file``: one weights file fetched by URL (``source``), checked against ``sha256``
-  when one is pinned, and kept in the artwalk cache (``$ARTWALK_CACHE``, else
-  ``$XDG_CACHE_HOME/artwalk``, else ``~/.cache/artwalk``).
+- ``hub``: a diffusers folder on the Hugging Face hub (``source`` is the repo id).
+  It lives in the Hugging Face cache (``HF_HOME``/``HF_HUB_CACHE`` are respected)
+  and loads offline once there; ``HF_HUB_OFFLINE=1`` is honoured.
+- ``file``: one weights file fetched by URL (``source``) into the artwalk cache
+  (``$ARTWALK_CACHE``, else ``$XDG_CACHE_HOME/artwalk``, else ``~/.cache/artwalk``)
+  by :func:`artwalk.download.download`.
+
+Checksums of file models::
+
+    <cache>/
+        RealESRGAN_x4plus.pth          the weights, placed only once verified
+        RealESRGAN_x4plus.pth.sha256   "<sha256>  RealESRGAN_x4plus.pth" (sha256sum format)
+        RealESRGAN_x4plus.pth.part     an interrupted download, resumed by the next one
+
+A ``sha256`` pinned here was taken from a public source that checks the same
+release file (named beside each entry). A file with no pinned checksum is
+trusted on first use: the checksum of the first download is recorded beside it
+(``<file>.sha256``) and :func:`weights_file` refuses the file if it later differs.
 
 A user may always pass a hub id or a local path instead of a short name. A model
 that is not on this machine raises :class:`WeightsMissingError` with one line that
@@ -16,11 +28,15 @@ names it and the command that fetches it (``artwalk models download NAME``).
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from artwalk.errors import ConfigError, WeightsMissingError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,8 @@ def register(spec: ModelSpec) -> ModelSpec:
         raise ValueError(f"model {spec.name}: kind must be hub or file")
     if spec.kind == "file" and not spec.filename:
         raise ValueError(f"model {spec.name}: a file model needs a filename")
+    if spec.sha256 is not None and (len(spec.sha256) != 64 or spec.sha256.strip("0123456789abcdef")):
+        raise ValueError(f"model {spec.name}: sha256 must be 64 lower-case hex digits")
     REGISTRY[spec.name] = spec
     return spec
 
@@ -66,8 +84,52 @@ def download_hint(name: str) -> str:
     return f"run `artwalk models download {name}` on a machine with network"
 
 
+def hf_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` is set (read now, not when huggingface_hub was imported)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+# ---------------------------------------------------------------------------------------------
+# Checksums
+
+def checksum_path(path: Path) -> Path:
+    """The file beside ``path`` that records its sha256."""
+    return path.with_name(path.name + ".sha256")
+
+
+def sha256_file(path: Path | str) -> str:
+    """The sha256 of a file (about 0.1 s per 100 MB; every load pays it, no stale cache)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def recorded_sha256(path: Path) -> str | None:
+    """The checksum recorded beside ``path`` at its first download, if any."""
+    try:
+        text = checksum_path(path).read_text(encoding="ascii").split()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text[0].lower() if text else None
+
+
+def record_sha256(path: Path, digest: str) -> None:
+    from artwalk.fsutil import atomic_write_bytes
+
+    atomic_write_bytes(checksum_path(path), f"{digest}  {path.name}\n".encode("ascii"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Lookups
+
 def weights_file(name_or_path: str | Path) -> Path:
-    """The local weights file for a registry name or a path; one clear line if missing."""
+    """The local weights file for a registry name or a path; one clear line if missing.
+
+    A registered file is checked against its pinned sha256, or else against the one
+    recorded at its first download (trust on first use; recorded now if there is none).
+    """
     candidate = Path(name_or_path)
     if str(name_or_path) not in REGISTRY:
         if candidate.is_file():
@@ -81,6 +143,16 @@ def weights_file(name_or_path: str | Path) -> Path:
     path = cache_dir() / spec.filename
     if not path.is_file():
         raise WeightsMissingError(f"weights for {spec.name} ({spec.filename}) are not in {cache_dir()}: {download_hint(spec.name)}")
+    expected = spec.sha256 or recorded_sha256(path)
+    got = sha256_file(path)
+    if expected is None:
+        log.warning("%s: no checksum pinned or recorded; recording sha256 %s (trust on first use)", path, got)
+        record_sha256(path, got)
+    elif got != expected:
+        raise WeightsMissingError(
+            f"weights for {spec.name} ({path}) do not match their checksum (expected {expected}, got {got}):"
+            f" run `artwalk models download {spec.name} --force`"
+        )
     return path
 
 
@@ -92,3 +164,81 @@ def hub_id(name_or_id: str) -> str:
     if spec.kind != "hub":
         raise ConfigError(f"model {spec.name} is a weights file, not a hub folder")
     return spec.source
+
+
+def hub_missing(name_or_id: str) -> WeightsMissingError:
+    """The one-line error for a hub model that is neither cached nor fetchable.
+
+    Engines raise it when ``from_pretrained`` finds no local copy and no network::
+
+        except OSError:
+            raise hub_missing(name) from None
+    """
+    spec = REGISTRY.get(name_or_id)
+    repo = spec.source if spec else name_or_id
+    label = f"model {spec.name} ({repo})" if spec else f"model {repo}"
+    why = "HF_HUB_OFFLINE is set and it is not in the Hugging Face cache" if hf_offline() else (
+        "it is not in the Hugging Face cache and could not be fetched")
+    return WeightsMissingError(f"{label}: {why}; {download_hint(spec.name if spec else repo)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The models the engines use
+
+_KANDINSKY = "Apache-2.0"
+_SD2 = "CreativeML Open RAIL++-M (use restrictions apply)"
+_SD1 = "CreativeML OpenRAIL-M (use restrictions apply)"
+_ESRGAN = "BSD-3-Clause"
+_ESRGAN_URL = "https://github.com/xinntao/Real-ESRGAN/releases/download"
+_FILM_URL = "https://github.com/dajes/frame-interpolation-pytorch/releases/download/v1.0.2"
+
+for _name, _repo, _licence, _what in [
+    ("kandinsky-2-2-prior", "kandinsky-community/kandinsky-2-2-prior", _KANDINSKY,
+     "Kandinsky 2.2 prior: text/image to CLIP image embeddings (keyframes engine kandinsky)"),
+    ("kandinsky-2-2-decoder", "kandinsky-community/kandinsky-2-2-decoder", _KANDINSKY,
+     "Kandinsky 2.2 decoder: image embeddings to pixels (keyframes engine kandinsky)"),
+    ("kandinsky-2-2-decoder-inpaint", "kandinsky-community/kandinsky-2-2-decoder-inpaint", _KANDINSKY,
+     "Kandinsky 2.2 inpainting decoder (keyframes engine kandinsky, fills letterbox borders)"),
+    # Stability AI withdrew its SD 2.x repositories from the hub in November 2025; the
+    # sd2-community organisation keeps the same files (same licence).
+    ("sd21-unclip", "sd2-community/stable-diffusion-2-1-unclip", _SD2,
+     "Stable Diffusion 2.1 unCLIP (ViT-H) img2img, mirror of stabilityai/stable-diffusion-2-1-unclip"
+     " (keyframes engine unclip)"),
+    ("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", _SD1,
+     "Stable Diffusion 1.5, maintained mirror of runwayml/stable-diffusion-v1-5 (keyframes engine sd)"),
+    ("sd2-inpaint", "sd2-community/stable-diffusion-2-inpainting", _SD2,
+     "Stable Diffusion 2 inpainting, mirror of stabilityai/stable-diffusion-2-inpainting"
+     " (keyframes, fills letterbox borders)"),
+]:
+    register(ModelSpec(_name, "hub", _repo, "keyframes", _licence, _what))
+
+# FILM: the official TF2 weights (Google Research, Apache-2.0) exported to a TorchScript
+# archive by the PyTorch port dajes/frame-interpolation-pytorch. No public checksum found:
+# trusted on first use.
+register(ModelSpec(
+    "film", "file", f"{_FILM_URL}/film_net_fp32.pt", "motion", "Apache-2.0 (FILM weights, Google Research)",
+    "FILM 'Style' network, float32 TorchScript export (motion engine film)", filename="film_net_fp32.pt"))
+register(ModelSpec(
+    "film-fp16", "file", f"{_FILM_URL}/film_net_fp16.pt", "motion", "Apache-2.0 (FILM weights, Google Research)",
+    "FILM 'Style' network, float16 TorchScript export (motion engine film on GPU)", filename="film_net_fp16.pt"))
+
+# Real-ESRGAN official release files. Checksums as pinned by the Arch Linux AUR package
+# python-realesrgan 0.3.0 (PKGBUILD sha256sums, checked by makepkg against these URLs) and
+# matching several independent projects that pin the same release files.
+for _name, _file, _tag, _sha, _what in [
+    ("RealESRGAN_x4plus", "RealESRGAN_x4plus.pth", "v0.1.0",
+     "4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1", "RRDBNet x4, general photos (67 MB)"),
+    ("RealESRGAN_x2plus", "RealESRGAN_x2plus.pth", "v0.2.1",
+     "49fafd45f8fd7aa8d31ab2a22d14d91b536c34494a5cfe31eb5d89c2fa266abb", "RRDBNet x2, general photos (67 MB)"),
+    ("realesr-general-x4v3", "realesr-general-x4v3.pth", "v0.2.5.0",
+     "8dc7edb9ac80ccdc30c3a5dca6616509367f05fbc184ad95b731f05bece96292", "SRVGG compact x4, general (4.9 MB)"),
+    ("realesr-general-wdn-x4v3", "realesr-general-wdn-x4v3.pth", "v0.2.5.0",
+     "1641f8c4464b9f097c9fdda5589273713f67cf59f3d909e0bd688f0cee269dca",
+     "SRVGG compact x4, general, weak denoise; blended with x4v3 for denoise strength (4.9 MB)"),
+    ("realesr-animevideov3", "realesr-animevideov3.pth", "v0.2.5.0",
+     "b8a8376811077954d82ca3fcf476f1ac3da3e8a68a4f4d71363008000a18b75d", "SRVGG compact x4, anime video (2.5 MB)"),
+]:
+    register(ModelSpec(_name, "file", f"{_ESRGAN_URL}/{_tag}/{_file}", "upscale", _ESRGAN,
+                       f"Real-ESRGAN {_what}", filename=_file, sha256=_sha))
+
+del _name, _repo, _licence, _what, _file, _tag, _sha
