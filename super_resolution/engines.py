@@ -5,7 +5,13 @@ Engine interface:
 - ``name``; ``identity()``: JSON-able dict of what changes output bytes;
 - ``upscale(rgb, width, height)``: RGB float32 (H, W, 3) in [0, 1] to exactly
   (height, width, 3). A neural engine runs its network (x2/x4) and finishes with
-  Lanczos to the exact size.
+  Lanczos to the exact size;
+- optionally ``upscale_batch(rgbs, width, height)``: the same for a list of frames at
+  once (the stage uses it when ``batch`` > 1).
+
+``create_engine(name, **options)`` passes the engine's options (model, tile, dtype,
+device, ...) to its factory; the classical ``lanczos`` ignores them. Neural engines are
+imported only when asked for (PyTorch is not needed for ``lanczos``).
 
 Targets: a scale (``x2``, ``1.5``), a name (``720p``, ``1080p``, ``2k`` = 2560x1440,
 ``1440p``, ``4k`` = 3840x2160) or ``WxH``. Names and ``WxH`` are boxes: the frame is
@@ -81,12 +87,26 @@ class LanczosEngine:
         return np.clip(cv2.resize(rgb, (width, height), interpolation=interp), 0.0, 1.0)
 
 
-ENGINES: dict[str, Callable[[], UpscaleEngine]] = {"lanczos": LanczosEngine}
+def _lanczos(**options) -> UpscaleEngine:
+    return LanczosEngine()
 
 
-def create_engine(name: str) -> UpscaleEngine:
+def _realesrgan(**options) -> UpscaleEngine:
+    try:
+        from super_resolution.realesrgan import RealESRGANEngine
+    except ImportError as exc:
+        raise ConfigError(f"engine realesrgan needs PyTorch and safetensors ({exc}): "
+                          "pip install torch safetensors") from None
+
+    return RealESRGANEngine(**options)
+
+
+ENGINES: dict[str, Callable[..., UpscaleEngine]] = {"lanczos": _lanczos, "realesrgan": _realesrgan}
+
+
+def create_engine(name: str, **options) -> UpscaleEngine:
     try:
         factory = ENGINES[name]
     except KeyError:
         raise ConfigError(f"unknown upscale engine '{name}' (available here: {', '.join(ENGINES)})") from None
-    return factory()
+    return factory(**options)
