@@ -17,6 +17,11 @@ identity, so a changed keyframe recomputes only its two segments.
 The manifest lists the walk's unique frames (keyframes stay in OUT/keyframes/ and
 are referenced there) and ``timeline``: one index into that list per video frame.
 
+Engines: ``flow`` (default, classical), ``blend``, and ``film`` (FILM on the published
+weights; its options ``model``, ``film_mode``, ``time_mode``, ``device``, ``dtype``,
+``batch``, ``block_size``, ``block_overlap`` are described in :mod:`frame_interpolation.film`;
+the classical engines ignore them).
+
 ``run(MotionConfig(...)) -> MotionResult``; the CLI is ``python -m frame_interpolation``.
 """
 
@@ -52,10 +57,27 @@ class MotionConfig:
     engine: str = "flow"
     loop: bool = False
     progress: bool = True
+    # options of the neural engine (film); flow and blend ignore them
+    model: str = "film"  # registry name or path to a weights file
+    film_mode: str = "module"  # module: our network on the file's weights; torchscript: run the file
+    time_mode: str = "bisect"  # bisect: recursive midpoints to the exact times; exact: dt = t
+    device: str = "auto"  # auto: CUDA when available
+    dtype: str = "auto"  # auto: float16 on CUDA, float32 on CPU
+    batch: int = 1  # network calls per forward pass
+    block_size: int = 2560  # frames with a side over this run in overlapping blocks; 0: never
+    block_overlap: int = 256  # pixels shared by neighbouring blocks
 
     def __post_init__(self) -> None:
         if self.easing not in EASINGS:
             raise ConfigError(f"unknown easing '{self.easing}' (choose from {', '.join(EASINGS)})")
+        if self.batch < 1 or self.block_size < 0 or self.block_overlap < 0:
+            raise ConfigError(f"--batch must be >= 1 and --block-size, --block-overlap >= 0 "
+                              f"(got {self.batch}, {self.block_size}, {self.block_overlap})")
+
+    def engine_options(self) -> dict:
+        return {"model": self.model, "mode": self.film_mode, "time_mode": self.time_mode, "device": self.device,
+                "dtype": self.dtype, "batch": self.batch, "block_size": self.block_size,
+                "block_overlap": self.block_overlap}
 
     @property
     def spec(self) -> TimelineSpec:
@@ -79,7 +101,7 @@ def run(config: MotionConfig) -> MotionResult:
     run_dir = Path(config.run_dir)
     spec = config.spec
     keyframes_manifest = read_manifest(run_dir, "keyframes")
-    engine = create_engine(config.engine)
+    engine = create_engine(config.engine, **config.engine_options())
     keys = keyframes_manifest["outputs"]
     loop = (config.loop or keyframes_manifest.get("loop", False)) and len(keys) > 1
     joins = [(i, i + 1) for i in range(len(keys) - 1)] + ([(len(keys) - 1, 0)] if loop else [])
@@ -122,7 +144,7 @@ def run(config: MotionConfig) -> MotionResult:
     timeline = build_timeline([Keyframe(i, k["kind"] == "original") for i, k in enumerate(keys)], segments, spec)
     manifest = write_manifest(
         run_dir / STAGE, STAGE,
-        config=config_dict(config), engine=engine.identity(),
+        config=config_dict(config, drop=("progress", "run_dir", "batch")), engine=engine.identity(),
         upstream=sha256_file(run_dir / "keyframes" / "manifest.json"),
         inputs=[{"path": k["path"], "sha256": k["sha256"]} for k in keys],
         outputs=frames[len(keys):],

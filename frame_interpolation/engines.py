@@ -8,7 +8,11 @@ Every engine has the same small interface:
 - ``interpolate(a, b, times)``: ``a`` and ``b`` are RGB float32 (H, W, 3) in [0, 1];
   yields one frame of the same shape per time in (0, 1), in order, as a generator.
 
-Classical engines (``flow``, ``blend``) need no weights and are the CPU default.
+``create_engine(name, **options)`` passes the neural engine's options (model, mode,
+time mode, device, dtype, batch, blocks) to its factory; the classical engines ignore
+them. Classical engines (``flow``, ``blend``) need no weights and are the CPU default;
+``film`` (:mod:`frame_interpolation.film`) is imported only when asked for, so PyTorch
+is not needed for the others.
 """
 
 from __future__ import annotations
@@ -28,24 +32,33 @@ class MotionEngine(Protocol):
     def interpolate(self, a: np.ndarray, b: np.ndarray, times: Sequence[float]) -> Iterator[np.ndarray]: ...
 
 
-def _flow() -> MotionEngine:
+def _flow(**options) -> MotionEngine:
     from frame_interpolation.flow import FlowEngine
 
     return FlowEngine()
 
 
-def _blend() -> MotionEngine:
+def _blend(**options) -> MotionEngine:
     from frame_interpolation.blend import BlendEngine
 
     return BlendEngine()
 
 
-ENGINES: dict[str, Callable[[], MotionEngine]] = {"flow": _flow, "blend": _blend}
+def _film(**options) -> MotionEngine:
+    try:
+        from frame_interpolation.film import FilmEngine
+    except ImportError as exc:
+        raise ConfigError(f"engine film needs PyTorch ({exc}): pip install torch") from None
+
+    return FilmEngine(**options)
 
 
-def create_engine(name: str) -> MotionEngine:
+ENGINES: dict[str, Callable[..., MotionEngine]] = {"flow": _flow, "blend": _blend, "film": _film}
+
+
+def create_engine(name: str, **options) -> MotionEngine:
     try:
         factory = ENGINES[name]
     except KeyError:
         raise ConfigError(f"unknown motion engine '{name}' (available here: {', '.join(ENGINES)})") from None
-    return factory()
+    return factory(**options)
