@@ -11,12 +11,21 @@
 Inputs are read in natural order ('2' before '10'), normalised (EXIF rotation,
 palette/CMYK/grey/16-bit/alpha to RGB) and conformed to W x H by a fit mode
 (:mod:`diffusion_models.conform`). Every input is read and checked before anything
-is written, so a bad file stops the run with one line and no output.
+is written, so a bad file stops the run with one line and no output. With
+``--outpaint`` an image of another aspect is contain-fitted and the engine's
+inpainting model paints the bars (:mod:`diffusion_models.outpaint`), inside the
+original's unit.
+
+The in-betweens come from the keyframe engine (:mod:`diffusion_models.engines`:
+``none``, or the neural ``kandinsky``, ``unclip``, ``sd``), created once per run
+from the config's model options; its models load on first use only.
 
 Units are cached by key (:mod:`artwalk.runfolder`): an original's key hashes its
-file bytes and the fit; a pair's key hashes both conformed keyframes, S, the seed
-and the engine's identity. Each pair's seed is derived from the walk seed and the
-pair's contents, so inserting an image elsewhere does not change it.
+file bytes and the fit (with ``--outpaint``: the outpainting model's identity and
+seed); a pair's key hashes both conformed keyframes, S, the seed, the engine's
+identity and, with ``--prompts-csv``, the two images' prompts. Each pair's seed is
+derived from the walk seed and the pair's contents, so inserting an image
+elsewhere does not change it; it is recorded in the manifest.
 
 ``run(KeyframeConfig(...)) -> KeyframeResult``; the CLI is ``python -m diffusion_models``.
 """
@@ -32,13 +41,21 @@ from artwalk.errors import ConfigError
 from artwalk.images import list_images, load_image, read_frame, save_png
 from artwalk.progress import progress
 from artwalk.runfolder import UnitStore, cache_key, config_dict, sha256_file, write_manifest
+from diffusion_models import outpaint as outpainting
 from diffusion_models.conform import FIT_MODES, conform
-from diffusion_models.engines import create_engine
+from diffusion_models.engines import create_engine, prompt_for, read_prompts_csv
 
 log = logging.getLogger(__name__)
 
 STAGE = "keyframes"
 CONFORM_VERSION = 1  # bump when conform's output bytes change
+OUTPAINT_VERSION = 1  # bump when outpaint's geometry (mask, feather, composite) changes
+
+# KeyframeConfig fields that are the engine's options (None: the engine's default).
+ENGINE_OPTIONS = (
+    "model", "prior_model", "outpaint_model", "device", "dtype", "steps", "guidance", "strength",
+    "prompt", "negative_prompt", "noise_level", "attention_slicing", "vae_tiling", "cpu_offload",
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,22 @@ class KeyframeConfig:
     no_originals: bool = False
     outpaint: bool = False
     progress: bool = True
+    # The neural engines' options; None means the engine's own default.
+    model: str | None = None  # short name, hub id or local folder
+    prior_model: str | None = None  # kandinsky's prior
+    outpaint_model: str | None = None  # the inpainting model for --outpaint
+    device: str | None = None  # auto: cuda when there, else cpu
+    dtype: str | None = None  # auto: float16 on cuda, float32 on cpu
+    steps: int | None = None
+    guidance: float | None = None
+    strength: float | None = None
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    prompts_csv: Path | None = None  # filename,prompt rows: each image's own prompt
+    noise_level: int | None = None  # unclip
+    attention_slicing: bool = False
+    vae_tiling: bool = False
+    cpu_offload: bool = False
 
     def __post_init__(self) -> None:
         for name in ("width", "height"):
@@ -79,6 +112,9 @@ class KeyframeConfig:
     def effective_fit(self) -> str:
         return "cover" if self.square_crop else self.fit
 
+    def engine_options(self) -> dict:
+        return {name: getattr(self, name) for name in ENGINE_OPTIONS}
+
 
 @dataclass
 class KeyframeResult:
@@ -96,45 +132,77 @@ def pair_seed(walk_seed: int, sha_a: str, sha_b: str) -> int:
     return int(cache_key(seed=walk_seed, a=sha_a, b=sha_b)[:8], 16)
 
 
+def image_seed(walk_seed: int, sha: str) -> int:
+    """An original's seed (for outpainting): from the walk seed and the file's contents."""
+    return int(cache_key(seed=walk_seed, image=sha)[:8], 16)
+
+
 def run(config: KeyframeConfig) -> KeyframeResult:
     start = time.monotonic()
     images = list_images(config.input_dir)
-    engine = create_engine(config.engine)
+    engine = create_engine(config.engine, progress=config.progress, **config.engine_options())
     steps = config.interpolation_steps if engine.makes_inbetweens else 0
     if config.interpolation_steps and not engine.makes_inbetweens:
         log.info("engine 'none' makes no in-betweens: the walk goes straight from original to original")
     if config.no_originals and not steps:
         raise ConfigError("--no_originals leaves nothing to show without in-betweens (S = 0)")
-    if config.outpaint and not engine.makes_inbetweens:
+    if config.outpaint and not hasattr(engine, "outpaint"):
         raise ConfigError(
             "--outpaint needs a diffusion engine; for a classical fill use --fit contain-blur"
         )
+    prompts = None
+    if config.prompts_csv is not None:
+        if not getattr(engine, "takes_prompts", False):
+            raise ConfigError(f"engine '{engine.name}' takes no prompts; --prompts-csv needs --engine sd or unclip")
+        prompts = read_prompts_csv(config.prompts_csv)
+        unknown = sorted(set(prompts) - {p.name for p in images} - {p.stem for p in images})
+        if unknown:
+            log.warning("%s: no image named %s in %s", config.prompts_csv, ", ".join(unknown), config.input_dir)
     width, height = config.size
     fit = config.effective_fit
+
+    def image_prompt(path: Path) -> str | None:
+        return None if prompts is None else prompt_for(path.name, prompts, config.prompt or "")
 
     # 1. Check every input before writing anything: one bad file, no output.
     hashes = [sha256_file(p) for p in images]
     store_dir = Path(config.run_dir) / STAGE
-    conform_keys = [
-        cache_key(kind="original", sha256=h, size=[width, height], fit=fit, version=CONFORM_VERSION)
-        for h in hashes
-    ]
+    if config.outpaint:
+        # The outpainting model's identity and the image's seed (and prompt) change its bytes.
+        conform_keys = [
+            cache_key(kind="original", sha256=h, size=[width, height], fit="outpaint",
+                      outpaint=engine.outpaint_identity(), seed=image_seed(config.seed, h),
+                      prompt=image_prompt(p), version=[CONFORM_VERSION, OUTPAINT_VERSION])
+            for p, h in zip(images, hashes)
+        ]
+    else:
+        conform_keys = [
+            cache_key(kind="original", sha256=h, size=[width, height], fit=fit, version=CONFORM_VERSION)
+            for h in hashes
+        ]
     cached = [(store_dir / "units" / k[:32] / "unit.json").is_file() for k in conform_keys]
     for path, done in zip(progress(images, desc="checking inputs", enabled=config.progress, leave=False), cached):
         if not done:
             load_image(path, min_size=(width, height))
-    log.info("%d image(s) from %s, conformed to %dx%d (%s)", len(images), config.input_dir, width, height, fit)
+    log.info("%d image(s) from %s, conformed to %dx%d (%s)", len(images), config.input_dir, width, height,
+             "contain + outpaint" if config.outpaint else fit)
 
     store = UnitStore(store_dir)
     run_dir = Path(config.run_dir)
 
-    # 2. Conform the originals: one unit each.
+    # 2. Conform the originals: one unit each (outpainted inside the unit with --outpaint).
     originals = []  # (relpath, sha256 of the conformed PNG)
-    for path, key in zip(progress(images, desc="conforming", enabled=config.progress), conform_keys):
+    desc = "outpainting" if config.outpaint else "conforming"
+    for path, key, sha in zip(progress(images, desc=desc, enabled=config.progress), conform_keys, hashes):
         record = store.lookup(key)
         if record is None:
-            with store.build(key, source=path.name) as (tmp, record):
-                rgb = conform(load_image(path, min_size=(width, height)), width, height, fit)
+            meta = {"seed": image_seed(config.seed, sha)} if config.outpaint else {}
+            with store.build(key, source=path.name, **meta) as (tmp, record):
+                rgb = load_image(path, min_size=(width, height))
+                if config.outpaint:
+                    rgb = outpaint_original(engine, rgb, width, height, meta["seed"], image_prompt(path))
+                else:
+                    rgb = conform(rgb, width, height, fit)
                 record["files"].append({"name": "000001.png", "sha256": save_png(tmp / "000001.png", rgb)})
         originals.append((store.relpath(key, "000001.png", run_dir), record["files"][0]["sha256"]))
 
@@ -148,13 +216,16 @@ def run(config: KeyframeConfig) -> KeyframeResult:
     for i, j in joins if steps else []:
         sha_a, sha_b = originals[i][1], originals[j][1]
         seed = pair_seed(config.seed, sha_a, sha_b)
+        pair_prompts = None if prompts is None else (image_prompt(images[i]), image_prompt(images[j]))
+        extra = {} if pair_prompts is None else {"prompts": list(pair_prompts)}
         key = cache_key(kind="pair", a=sha_a, b=sha_b, fractions=fractions, seed=seed,
-                        size=[width, height], engine=engine.identity())
+                        size=[width, height], engine=engine.identity(), **extra)
         record = store.lookup(key)
         if record is None:
             a, b = read_frame(run_dir / originals[i][0]), read_frame(run_dir / originals[j][0])
-            with store.build(key, pair=[images[i].name, images[j].name], seed=seed) as (tmp, record):
-                for k, rgb in enumerate(engine.inbetweens(a, b, fractions, seed), start=1):
+            kwargs = {} if pair_prompts is None else {"prompts": pair_prompts}
+            with store.build(key, pair=[images[i].name, images[j].name], seed=seed, **extra) as (tmp, record):
+                for k, rgb in enumerate(engine.inbetweens(a, b, fractions, seed, **kwargs), start=1):
                     name = f"{k:06d}.png"
                     record["files"].append({"name": name, "sha256": save_png(tmp / name, rgb)})
                     bar.update()
@@ -170,13 +241,17 @@ def run(config: KeyframeConfig) -> KeyframeResult:
     outputs: list[dict] = []
     for i, (relpath, sha) in enumerate(originals):
         if not config.no_originals:
-            outputs.append({"path": relpath, "sha256": sha, "kind": "original", "source": images[i].name})
+            entry = {"path": relpath, "sha256": sha, "kind": "original", "source": images[i].name}
+            if config.outpaint:
+                entry["seed"] = image_seed(config.seed, hashes[i])
+            outputs.append(entry)
         if i < len(pair_outputs):
             outputs.extend(pair_outputs[i])
     manifest = write_manifest(
         store_dir, STAGE,
         config=config_dict(config),
         engine=engine.identity(),
+        **({"outpaint": engine.outpaint_identity()} if config.outpaint else {}),
         inputs=[{"path": str(p), "sha256": h} for p, h in zip(images, hashes)],
         outputs=outputs,
         size=[width, height],
@@ -192,3 +267,13 @@ def run(config: KeyframeConfig) -> KeyframeResult:
         inbetweens=sum(len(p) for p in pair_outputs), reused=store.reused,
         computed=store.computed, seconds=time.monotonic() - start,
     )
+
+
+def outpaint_original(engine, rgb, width: int, height: int, seed: int, prompt: str | None = None):
+    """Contain-fit ``rgb`` into W x H and let the engine's inpainting model paint the bars."""
+    kwargs = {} if prompt is None else {"prompt": prompt}
+
+    def paint(canvas, region):
+        return engine.outpaint(canvas, region, seed, **kwargs)
+
+    return outpainting.outpaint(rgb, width, height, paint)

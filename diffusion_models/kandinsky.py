@@ -1,0 +1,266 @@
+"""Engine ``kandinsky``: Kandinsky 2.2 image-embedding walks (diffusers).
+
+For a pair (A, B) and fractions t_1 < ... < t_S::
+
+    A, B --prior's CLIP image encoder--> e_A, e_B        (one embedding each)
+    e(t) = slerp(e_A, e_B, t)                             (diffusion_models.slerp)
+    noise = randn(generator(seed))                        (one latent for the whole pair)
+    K(t) = decoder(e(t), negative, noise)                 (classifier-free guidance)
+
+Every in-between of a pair starts from the same noise latent (and draws the same
+per-step noise), so they differ only by their embedding and stay coherent as t
+moves. The negative embedding is the prior's zero-image embedding, or with
+``--negative-prompt`` the prior's embedding of that text.
+
+``--strength s`` below 1 anchors each in-between to the nearer real painting: the
+denoising starts from that endpoint's latent noised to strength s (img2img), not
+from pure noise. 1 (the default) is a free walk.
+
+Geometry: the decoder works at multiples of 64 pixels; W x H is mirror-padded up to
+the next multiple, generated, and centre-cropped back, so any W x H works.
+
+The denoising loop is written here (it follows diffusers' KandinskyV22Pipeline and
+KandinskyV22Img2ImgPipeline) because the latter swaps width and height when it
+preprocesses a non-square image, and neither lets a pair share one noise latent
+in img2img mode. Outpainting uses diffusers' KandinskyV22InpaintPipeline.
+
+Models: ``--model`` the decoder (default ``kandinsky-2-2-decoder``), ``--prior-model``
+(default ``kandinsky-2-2-prior``), ``--outpaint-model`` (default
+``kandinsky-2-2-decoder-inpaint``); or a bundle folder with prior/, decoder/, inpaint/.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from artwalk.devices import generator
+from artwalk.errors import ConfigError
+from diffusion_models.engines import (
+    Runtime, check_range, crop_to, load_pipeline, model_source, pad_to, padded_size, pick_model, to_numpy,
+    to_tensor, to_uint8_pil,
+)
+from diffusion_models.slerp import slerp
+
+log = logging.getLogger(__name__)
+
+DECODER = "kandinsky-2-2-decoder"
+PRIOR = "kandinsky-2-2-prior"
+INPAINT = "kandinsky-2-2-decoder-inpaint"
+PRIOR_STEPS = 25  # prior denoising steps for a --negative-prompt embedding
+PRIOR_GUIDANCE = 4.0
+
+
+class KandinskyEngine:
+    name = "kandinsky"
+    makes_inbetweens = True
+    takes_prompts = False
+
+    def __init__(
+        self, model: str | None = None, prior_model: str | None = None, outpaint_model: str | None = None,
+        steps: int = 50, guidance: float = 4.0, strength: float = 1.0, negative_prompt: str | None = None,
+        device: str | None = None, dtype: str | None = None, attention_slicing: bool = False,
+        vae_tiling: bool = False, cpu_offload: bool = False, progress: bool = True,
+    ) -> None:
+        check_range("steps", steps, 1, 1000)
+        check_range("guidance", guidance, 0.0, 100.0)
+        check_range("strength", strength, 0.0, 1.0, low_open=True)
+        if strength < 1.0 and int(steps * strength) < 1:
+            raise ConfigError(f"--strength {strength} with --steps {steps} leaves no denoising step; raise either")
+        if vae_tiling:
+            raise ConfigError("--vae-tiling: Kandinsky's MoVQ decoder has no tiled decoding; drop the flag")
+        self.decoder_model = pick_model(None, model, "decoder", model or DECODER)
+        self.prior_model = pick_model(prior_model, model, "prior", PRIOR)
+        self.inpaint_model = pick_model(outpaint_model, model, "inpaint", INPAINT)
+        self.steps, self.guidance, self.strength = int(steps), float(guidance), float(strength)
+        self.negative_prompt = negative_prompt
+        self.rt = Runtime(device, dtype, attention_slicing, False, cpu_offload, progress)
+        self._prior = self._decoder = self._inpaint = self._negative = None
+
+    # --- identity -------------------------------------------------------------------------
+
+    def identity(self) -> dict:
+        out = {
+            "engine": self.name, "decoder": model_source(self.decoder_model)[0],
+            "prior": model_source(self.prior_model)[0], "steps": self.steps, "guidance": self.guidance,
+            "strength": self.strength, **self.rt.identity(),
+        }
+        return {**out, **self._negative_identity()}
+
+    def outpaint_identity(self) -> dict:
+        return {"engine": self.name, "inpaint": model_source(self.inpaint_model)[0],
+                "prior": model_source(self.prior_model)[0], "steps": self.steps,
+                "guidance": self.guidance, **self.rt.identity(), **self._negative_identity()}
+
+    def _negative_identity(self) -> dict:
+        if not self.negative_prompt:
+            return {}
+        return {"negative_prompt": self.negative_prompt, "prior_steps": PRIOR_STEPS, "prior_guidance": PRIOR_GUIDANCE}
+
+    # --- models, loaded once on first use -------------------------------------------------
+
+    @property
+    def prior(self):
+        if self._prior is None:
+            from diffusers import KandinskyV22PriorPipeline
+
+            # Only the image encoder is needed, unless a negative prompt asks for the prior.
+            skip = {} if self.negative_prompt else dict(prior=None, text_encoder=None, tokenizer=None, scheduler=None)
+            pipe = load_pipeline(KandinskyV22PriorPipeline, self.prior_model, "Kandinsky prior",
+                                 progress=self.rt.progress, dtype=self.rt.dtype, **skip)
+            self._prior = self.rt.place(pipe, vae_attr=None)
+        return self._prior
+
+    @property
+    def decoder(self):
+        if self._decoder is None:
+            from diffusers import KandinskyV22Pipeline
+
+            pipe = load_pipeline(KandinskyV22Pipeline, self.decoder_model, "Kandinsky decoder",
+                                 progress=self.rt.progress, dtype=self.rt.dtype)
+            self._decoder = self.rt.place(pipe, vae_attr=None)
+        return self._decoder
+
+    @property
+    def inpaint(self):
+        if self._inpaint is None:
+            from diffusers import KandinskyV22InpaintPipeline
+
+            pipe = load_pipeline(KandinskyV22InpaintPipeline, self.inpaint_model, "Kandinsky inpainting decoder",
+                                 progress=self.rt.progress, dtype=self.rt.dtype)
+            self._inpaint = self.rt.place(pipe, vae_attr=None)
+        return self._inpaint
+
+    def attach(self, prior=None, decoder=None, inpaint=None) -> None:
+        """Use pipelines built elsewhere instead of loading them (benchmarks, notebooks)."""
+        if prior is not None:
+            self._prior = self.rt.place(prior, vae_attr=None)
+        if decoder is not None:
+            self._decoder = self.rt.place(decoder, vae_attr=None)
+        if inpaint is not None:
+            self._inpaint = self.rt.place(inpaint, vae_attr=None)
+
+    # --- embeddings -----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def embed(self, images: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """CLIP image embeddings (1, D), one per RGB image, from the prior's image encoder."""
+        prior = self.prior
+        device = prior._execution_device
+        pixels = prior.image_processor(images=[to_uint8_pil(im) for im in images], return_tensors="pt").pixel_values
+        embeds = prior.image_encoder(pixels.to(device=device, dtype=prior.image_encoder.dtype)).image_embeds
+        prior.maybe_free_model_hooks()
+        return [e[None] for e in embeds]
+
+    @torch.no_grad()
+    def negative(self) -> torch.Tensor:
+        """The negative image embedding: the zero image's, or the prior's for --negative-prompt."""
+        if self._negative is None:
+            prior = self.prior
+            if self.negative_prompt:
+                # One negative embedding for the whole walk, from a fixed seed: every pair shares it.
+                out = prior(self.negative_prompt, num_inference_steps=PRIOR_STEPS, guidance_scale=PRIOR_GUIDANCE,
+                            generator=generator(0))
+                self._negative = out.image_embeds
+            else:
+                self._negative = prior.get_zero_embed(1, device=prior._execution_device)
+                prior.maybe_free_model_hooks()
+        return self._negative
+
+    # --- in-betweens ----------------------------------------------------------------------
+
+    def multiple(self) -> int:
+        """Pixels per side that the decoder needs a multiple of (64 for the real model)."""
+        return 2 ** (2 * (len(self.decoder.movq.config.block_out_channels) - 1))
+
+    @torch.no_grad()
+    def inbetweens(self, a: np.ndarray, b: np.ndarray, fractions: Sequence[float], seed: int,
+                   prompts=None) -> Iterator[np.ndarray]:
+        if prompts is not None:
+            raise ConfigError("engine kandinsky takes no prompts; use --engine sd or unclip for --prompts-csv")
+        height, width = a.shape[:2]
+        pw, ph = padded_size(width, height, self.multiple())
+        emb_a, emb_b = self.embed([a, b])
+        negative = self.negative()
+        decoder = self.decoder
+        device, dtype = decoder._execution_device, decoder.unet.dtype
+        factor = 2 ** (len(decoder.movq.config.block_out_channels) - 1)
+        shape = (1, decoder.movq.config.latent_channels, ph // factor, pw // factor)
+        pair_gen = generator(seed)
+        noise = torch.randn(shape, generator=pair_gen, dtype=torch.float32).to(device=device, dtype=dtype)
+        step_state = pair_gen.get_state()  # every in-between draws the same per-step noise too
+        anchors = None
+        if self.strength < 1.0:
+            anchors = [self._encode(pad_to(x, pw, ph)) for x in (a, b)]
+        for t in fractions:
+            emb = slerp(emb_a, emb_b, t)
+            init = None if anchors is None else anchors[0 if t <= 0.5 else 1]
+            step_gen = generator(seed)
+            step_gen.set_state(step_state)
+            latents = self._denoise(emb, negative, noise, init, step_gen)
+            image = decoder.movq.decode(latents, force_not_quantize=True).sample
+            yield crop_to(to_numpy(image), width, height)
+        decoder.maybe_free_model_hooks()
+
+    def _encode(self, rgb: np.ndarray) -> torch.Tensor:
+        movq = self.decoder.movq
+        return movq.encode(to_tensor(rgb, self.decoder._execution_device, movq.dtype)).latents
+
+    def _denoise(self, emb, negative, noise, init, gen):
+        decoder = self.decoder
+        unet, scheduler = decoder.unet, decoder.scheduler
+        device = decoder._execution_device
+        scheduler.set_timesteps(self.steps, device=device)
+        timesteps = scheduler.timesteps
+        if init is not None:
+            start = self.steps - min(int(self.steps * self.strength), self.steps)
+            timesteps = timesteps[start * scheduler.order :]
+            latents = scheduler.add_noise(init, noise, timesteps[:1])
+        else:
+            latents = noise * scheduler.init_noise_sigma
+        guided = self.guidance > 1.0
+        embeds = torch.cat([negative, emb]) if guided else emb
+        embeds = embeds.to(device=device, dtype=unet.dtype)
+        channels = latents.shape[1]
+        learned = getattr(scheduler.config, "variance_type", None) in ("learned", "learned_range")
+        for t in decoder.progress_bar(timesteps):
+            model_in = torch.cat([latents] * 2) if guided else latents
+            pred = unet(sample=model_in, timestep=t, encoder_hidden_states=None,
+                        added_cond_kwargs={"image_embeds": embeds}, return_dict=False)[0]
+            if guided:
+                eps, var = pred.split(channels, dim=1)
+                eps_uncond, eps_cond = eps.chunk(2)
+                pred = torch.cat([eps_uncond + self.guidance * (eps_cond - eps_uncond), var.chunk(2)[1]], dim=1)
+            if not learned:
+                pred = pred[:, :channels]
+            latents = scheduler.step(pred, t, latents, generator=gen).prev_sample
+        return latents
+
+    # --- outpainting ----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def outpaint(self, canvas: np.ndarray, region: np.ndarray, seed: int) -> np.ndarray:
+        """``canvas`` with ``region`` (boolean H x W) painted by the inpainting decoder."""
+        height, width = canvas.shape[:2]
+        pipe = self.inpaint
+        multiple = 2 ** (2 * (len(pipe.movq.config.block_out_channels) - 1))
+        pw, ph = padded_size(width, height, multiple)
+        emb = self.embed([canvas])[0]
+        negative = self.negative()
+        # The padding is not part of the picture: the model paints it too, and it is cut away.
+        mask = pad_to(region.astype(np.float32), pw, ph)
+        top, left = (ph - height) // 2, (pw - width) // 2
+        full = np.ones((ph, pw), dtype=np.float32)
+        full[top : top + height, left : left + width] = mask[top : top + height, left : left + width]
+        device = pipe._execution_device
+        out = pipe(
+            image_embeds=emb, negative_image_embeds=negative,
+            image=to_tensor(pad_to(canvas, pw, ph), device, torch.float32),
+            mask_image=torch.from_numpy(full)[None, None], height=ph, width=pw,
+            num_inference_steps=self.steps, guidance_scale=self.guidance, generator=generator(seed),
+            output_type="np",
+        ).images[0]
+        return crop_to(out.astype(np.float32), width, height)

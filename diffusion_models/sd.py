@@ -1,0 +1,177 @@
+"""Engine ``sd``: latent SLERP through any Stable Diffusion 1.x/2.x checkpoint (img2img).
+
+For a pair (A, B) and fractions t_1 < ... < t_S::
+
+    z_A, z_B = VAE(A), VAE(B)                        (the posterior's mode, scaled)
+    z(t) = slerp(z_A, z_B, t)                         (diffusion_models.slerp)
+    x(t) = add_noise(z(t), noise, strength)           noise = randn(generator(seed)),
+    K(t) = denoise(x(t), text(t))                     the same for the whole pair
+
+``--strength`` (default 0.6) is how much of the schedule is re-run: low keeps the
+blend of the two paintings, high invents more. The text condition is ``--prompt``
+(empty by default), or with ``--prompts-csv`` each image's own prompt, and the
+in-between's text embedding is the SLERP of its two ends' embeddings. With no
+prompt and no ``--negative-prompt`` guidance has nothing to steer by, so the
+unconditional half of the batch is skipped (same result, half the work).
+
+Geometry: W x H is mirror-padded up to the VAE's multiple (8), generated, and
+centre-cropped back. The safety checker is not loaded (it blanks artworks).
+
+Models: ``--model`` any SD 1.x/2.x diffusers folder or hub id (default ``sd15``),
+``--outpaint-model`` an SD inpainting model (default ``sd2-inpaint``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from artwalk.devices import generator
+from artwalk.errors import ConfigError
+from diffusion_models.engines import (
+    Runtime, check_range, crop_to, load_pipeline, model_source, pad_to, padded_size, pick_model,
+    to_tensor, to_uint8_pil,
+)
+from diffusion_models.slerp import slerp
+
+log = logging.getLogger(__name__)
+
+MODEL = "sd15"
+INPAINT = "sd2-inpaint"
+
+
+class TextEmbeddings:
+    """A pipeline's text embeddings, cached per prompt, and their SLERP along a pair."""
+
+    def __init__(self, pipe_getter) -> None:
+        self._pipe = pipe_getter
+        self._cache: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def __call__(self, text: str) -> torch.Tensor:
+        if text not in self._cache:
+            pipe = self._pipe()
+            self._cache[text] = pipe.encode_prompt(text, pipe._execution_device, 1, False)[0]
+        return self._cache[text]
+
+    def path(self, prompt_a: str, prompt_b: str):
+        """t -> the text embedding at fraction t from A's prompt to B's."""
+        ea = self(prompt_a)
+        if prompt_b == prompt_a:
+            return lambda t: ea
+        eb = self(prompt_b)
+        return lambda t: slerp(ea, eb, t)
+
+
+def sd_inpaint_outpaint(pipe, canvas, region, seed, prompt, negative_prompt, steps, guidance):
+    """Paint ``region`` of ``canvas`` with a diffusers StableDiffusionInpaintPipeline."""
+    height, width = canvas.shape[:2]
+    pw, ph = padded_size(width, height, max(8, pipe.vae_scale_factor))
+    mask = np.ones((ph, pw), dtype=np.float32)
+    top, left = (ph - height) // 2, (pw - width) // 2
+    mask[top : top + height, left : left + width] = region
+    out = pipe(
+        prompt=prompt or "", negative_prompt=negative_prompt or None, image=to_uint8_pil(pad_to(canvas, pw, ph)),
+        mask_image=to_uint8_pil(np.repeat(mask[..., None], 3, axis=2)), height=ph, width=pw, strength=1.0,
+        num_inference_steps=steps, guidance_scale=guidance, generator=generator(seed), output_type="np",
+    ).images[0]
+    return crop_to(out.astype(np.float32), width, height)
+
+
+class StableDiffusionEngine:
+    name = "sd"
+    makes_inbetweens = True
+    takes_prompts = True
+
+    def __init__(
+        self, model: str | None = None, outpaint_model: str | None = None, steps: int = 50,
+        guidance: float = 7.5, strength: float = 0.6, prompt: str | None = None,
+        negative_prompt: str | None = None, device: str | None = None, dtype: str | None = None,
+        attention_slicing: bool = False, vae_tiling: bool = False, cpu_offload: bool = False,
+        progress: bool = True,
+    ) -> None:
+        check_range("steps", steps, 1, 1000)
+        check_range("guidance", guidance, 0.0, 100.0)
+        check_range("strength", strength, 0.0, 1.0, low_open=True)
+        if int(steps * strength) < 1:
+            raise ConfigError(f"--strength {strength} with --steps {steps} leaves no denoising step; raise either")
+        self.model = pick_model(None, model, "sd", model or MODEL)
+        self.inpaint_model = pick_model(outpaint_model, model, "inpaint", INPAINT)
+        self.steps, self.guidance, self.strength = int(steps), float(guidance), float(strength)
+        self.prompt, self.negative_prompt = prompt or "", negative_prompt or ""
+        self.rt = Runtime(device, dtype, attention_slicing, vae_tiling, cpu_offload, progress)
+        self._pipe = self._inpaint = None
+        self.text = TextEmbeddings(lambda: self.pipe)
+
+    def identity(self) -> dict:
+        return {"engine": self.name, "model": model_source(self.model)[0], "steps": self.steps,
+                "guidance": self.guidance, "strength": self.strength, "prompt": self.prompt,
+                "negative_prompt": self.negative_prompt, **self.rt.identity()}
+
+    def outpaint_identity(self) -> dict:
+        return {"engine": self.name, "inpaint": model_source(self.inpaint_model)[0], "steps": self.steps,
+                "guidance": self.guidance, "prompt": self.prompt, "negative_prompt": self.negative_prompt,
+                **self.rt.identity()}
+
+    @property
+    def pipe(self):
+        if self._pipe is None:
+            from diffusers import StableDiffusionImg2ImgPipeline
+
+            pipe = load_pipeline(StableDiffusionImg2ImgPipeline, self.model, "Stable Diffusion model",
+                                 progress=self.rt.progress, dtype=self.rt.dtype, safety_checker=None,
+                                 requires_safety_checker=False)
+            self._pipe = self.rt.place(pipe)
+        return self._pipe
+
+    @property
+    def inpaint(self):
+        if self._inpaint is None:
+            from diffusers import StableDiffusionInpaintPipeline
+
+            pipe = load_pipeline(StableDiffusionInpaintPipeline, self.inpaint_model, "SD inpainting model",
+                                 progress=self.rt.progress, dtype=self.rt.dtype, safety_checker=None,
+                                 requires_safety_checker=False)
+            self._inpaint = self.rt.place(pipe)
+        return self._inpaint
+
+    def attach(self, pipe=None, inpaint=None) -> None:
+        """Use pipelines built elsewhere instead of loading them (benchmarks, notebooks)."""
+        if pipe is not None:
+            self._pipe = self.rt.place(pipe)
+        if inpaint is not None:
+            self._inpaint = self.rt.place(inpaint)
+
+    @torch.no_grad()
+    def encode(self, rgb: np.ndarray) -> torch.Tensor:
+        """The VAE latent of an image (the posterior's mode, so no randomness), scaled."""
+        pipe = self.pipe
+        x = to_tensor(rgb, pipe._execution_device, pipe.vae.dtype)
+        return pipe.vae.encode(x).latent_dist.mode() * pipe.vae.config.scaling_factor
+
+    @torch.no_grad()
+    def inbetweens(self, a: np.ndarray, b: np.ndarray, fractions: Sequence[float], seed: int,
+                   prompts: tuple[str, str] | None = None) -> Iterator[np.ndarray]:
+        pipe = self.pipe
+        height, width = a.shape[:2]
+        pw, ph = padded_size(width, height, max(8, pipe.vae_scale_factor))
+        za, zb = self.encode(pad_to(a, pw, ph)), self.encode(pad_to(b, pw, ph))
+        pa, pb = prompts if prompts is not None else (self.prompt, self.prompt)
+        text = self.text.path(pa, pb)
+        guided = self.guidance > 1.0 and bool(pa or pb or self.negative_prompt)
+        negative = self.text(self.negative_prompt) if guided else None
+        for t in fractions:
+            out = pipe(
+                prompt_embeds=text(t), negative_prompt_embeds=negative, image=slerp(za, zb, t),
+                strength=self.strength, num_inference_steps=self.steps,
+                guidance_scale=self.guidance if guided else 1.0, generator=generator(seed), output_type="np",
+            ).images[0]
+            yield crop_to(out.astype(np.float32), width, height)
+
+    @torch.no_grad()
+    def outpaint(self, canvas: np.ndarray, region: np.ndarray, seed: int, prompt: str | None = None) -> np.ndarray:
+        return sd_inpaint_outpaint(self.inpaint, canvas, region, seed, prompt if prompt is not None else self.prompt,
+                                   self.negative_prompt, self.steps, self.guidance)

@@ -1,0 +1,242 @@
+"""Tiny, seeded, random-weight diffusion pipelines for the keyframe-engine tests.
+
+Each ``build_*`` function makes one pipeline folder with ``save_pretrained`` in the
+layout the hub uses, so the tests load it back through the same loader the CLI
+uses (``from_pretrained(local_dir)``). Nothing is downloaded: the tokenizer is a
+byte-level CLIP vocabulary written here, every model is built from a config.
+
+The recipes follow diffusers' own dummy components (tests/pipelines/kandinsky2_2,
+tests/pipelines/stable_unclip), shrunk to what runs in well under a second a call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EMBED = 32  # hidden size of every tiny CLIP tower and of the image embeddings
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible byte -> printable character table."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) \
+        + list(range(ord("®"), ord("ÿ") + 1))
+    codes, extra = printable[:], 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            codes.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, map(chr, codes)))
+
+
+def tokenizer():
+    """A CLIP tokenizer over single bytes only (no merges): 514 tokens, max length 77."""
+    from transformers import CLIPTokenizer
+
+    chars = list(_bytes_to_unicode().values())
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": 256 + i for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"] = 512
+    vocab["<|endoftext|>"] = 513
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def _text_config():
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        hidden_size=EMBED, projection_dim=EMBED, intermediate_size=37, num_attention_heads=4,
+        num_hidden_layers=2, vocab_size=1000, max_position_embeddings=77,
+        bos_token_id=512, eos_token_id=513, pad_token_id=513,
+    )
+
+
+def _vision_encoder(image_size: int, patch: int):
+    import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(0)
+    return CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=EMBED, projection_dim=EMBED, intermediate_size=37, num_attention_heads=4,
+        num_hidden_layers=2, image_size=image_size, patch_size=patch, num_channels=3,
+    )).eval()
+
+
+def _clip_image_processor(size: int):
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(
+        crop_size=size, size=size, do_center_crop=True, do_normalize=True, do_resize=True,
+        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
+        resample=3,
+    )
+
+
+# --- Kandinsky 2.2 -------------------------------------------------------------------
+
+def kandinsky_prior():
+    import torch
+    from diffusers import KandinskyV22PriorPipeline, PriorTransformer, UnCLIPScheduler
+    from transformers import CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    prior = PriorTransformer(num_attention_heads=2, attention_head_dim=12, embedding_dim=EMBED, num_layers=1)
+    # clip_std starts at zero, which would make every embedding the prior outputs zero.
+    prior.clip_std = torch.nn.Parameter(torch.ones(prior.clip_std.shape))
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModelWithProjection(_text_config()).eval()
+    return KandinskyV22PriorPipeline(
+        prior=prior, image_encoder=_vision_encoder(224, 14), text_encoder=text_encoder,
+        tokenizer=tokenizer(),
+        scheduler=UnCLIPScheduler(variance_type="fixed_small_log", prediction_type="sample",
+                                  num_train_timesteps=1000, clip_sample=True, clip_sample_range=10.0),
+        image_processor=_clip_image_processor(224),
+    )
+
+
+def _kandinsky_unet(in_channels: int):
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    return UNet2DConditionModel(
+        in_channels=in_channels, out_channels=8, addition_embed_type="image",
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=(32, 64), layers_per_block=1,
+        encoder_hid_dim=EMBED, encoder_hid_dim_type="image_proj", cross_attention_dim=EMBED,
+        attention_head_dim=4, resnet_time_scale_shift="scale_shift", class_embed_type=None,
+    ).eval()
+
+
+def _movq():
+    import torch
+    from diffusers import VQModel
+
+    torch.manual_seed(0)
+    # Four levels like the real MoVQ: latents are 1/8 of the image, W x H a multiple of 64.
+    return VQModel(
+        block_out_channels=[32, 32, 32, 32], down_block_types=["DownEncoderBlock2D"] * 3 + ["AttnDownEncoderBlock2D"],
+        in_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=8, norm_type="spatial",
+        num_vq_embeddings=12, out_channels=3, up_block_types=["AttnUpDecoderBlock2D"] + ["UpDecoderBlock2D"] * 3,
+        vq_embed_dim=4,
+    ).eval()
+
+
+def _kandinsky_scheduler():
+    from diffusers import DDPMScheduler
+
+    # The real decoder's scheduler: DDPM, linear betas, learned-range variance ignored.
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.00085, beta_end=0.012,
+                         clip_sample=False, steps_offset=1, prediction_type="epsilon", thresholding=False,
+                         variance_type="fixed_small")
+
+
+def kandinsky_decoder():
+    from diffusers import KandinskyV22Pipeline
+
+    return KandinskyV22Pipeline(unet=_kandinsky_unet(4), scheduler=_kandinsky_scheduler(), movq=_movq())
+
+
+def kandinsky_inpaint():
+    from diffusers import KandinskyV22InpaintPipeline
+
+    return KandinskyV22InpaintPipeline(unet=_kandinsky_unet(9), scheduler=_kandinsky_scheduler(), movq=_movq())
+
+
+# --- Stable Diffusion ----------------------------------------------------------------
+
+def _sd_parts(in_channels: int, **unet_extra) -> dict:
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=in_channels,
+        out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=EMBED,
+        attention_head_dim=(2, 4), **unet_extra,
+    ).eval()
+    torch.manual_seed(0)
+    # Four levels like the real VAE: latents are 1/8 of the image.
+    vae = AutoencoderKL(
+        block_out_channels=[16, 16, 16, 16], in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+        layers_per_block=1, norm_num_groups=8,
+    ).eval()
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(_text_config()).eval()
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    return dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer(), scheduler=scheduler)
+
+
+def stable_diffusion():
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline(**_sd_parts(4), safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+
+
+def stable_diffusion_inpaint():
+    from diffusers import StableDiffusionInpaintPipeline
+
+    return StableDiffusionInpaintPipeline(**_sd_parts(9), safety_checker=None, feature_extractor=None,
+                                          requires_safety_checker=False)
+
+
+def stable_unclip():
+    import torch
+    from diffusers import DDPMScheduler, StableUnCLIPImg2ImgPipeline
+    from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import StableUnCLIPImageNormalizer
+
+    parts = _sd_parts(4, class_embed_type="projection", projection_class_embeddings_input_dim=EMBED * 2,
+                      use_linear_projection=True, upcast_attention=True)
+    parts["scheduler"] = type(parts["scheduler"]).from_config(parts["scheduler"].config,
+                                                              prediction_type="v_prediction")
+    torch.manual_seed(0)
+    normalizer = StableUnCLIPImageNormalizer(embedding_dim=EMBED).eval()
+    return StableUnCLIPImg2ImgPipeline(
+        feature_extractor=_clip_image_processor(32), image_encoder=_vision_encoder(32, 4),
+        image_normalizer=normalizer, image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2"),
+        **parts,
+    )
+
+
+BUILDERS = {
+    "kandinsky-prior": kandinsky_prior,
+    "kandinsky-decoder": kandinsky_decoder,
+    "kandinsky-inpaint": kandinsky_inpaint,
+    "sd": stable_diffusion,
+    "sd-inpaint": stable_diffusion_inpaint,
+    "unclip": stable_unclip,
+}
+
+
+def save_all(root: Path, names=tuple(BUILDERS)) -> dict[str, Path]:
+    """Build and save_pretrained each named tiny pipeline under ``root/<name>``."""
+    root = Path(root)
+    folders = {}
+    for name in names:
+        folder = root / name
+        if not (folder / "model_index.json").is_file():
+            BUILDERS[name]().save_pretrained(folder)
+        folders[name] = folder
+    return folders
+
+
+def install_in_hub_cache(folder: Path, repo_id: str, cache: Path, revision: str = "0" * 40) -> Path:
+    """Lay ``folder`` out in a Hugging Face hub cache as ``repo_id`` (as a download would).
+
+    ``<cache>/models--owner--name/refs/main`` names the snapshot; the files sit in
+    ``snapshots/<revision>/``. Loading ``repo_id`` with ``HF_HUB_CACHE=<cache>`` and
+    ``HF_HUB_OFFLINE=1`` then finds them without any network.
+    """
+    import shutil
+
+    repo = Path(cache) / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(revision)
+    shutil.copytree(folder, repo / "snapshots" / revision, dirs_exist_ok=True)
+    return repo
