@@ -41,9 +41,10 @@ def image_folder(tmp_path: Path) -> Path:
     return folder
 
 
-def run_cli(*args: str, cwd: Path = REPO, check: bool = False, **kw) -> subprocess.CompletedProcess:
-    """Run ``python <args>`` as a user would; returns the completed process (text)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def run_cli(*args: str, cwd: Path = REPO, check: bool = False, env: dict | None = None,
+            **kw) -> subprocess.CompletedProcess:
+    """Run ``python <args>`` as a user would (``env`` adds variables); returns the completed process."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, env=env, **kw)
     if check and proc.returncode != 0:
         raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stderr}")

@@ -89,3 +89,12 @@ def test_artwalks_diffusion_script_flags(tmp_path, image_folder):
     assert manifest["size"] == [40, 40] and len(manifest["outputs"]) == 3
     assert [o["source"] for o in manifest["outputs"]] == ["img1.png", "img2.jpg", "img10.png"]
     assert "makes no in-betweens" in proc.stderr
+
+
+def test_gpu_preset_without_weights_names_the_download_command(tmp_path, image_folder):
+    env_cache = {"HF_HOME": str(tmp_path / "hf"), "ARTWALK_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    proc = run_cli("-m", "artwalk", "run", str(image_folder), str(tmp_path / "out"), "--preset", "gpu",
+                   "--w", "64", "--h", "64", "-q", env=env_cache)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "artwalk models download" in errors[0], proc.stderr
