@@ -10,6 +10,9 @@
 #   bash full_pipeline.sh --input DIR --output OUT [--preset auto|cpu|gpu] [-S N] [-I SEC]
 #        [-F SEC] [--model NAME] [--h H] [--w W] [--fps FPS] [--easing NAME]
 #        [--fit cover|contain-blur|contain-mirror] [--square_crop] [--seed N]
+#        [--motion-engine NAME] [--upscale-engine NAME] [--keyframe-model M]
+#        [--motion-model M] [--upscale-model M]   (engines: override the preset's;
+#        models: registry name, hub id or path, for the neural engines)
 #        [--target 2k] [--loop] [--audio FILE] [--format mp4|webm|gif] [--quiet]
 #
 # Each stage is a `python -m` call on the same run folder; each caches its units,
@@ -20,9 +23,10 @@ PYTHON="${PYTHON:-python}"
 preset="auto"; model=""; steps=5; sec_i=3; sec_f=2; height=720; width=1280
 fps=24; easing="smoothstep"; target="2k"; fit="cover"; seed=0
 loop=(); square=(); audio=(); format=(); quiet=()
+motion_engine=(); upscale_engine=(); keyframe_model=(); motion_model=(); upscale_model=()
 input=""; output=""
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 
 if [[ $# -gt 0 && "$1" != -* ]]; then
     if [[ $# -lt 7 ]]; then usage >&2; exit 2; fi
@@ -48,6 +52,11 @@ while [[ $# -gt 0 ]]; do
         --fit) fit="$2"; shift 2 ;;
         --seed) seed="$2"; shift 2 ;;
         --square_crop) square=(--square_crop); shift ;;
+        --motion-engine) motion_engine=(--motion-engine "$2"); shift 2 ;;
+        --upscale-engine) upscale_engine=(--upscale-engine "$2"); shift 2 ;;
+        --keyframe-model) keyframe_model=(--model "$2"); shift 2 ;;
+        --motion-model) motion_model=(--model "$2"); shift 2 ;;
+        --upscale-model) upscale_model=(--model "$2"); shift 2 ;;
         --loop) loop=(--loop); shift ;;
         --audio) audio=(--audio "$2"); shift 2 ;;
         --format) format=(--format "$2"); shift 2 ;;
@@ -64,12 +73,14 @@ model_flag=()
 # States the preset, frames, duration and disk; writes walk.json; prints the engines.
 engines="$("$PYTHON" -m artwalk plan "$input" "$output" --preset "$preset" "${model_flag[@]}" \
     -S "$steps" -I "$sec_i" -F "$sec_f" --fps "$fps" --easing "$easing" --h "$height" --w "$width" \
-    --fit "$fit" --seed "$seed" --target "$target" "${square[@]}" "${loop[@]}" "${quiet[@]}")"
-read -r keyframe_engine motion_engine upscale_engine <<<"$engines"
+    --fit "$fit" --seed "$seed" --target "$target" "${motion_engine[@]}" "${upscale_engine[@]}" \
+    "${square[@]}" "${loop[@]}" "${quiet[@]}")"
+read -r keyframe_engine motion_engine_name upscale_engine_name <<<"$engines"
 
-"$PYTHON" -m diffusion_models "$input" "$output" --engine "$keyframe_engine" -S "$steps" \
-    --h "$height" --w "$width" --fit "$fit" --seed "$seed" "${square[@]}" "${loop[@]}" "${quiet[@]}"
-"$PYTHON" -m frame_interpolation "$output" --engine "$motion_engine" -I "$sec_i" -F "$sec_f" \
-    --fps "$fps" --easing "$easing" "${loop[@]}" "${quiet[@]}"
-"$PYTHON" -m super_resolution "$output" --engine "$upscale_engine" --target "$target" "${quiet[@]}"
+"$PYTHON" -m diffusion_models "$input" "$output" --engine "$keyframe_engine" "${keyframe_model[@]}" \
+    -S "$steps" --h "$height" --w "$width" --fit "$fit" --seed "$seed" "${square[@]}" "${loop[@]}" "${quiet[@]}"
+"$PYTHON" -m frame_interpolation "$output" --engine "$motion_engine_name" "${motion_model[@]}" \
+    -I "$sec_i" -F "$sec_f" --fps "$fps" --easing "$easing" "${loop[@]}" "${quiet[@]}"
+"$PYTHON" -m super_resolution "$output" --engine "$upscale_engine_name" "${upscale_model[@]}" \
+    --target "$target" "${quiet[@]}"
 "$PYTHON" -m generate_videos "$output" --source upscaled "${audio[@]}" "${format[@]}" "${quiet[@]}"

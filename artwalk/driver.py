@@ -37,6 +37,9 @@ def add_walk_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "--engine", dest="keyframe_engine", help="override the keyframe engine")
     p.add_argument("--motion-engine", help="override the motion engine (flow, blend, ...)")
     p.add_argument("--upscale-engine", help="override the upscale engine (lanczos, ...)")
+    p.add_argument("--keyframe-model", help="the keyframe engine's model: registry name, hub id or folder")
+    p.add_argument("--motion-model", help="the motion engine's weights (film): registry name or file")
+    p.add_argument("--upscale-model", help="the upscale engine's weights (realesrgan): registry name or file")
     p.add_argument("-S", "--interpolation_steps", type=int, default=5,
                    help="S: in-between artworks per pair (default 5; the cpu preset makes none)")
     p.add_argument("-I", "--sec_interpolation", type=float, default=3.0,
@@ -111,16 +114,16 @@ def run_walk(args: argparse.Namespace) -> None:
     run_keyframes(KeyframeConfig(
         input_dir=args.input, run_dir=args.output, width=args.width, height=args.height, fit=args.fit,
         square_crop=args.square_crop, engine=engines.keyframes, interpolation_steps=args.interpolation_steps,
-        seed=args.seed, loop=args.loop, progress=progress,
+        seed=args.seed, loop=args.loop, progress=progress, model=args.keyframe_model,
     ))
     run_motion(MotionConfig(
         run_dir=args.output, fps=args.fps, sec_interpolation=args.sec_interpolation,
         sec_freeze=args.sec_freeze, easing=args.easing, engine=engines.motion, loop=args.loop,
-        progress=progress,
+        progress=progress, **({"model": args.motion_model} if args.motion_model else {}),
     ))
     if not args.no_upscale:
         run_upscale(UpscaleConfig(run_dir=args.output, target=args.target, engine=engines.upscale,
-                                  progress=progress))
+                                  progress=progress, **({"model": args.upscale_model} if args.upscale_model else {})))
     generate_videos.run(generate_videos.VideoConfig(
         run_dir=args.output, output=args.video, format=args.format,
         crf=args.crf if args.crf is not None else 18, audio=args.audio,
