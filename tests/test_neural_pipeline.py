@@ -54,12 +54,12 @@ def test_every_stage_neural_into_a_video(tmp_path, tiny_weights):
          "--model", "kandinsky", "--keyframe-model", str(tiny_weights["keyframes"]),
          "--motion-engine", "film", "--motion-model", str(tiny_weights["motion"]),
          "--upscale-engine", "realesrgan", "--upscale-model", str(tiny_weights["upscale"]),
-         "-S", "1", "-I", "0.5", "-F", "0.25", "--fps", "8", "--w", "64", "--h", "48", "--target", "x2", "-q"],
+         "-S", "1", "-I", "0.5", "-F", "0.25", "--fps", "8", "--w", "64", "--h", "48", "--target", "x2", "--loop", "-q"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     n, s, hold, big_n = 3, 1, round(0.25 * 8), round(0.5 * 8)
     frames, fps, size = count_frames(out / "out.mp4")
-    assert frames == n * hold + (n - 1) * s + (n - 1) * (s + 1) * (big_n - 1)
+    assert frames == n * hold + n * s + n * (s + 1) * (big_n - 1)  # --loop: n pairs, back to the first
     assert fps == 8.0 and size == (128, 96)
     engines = [json.loads((out / stage / "manifest.json").read_text())["engine"]["engine"]
                for stage in ("keyframes", "frames", "upscaled")]
