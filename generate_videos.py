@@ -50,7 +50,9 @@ from artwalk.cli import add_common_flags, run_cli
 from artwalk.errors import ConfigError, StageOrderError
 from artwalk.fsutil import atomic_write_json, human_bytes
 from artwalk.images import read_frame_u8, save_png
-from artwalk.runfolder import MANIFEST, STAGE_DIRS, cache_key, config_dict, read_manifest, sha256_file
+from artwalk.runfolder import (
+    MANIFEST, STAGE_DIRS, cache_key, check_frames_current, config_dict, read_manifest, sha256_file,
+)
 from artwalk.video import (
     FORMATS,
     X264_PRESETS,
@@ -254,6 +256,7 @@ def choose_source(run_dir: Path, source: str) -> tuple[str, dict]:
     """Pick the frames to encode: ``upscaled`` when its manifest was made from the
     current ``frames`` manifest (for ``auto``), else ``frames``."""
     frames_manifest = read_manifest(run_dir, "frames")
+    check_frames_current(run_dir, frames_manifest)
     if source == "frames":
         return "frames", frames_manifest
     upscaled_path = run_dir / "upscaled" / MANIFEST

@@ -85,13 +85,30 @@ def atomic_dir(final: Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def tmp_owner_alive(name: str) -> bool:
+    """Whether the process that made temporary name ``<name>.tmp-<pid>-<random>`` still runs."""
+    pid = name.rsplit(TMP_MARK, 1)[-1].split("-", 1)[0]
+    if TMP_MARK not in name or not pid.isdigit() or int(pid) <= 0:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 def remove_stale_temps(folder: Path) -> int:
-    """Delete temporary files/folders left by a killed run; return how many."""
+    """Delete temporary files/folders left by a killed run; return how many.
+
+    A temporary item whose process still runs (another worker on the same stage) is kept.
+    """
     count = 0
     if not folder.is_dir():
         return 0
     for entry in folder.iterdir():
-        if TMP_MARK in entry.name:
+        if TMP_MARK in entry.name and not tmp_owner_alive(entry.name):
             if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
             else:

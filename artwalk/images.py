@@ -148,7 +148,10 @@ def save_png(path: Path | str, rgb: np.ndarray) -> str:
 
 def read_frame_u8(path: Path | str) -> np.ndarray:
     """Read one of our own PNG frames as RGB uint8 (H, W, 3)."""
-    data = np.fromfile(str(path), dtype=np.uint8)
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError:  # missing (a unit pruned by a later rerun of an earlier stage) or unreadable
+        data = np.empty(0, np.uint8)
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if bgr is None:
         raise InputError(f"{path}: frame is missing or corrupt; rerun the stage that writes it")

@@ -35,7 +35,7 @@ from typing import Any, Iterator
 
 from artwalk import __version__
 from artwalk.errors import StageOrderError
-from artwalk.fsutil import atomic_dir, atomic_write_json, remove_stale_temps
+from artwalk.fsutil import TMP_MARK, atomic_dir, atomic_write_json, remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,27 @@ def read_manifest(run_dir: Path, stage: str) -> dict:
             f"{path}: manifest of another stage or format version; rerun `{STAGE_DIRS[stage]}`"
         )
     return manifest
+
+
+def check_frames_current(run_dir: Path, frames_manifest: dict) -> None:
+    """Raise :class:`StageOrderError` when ``frames/`` was made from other keyframes than
+    ``keyframes/`` lists now (stage 1 was rerun after stage 2), so that a later stage
+    neither encodes an outdated walk nor reads keyframe units that stage 1 has pruned.
+
+    Compared by content (paths and hashes), so a stage-1 rerun that changed nothing passes.
+    A run folder without a keyframes manifest has nothing to compare with and passes.
+    """
+    path = Path(run_dir) / "keyframes" / MANIFEST
+    inputs = frames_manifest.get("inputs")
+    if inputs is None or not path.is_file():
+        return
+    current = [{"path": k.get("path"), "sha256": k.get("sha256")}
+               for k in read_manifest(run_dir, "keyframes").get("outputs", [])]
+    if inputs != current:
+        raise StageOrderError(
+            f"{Path(run_dir) / 'frames'} is out of date: keyframes/ changed since it was made;"
+            f" rerun `{STAGE_DIRS['frames']}` (it reuses unchanged segments)"
+        )
 
 
 @dataclass
@@ -158,7 +179,9 @@ class UnitStore:
         """Remove unit folders not used by this run (call after the manifest is written)."""
         removed = 0
         for entry in self.root.iterdir():
-            if entry.is_dir() and entry.name not in self._used:
+            # Temporary folders are units still being built (by a live process: stale ones
+            # went at start-up); they are not this run's to remove.
+            if entry.is_dir() and entry.name not in self._used and TMP_MARK not in entry.name:
                 shutil.rmtree(entry, ignore_errors=True)
                 removed += 1
         return removed

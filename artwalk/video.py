@@ -54,7 +54,7 @@ from av.video.reformatter import ColorRange, Colorspace
 from tqdm import tqdm
 
 from artwalk.errors import ConfigError, InputError
-from artwalk.fsutil import TMP_MARK, disk_errors, tmp_name
+from artwalk.fsutil import TMP_MARK, disk_errors, tmp_name, tmp_owner_alive
 from artwalk.progress import progress
 
 log = logging.getLogger(__name__)
@@ -256,23 +256,12 @@ def _audio_frames(
 # --------------------------------------------------------------------------- output file
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_outputs(final: Path) -> int:
     """Delete ``<final>.tmp-<pid>-*`` files whose process is gone; return how many."""
     count = 0
     prefix = final.name + TMP_MARK
     for entry in final.parent.glob(glob.escape(prefix) + "*"):
-        pid = entry.name[len(prefix):].split("-", 1)[0]
-        if pid.isdigit() and _pid_alive(int(pid)):
+        if tmp_owner_alive(entry.name):
             continue
         with contextlib.suppress(OSError):
             entry.unlink()

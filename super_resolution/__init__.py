@@ -30,7 +30,9 @@ from pathlib import Path
 from artwalk.errors import ConfigError
 from artwalk.images import read_frame, save_png
 from artwalk.progress import progress
-from artwalk.runfolder import UnitStore, cache_key, config_dict, read_manifest, sha256_file, write_manifest
+from artwalk.runfolder import (
+    UnitStore, cache_key, check_frames_current, config_dict, read_manifest, sha256_file, write_manifest,
+)
 from super_resolution.engines import create_engine, target_size
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,7 @@ def run(config: UpscaleConfig) -> UpscaleResult:
     start = time.monotonic()
     run_dir = Path(config.run_dir)
     source = read_manifest(run_dir, "frames")
+    check_frames_current(run_dir, source)
     engine = create_engine(config.engine, **config.engine_options())
     width, height = target_size(config.target, *source["size"])
     log.info("upscale: %d unique frame(s) %dx%d -> %dx%d with %s", len(source["frames"]),

@@ -137,3 +137,55 @@ def test_sigkill_mid_stage_then_rerun_is_byte_identical(tmp_path, engine):
     assert "0 unit(s) reused" not in rerun.stderr  # the finished unit was kept
     assert tree_digest(killed / "frames") == tree_digest(ref / "frames")
     assert tree_digest(killed / "keyframes") == tree_digest(ref / "keyframes")
+
+
+def test_stage1_rerun_makes_later_stages_say_rerun_stage2(tmp_path):
+    inp = four_images(tmp_path / "in")
+    out = tmp_path / "out"
+    stages(inp, out)
+    small_copy(EXAMPLES / "01_astronaut.png", inp / "art 3.png", 110)  # a different third image
+    run_keyframes(KeyframeConfig(inp, out, width=W, height=H, progress=False))  # prunes the old unit
+    from artwalk.errors import StageOrderError
+
+    with pytest.raises(StageOrderError, match="out of date.*python -m frame_interpolation"):
+        run_upscale(UpscaleConfig(out, target="x2", progress=False))
+    for source in ("auto", "frames"):  # neither an outdated video nor a traceback on the pruned keyframe
+        proc = run_cli(str(REPO / "generate_videos.py"), str(out), "--source", source, "-q")
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        assert proc.stderr.strip().splitlines() == [l for l in proc.stderr.strip().splitlines()
+                                                    if l.startswith("error: ") and "out of date" in l]
+    # Rerunning stage 2 (segments reused where they can be) puts things right.
+    stages(inp, out)
+    run_cli(str(REPO / "generate_videos.py"), str(out), "-q", check=True)
+
+
+def test_missing_frame_file_is_one_line_error(tmp_path):
+    from artwalk.errors import InputError
+    from artwalk.images import read_frame_u8
+
+    with pytest.raises(InputError, match="missing or corrupt"):
+        read_frame_u8(tmp_path / "gone.png")
+    inp = four_images(tmp_path / "in")
+    out = tmp_path / "out"
+    stages(inp, out)
+    manifest = json.loads((out / "frames" / "manifest.json").read_text())
+    (out / manifest["frames"][-1]["path"]).unlink()
+    proc = run_cli(str(REPO / "generate_videos.py"), str(out), "--source", "frames", "-q")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("error: ") and "missing or corrupt" in proc.stderr
+
+
+def test_temps_of_a_live_worker_survive_another_run(tmp_path):
+    from artwalk.runfolder import UnitStore
+
+    units = tmp_path / "stage" / "units"
+    units.mkdir(parents=True)
+    live = units / f"{'a' * 32}.tmp-{os.getpid()}-12345678"  # this process: still building it
+    dead = units / f"{'b' * 32}.tmp-{2 ** 22 + 1}-12345678"  # no such process: left by a killed run
+    for d in (live, dead):
+        d.mkdir()
+        (d / "000001.png").write_bytes(b"x")
+    store = UnitStore(tmp_path / "stage")
+    assert live.is_dir() and not dead.exists()
+    store.prune()  # another run's unit under construction is not this run's to remove
+    assert live.is_dir()
