@@ -250,6 +250,21 @@ def test_kandinsky_anchoring_and_negative_prompt(tiny_bundles, engines, pair):
     two = list(anchored.inbetweens(a, b, [0.25, 0.75], seed=5))
     assert all(np.array_equal(x, y) for x, y in zip(one, two))
     assert one[0].shape == (H, W, 3) and not np.array_equal(one[0], free)
+    # Strength alone (same steps, no negative prompt) changes the in-between ...
+    only_strength = create_engine("kandinsky", model=str(tiny_bundles["kandinsky"]), steps=STEPS, strength=0.5,
+                                  device="cpu", progress=False)
+    seen = []
+    hook = only_strength.decoder.unet.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(int(kwargs["timestep"])), with_kwargs=True)
+    try:
+        anchored_free = list(only_strength.inbetweens(a, b, [0.25], seed=5))[0]
+    finally:
+        hook.remove()
+    assert not np.array_equal(anchored_free, free)
+    # ... and the denoising runs only the last int(steps * strength) timesteps, as diffusers' img2img does.
+    scheduler = only_strength.decoder.scheduler
+    scheduler.set_timesteps(STEPS)
+    assert seen == [int(t) for t in scheduler.timesteps[STEPS - int(STEPS * 0.5):]]
 
 
 def test_sd_prompts_per_image(engines, pair):

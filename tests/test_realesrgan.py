@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import save_file
+from torch.nn import functional as F
 
 from artwalk.errors import ConfigError, InputError, WeightsMissingError
 from artwalk.models import REGISTRY, ModelSpec
@@ -91,6 +92,59 @@ def test_architecture_and_scale_are_read_from_the_state_dict(weights, name):
     expected = load_state_dict(weights[name])
     assert all(torch.equal(loaded[k], expected[k]) for k in expected)
 
+
+
+# The official forward passes (BasicSR ``archs/rrdbnet_arch.py``, Real-ESRGAN
+# ``archs/srvgg_arch.py``), transcribed as functions of a state dict with the official key
+# names: an independent check of our modules, not only of their self-consistency.
+
+def _official_rrdbnet(sd: dict, x: torch.Tensor, scale: int) -> torch.Tensor:
+    def conv(name, t):
+        return F.conv2d(t, sd[f"{name}.weight"], sd[f"{name}.bias"], padding=1)
+
+    def lrelu(t):
+        return F.leaky_relu(t, 0.2)
+
+    def unshuffle(t, s):  # BasicSR's arch_util.pixel_unshuffle
+        b, c, hh, hw = t.shape
+        return t.view(b, c, hh // s, s, hw // s, s).permute(0, 1, 3, 5, 2, 4).reshape(b, c * s * s, hh // s, hw // s)
+
+    feat = conv("conv_first", {4: x, 2: unshuffle(x, 2), 1: unshuffle(x, 4)}[scale])
+    body = feat
+    n_blocks = len({k.split(".")[1] for k in sd if k.startswith("body.")})
+    for i in range(n_blocks):
+        rrdb_in = body
+        for r in (1, 2, 3):
+            feats = [body]
+            for k in (1, 2, 3, 4):
+                feats.append(lrelu(conv(f"body.{i}.rdb{r}.conv{k}", torch.cat(feats, 1))))
+            body = conv(f"body.{i}.rdb{r}.conv5", torch.cat(feats, 1)) * 0.2 + body
+        body = body * 0.2 + rrdb_in
+    feat = feat + conv("conv_body", body)
+    feat = lrelu(conv("conv_up1", F.interpolate(feat, scale_factor=2, mode="nearest")))
+    feat = lrelu(conv("conv_up2", F.interpolate(feat, scale_factor=2, mode="nearest")))
+    return conv("conv_last", lrelu(conv("conv_hr", feat)))
+
+
+def _official_srvgg(sd: dict, x: torch.Tensor, upscale: int) -> torch.Tensor:
+    out, last = x, max(int(k.split(".")[1]) for k in sd)
+    for i in range(last + 1):
+        w = sd[f"body.{i}.weight"]
+        out = F.prelu(out, w) if w.ndim == 1 else F.conv2d(out, w, sd[f"body.{i}.bias"], padding=1)
+    return F.pixel_shuffle(out, upscale) + F.interpolate(x, scale_factor=upscale, mode="nearest")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_networks_match_the_official_forward_pass(weights, name):
+    e = engine(weights[name], **({"denoise_strength": 1.0} if "general" in name else {}))
+    sd = load_state_dict(weights[name])
+    x = torch.from_numpy(frame(12, 16, seed=5)).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        ours = e.upscaler.net(x)
+        ref = (_official_rrdbnet(sd, x, e.scale) if e.arch == "RRDBNet" else _official_srvgg(sd, x, e.scale))
+    assert ours.shape == ref.shape == (1, 3, 12 * e.scale, 16 * e.scale)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+    assert float(ref.std()) > 1e-3  # not a constant image: the comparison means something
 
 def test_params_ema_is_preferred_and_bare_dicts_load(weights, tmp_path):
     path = weights["RealESRGAN_x2plus.pth"]
