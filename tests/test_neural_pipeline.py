@@ -1,4 +1,4 @@
-"""full_pipeline.sh with every stage on a neural engine, on tiny random models, into a video.
+"""full_pipeline.sh with neural engines on tiny random models, into a video.
 
 The models are built from config, saved to a temporary folder in the published
 layouts, and given to the driver by path: the same loading code a GPU user runs.
@@ -23,38 +23,56 @@ from frame_interpolation.film_net import FilmConfig, FilmNet, save_film_weights 
 from super_resolution.rrdbnet import RRDBNet, RRDBParams  # noqa: E402
 from test_end_to_end import count_frames  # noqa: E402
 
+# Each keyframe engine's bundle folder: role subfolder -> tiny pipeline.
+BUNDLES = {
+    "kandinsky": {"prior": "kandinsky-prior", "decoder": "kandinsky-decoder"},
+    "unclip": {"unclip": "unclip"},
+    "sd": {"sd": "sd"},
+}
+
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory) -> dict[str, Path]:
     import tiny_models
 
     root = tmp_path_factory.mktemp("tiny-weights")
-    built = tiny_models.save_all(root / "built", names=("kandinsky-prior", "kandinsky-decoder"))
-    shutil.copytree(built["kandinsky-prior"], root / "kandinsky" / "prior")
-    shutil.copytree(built["kandinsky-decoder"], root / "kandinsky" / "decoder")
+    names = tuple(name for roles in BUNDLES.values() for name in roles.values())
+    built = tiny_models.save_all(root / "built", names=names)
+    weights = {}
+    for engine, roles in BUNDLES.items():
+        for role, name in roles.items():
+            shutil.copytree(built[name], root / engine / role)
+        weights[engine] = root / engine
     torch.manual_seed(0)
     film = FilmNet(FilmConfig(pyramid_levels=4, fusion_pyramid_levels=3, specialized_levels=2, sub_levels=3,
                               filters=4, flow_convs=(1, 1, 1), flow_filters=(4, 8, 8)))
-    save_film_weights(film, root / "film.safetensors")
+    weights["film"] = save_film_weights(film, root / "film.safetensors")
     sr = RRDBNet(RRDBParams(num_feat=8, num_block=1, num_grow_ch=4, scale=2))
     torch.save({"params_ema": sr.state_dict()}, root / "RealESRGAN_x2plus.pth")
-    return {"keyframes": root / "kandinsky", "motion": root / "film.safetensors",
-            "upscale": root / "RealESRGAN_x2plus.pth"}
+    weights["realesrgan"] = root / "RealESRGAN_x2plus.pth"
+    return weights
 
 
-def test_every_stage_neural_into_a_video(tmp_path, tiny_weights):
+# kandinsky runs with every stage neural; unclip and sd with the classical motion and upscale.
+@pytest.mark.parametrize("keyframes,motion,upscale", [
+    ("kandinsky", "film", "realesrgan"), ("unclip", "blend", "lanczos"), ("sd", "flow", "lanczos")])
+def test_neural_walk_into_a_video(tmp_path, tiny_weights, keyframes, motion, upscale):
     inp = tmp_path / "in"
     inp.mkdir()
     for k, src in enumerate(sorted(EXAMPLES.glob("0*"))[:3], start=1):
         small_copy(src, inp / f"{k}.png", 80)
     out = tmp_path / "out"
+    models = ["--keyframe-model", str(tiny_weights[keyframes])]
+    if motion == "film":
+        models += ["--motion-model", str(tiny_weights["film"])]
+    if upscale == "realesrgan":
+        models += ["--upscale-model", str(tiny_weights["realesrgan"])]
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
         ["bash", str(REPO / "full_pipeline.sh"), "--input", str(inp), "--output", str(out), "--preset", "cpu",
-         "--model", "kandinsky", "--keyframe-model", str(tiny_weights["keyframes"]),
-         "--motion-engine", "film", "--motion-model", str(tiny_weights["motion"]),
-         "--upscale-engine", "realesrgan", "--upscale-model", str(tiny_weights["upscale"]),
-         "-S", "1", "-I", "0.5", "-F", "0.25", "--fps", "8", "--w", "64", "--h", "48", "--target", "x2", "--loop", "-q"],
+         "--model", keyframes, "--motion-engine", motion, "--upscale-engine", upscale, *models,
+         "-S", "1", "-I", "0.5", "-F", "0.25", "--fps", "8", "--w", "64", "--h", "48", "--target", "x2",
+         "--loop", "-q"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     n, s, hold, big_n = 3, 1, round(0.25 * 8), round(0.5 * 8)
@@ -63,4 +81,4 @@ def test_every_stage_neural_into_a_video(tmp_path, tiny_weights):
     assert fps == 8.0 and size == (128, 96)
     engines = [json.loads((out / stage / "manifest.json").read_text())["engine"]["engine"]
                for stage in ("keyframes", "frames", "upscaled")]
-    assert engines == ["kandinsky", "film", "realesrgan"]
+    assert engines == [keyframes, motion, upscale]
