@@ -81,7 +81,44 @@ def sd_inpaint_outpaint(pipe, canvas, region, seed, prompt, negative_prompt, ste
     return crop_to(out.astype(np.float32), width, height)
 
 
-class StableDiffusionEngine:
+class SDFamilyEngine:
+    """What the Stable Diffusion engines (``sd``, ``unclip``) share: the SD inpainting
+    model for ``--outpaint``, loaded once on first use, and ``attach`` for pipelines
+    built elsewhere. Subclasses set ``name``, ``rt``, ``steps``, ``guidance``, ``prompt``,
+    ``negative_prompt``, ``inpaint_model`` and the ``pipe`` property."""
+
+    _pipe = _inpaint = None
+
+    def outpaint_identity(self) -> dict:
+        return {"engine": self.name, "inpaint": model_source(self.inpaint_model)[0], "steps": self.steps,
+                "guidance": self.guidance, "prompt": self.prompt, "negative_prompt": self.negative_prompt,
+                **self.rt.identity()}
+
+    @property
+    def inpaint(self):
+        if self._inpaint is None:
+            from diffusers import StableDiffusionInpaintPipeline
+
+            pipe = load_pipeline(StableDiffusionInpaintPipeline, self.inpaint_model, "SD inpainting model",
+                                 progress=self.rt.progress, dtype=self.rt.dtype, safety_checker=None,
+                                 requires_safety_checker=False)
+            self._inpaint = self.rt.place(pipe)
+        return self._inpaint
+
+    def attach(self, pipe=None, inpaint=None) -> None:
+        """Use pipelines built elsewhere instead of loading them (benchmarks, notebooks)."""
+        if pipe is not None:
+            self._pipe = self.rt.place(pipe)
+        if inpaint is not None:
+            self._inpaint = self.rt.place(inpaint)
+
+    @torch.no_grad()
+    def outpaint(self, canvas: np.ndarray, region: np.ndarray, seed: int, prompt: str | None = None) -> np.ndarray:
+        return sd_inpaint_outpaint(self.inpaint, canvas, region, seed, prompt if prompt is not None else self.prompt,
+                                   self.negative_prompt, self.steps, self.guidance)
+
+
+class StableDiffusionEngine(SDFamilyEngine):
     name = "sd"
     makes_inbetweens = True
     takes_prompts = True
@@ -103,18 +140,12 @@ class StableDiffusionEngine:
         self.steps, self.guidance, self.strength = int(steps), float(guidance), float(strength)
         self.prompt, self.negative_prompt = prompt or "", negative_prompt or ""
         self.rt = Runtime(device, dtype, attention_slicing, vae_tiling, cpu_offload, progress)
-        self._pipe = self._inpaint = None
         self.text = TextEmbeddings(lambda: self.pipe)
 
     def identity(self) -> dict:
         return {"engine": self.name, "model": model_source(self.model)[0], "steps": self.steps,
                 "guidance": self.guidance, "strength": self.strength, "prompt": self.prompt,
                 "negative_prompt": self.negative_prompt, **self.rt.identity()}
-
-    def outpaint_identity(self) -> dict:
-        return {"engine": self.name, "inpaint": model_source(self.inpaint_model)[0], "steps": self.steps,
-                "guidance": self.guidance, "prompt": self.prompt, "negative_prompt": self.negative_prompt,
-                **self.rt.identity()}
 
     @property
     def pipe(self):
@@ -126,24 +157,6 @@ class StableDiffusionEngine:
                                  requires_safety_checker=False)
             self._pipe = self.rt.place(pipe)
         return self._pipe
-
-    @property
-    def inpaint(self):
-        if self._inpaint is None:
-            from diffusers import StableDiffusionInpaintPipeline
-
-            pipe = load_pipeline(StableDiffusionInpaintPipeline, self.inpaint_model, "SD inpainting model",
-                                 progress=self.rt.progress, dtype=self.rt.dtype, safety_checker=None,
-                                 requires_safety_checker=False)
-            self._inpaint = self.rt.place(pipe)
-        return self._inpaint
-
-    def attach(self, pipe=None, inpaint=None) -> None:
-        """Use pipelines built elsewhere instead of loading them (benchmarks, notebooks)."""
-        if pipe is not None:
-            self._pipe = self.rt.place(pipe)
-        if inpaint is not None:
-            self._inpaint = self.rt.place(inpaint)
 
     @torch.no_grad()
     def encode(self, rgb: np.ndarray) -> torch.Tensor:
@@ -170,8 +183,3 @@ class StableDiffusionEngine:
                 guidance_scale=self.guidance if guided else 1.0, generator=generator(seed), output_type="np",
             ).images[0]
             yield crop_to(out.astype(np.float32), width, height)
-
-    @torch.no_grad()
-    def outpaint(self, canvas: np.ndarray, region: np.ndarray, seed: int, prompt: str | None = None) -> np.ndarray:
-        return sd_inpaint_outpaint(self.inpaint, canvas, region, seed, prompt if prompt is not None else self.prompt,
-                                   self.negative_prompt, self.steps, self.guidance)

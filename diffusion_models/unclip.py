@@ -33,7 +33,7 @@ from artwalk.devices import generator
 from diffusion_models.engines import (
     Runtime, check_range, crop_to, load_pipeline, model_source, padded_size, pick_model, to_uint8_pil,
 )
-from diffusion_models.sd import INPAINT, TextEmbeddings, sd_inpaint_outpaint
+from diffusion_models.sd import INPAINT, SDFamilyEngine, TextEmbeddings
 from diffusion_models.slerp import slerp
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 MODEL = "sd21-unclip"
 
 
-class UnclipEngine:
+class UnclipEngine(SDFamilyEngine):
     name = "unclip"
     makes_inbetweens = True
     takes_prompts = True
@@ -61,18 +61,12 @@ class UnclipEngine:
         self.steps, self.guidance, self.noise_level = int(steps), float(guidance), int(noise_level)
         self.prompt, self.negative_prompt = prompt or "", negative_prompt or ""
         self.rt = Runtime(device, dtype, attention_slicing, vae_tiling, cpu_offload, progress)
-        self._pipe = self._inpaint = None
         self.text = TextEmbeddings(lambda: self.pipe)
 
     def identity(self) -> dict:
         return {"engine": self.name, "model": model_source(self.model)[0], "steps": self.steps,
                 "guidance": self.guidance, "noise_level": self.noise_level, "prompt": self.prompt,
                 "negative_prompt": self.negative_prompt, **self.rt.identity()}
-
-    def outpaint_identity(self) -> dict:
-        return {"engine": self.name, "inpaint": model_source(self.inpaint_model)[0], "steps": self.steps,
-                "guidance": self.guidance, "prompt": self.prompt, "negative_prompt": self.negative_prompt,
-                **self.rt.identity()}
 
     @property
     def pipe(self):
@@ -83,24 +77,6 @@ class UnclipEngine:
                                  progress=self.rt.progress, dtype=self.rt.dtype)
             self._pipe = self.rt.place(pipe)
         return self._pipe
-
-    @property
-    def inpaint(self):
-        if self._inpaint is None:
-            from diffusers import StableDiffusionInpaintPipeline
-
-            pipe = load_pipeline(StableDiffusionInpaintPipeline, self.inpaint_model, "SD inpainting model",
-                                 progress=self.rt.progress, dtype=self.rt.dtype, safety_checker=None,
-                                 requires_safety_checker=False)
-            self._inpaint = self.rt.place(pipe)
-        return self._inpaint
-
-    def attach(self, pipe=None, inpaint=None) -> None:
-        """Use pipelines built elsewhere instead of loading them (benchmarks, notebooks)."""
-        if pipe is not None:
-            self._pipe = self.rt.place(pipe)
-        if inpaint is not None:
-            self._inpaint = self.rt.place(inpaint)
 
     @torch.no_grad()
     def embed(self, images: Sequence[np.ndarray]) -> list[torch.Tensor]:
@@ -128,8 +104,3 @@ class UnclipEngine:
                 guidance_scale=self.guidance, generator=generator(seed), output_type="np",
             ).images[0]
             yield crop_to(out.astype(np.float32), width, height)
-
-    @torch.no_grad()
-    def outpaint(self, canvas: np.ndarray, region: np.ndarray, seed: int, prompt: str | None = None) -> np.ndarray:
-        return sd_inpaint_outpaint(self.inpaint, canvas, region, seed, prompt if prompt is not None else self.prompt,
-                                   self.negative_prompt, self.steps, self.guidance)
