@@ -2,85 +2,78 @@
 # full_pipeline.sh: a folder of images -> a walk video, one stage at a time.
 #
 # Positional (ArtWalks' form):
-#   bash full_pipeline.sh INPATH FOLDER_NAME OUTPATH S I F MODEL [h w]
+#   bash full_pipeline.sh INPATH FOLDER_NAME OUTPATH S I F MODEL [h w] [flags]
 #     reads INPATH/FOLDER_NAME, writes the run folder OUTPATH/FOLDER_NAME;
 #     S in-betweens per pair, I seconds per motion segment, F seconds of hold,
-#     MODEL the keyframe engine (auto: the preset's), h x w the walk size.
+#     MODEL the keyframe engine (kandinsky, unclip, sd, none; auto: the preset's),
+#     h x w the walk size.
 # Named:
-#   bash full_pipeline.sh --input DIR --output OUT [--preset auto|cpu|gpu] [-S N] [-I SEC]
-#        [-F SEC] [--model NAME] [--h H] [--w W] [--fps FPS] [--easing NAME]
-#        [--fit cover|contain-blur|contain-mirror] [--square_crop] [--seed N]
-#        [--motion-engine NAME] [--upscale-engine NAME] [--keyframe-model M]
-#        [--motion-model M] [--upscale-model M]   (engines: override the preset's;
-#        models: registry name, hub id or path, for the neural engines)
-#        [--target 2k] [--loop] [--audio FILE] [--format mp4|webm|gif] [--quiet]
+#   bash full_pipeline.sh --input DIR --output OUT [flags]
 #
-# Each stage is a `python -m` call on the same run folder; each caches its units,
-# so rerunning after a crash or an edit only does what is missing.
+# The flags are those of `artwalk run` (`python -m pipeline run --help` lists them
+# all, each with its stage's default): --preset auto|cpu|gpu, -S, -I, -F, --fps,
+# --easing, --w, --h, --engine, --model, --motion-engine, --upscale-engine,
+# --target, --loop, --audio, --format, --crf, --quiet, ...
+#
+# `python -m pipeline plan` checks everything first (inputs, weights, soundtrack,
+# paths, disk), writes OUT/walk.json, and says which arguments each stage gets: only
+# the flags given here, plus the engines the preset chose. Then each stage is one
+# `python -m` call on the same run folder; each caches its units, so rerunning after
+# a crash or an edit only does what is missing.
 set -euo pipefail
 
 PYTHON="${PYTHON:-python}"
-preset="auto"; model=""; steps=5; sec_i=3; sec_f=2; height=720; width=1280
-fps=24; easing="smoothstep"; target="2k"; fit="cover"; seed=0
-loop=(); square=(); audio=(); format=(); quiet=()
-motion_engine=(); upscale_engine=(); keyframe_model=(); motion_model=(); upscale_model=()
-input=""; output=""
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
 
+input=""
+output=""
+rest=()
 if [[ $# -gt 0 && "$1" != -* ]]; then
     if [[ $# -lt 7 ]]; then usage >&2; exit 2; fi
-    input="$1/$2"; output="$3/$2"; steps="$4"; sec_i="$5"; sec_f="$6"
-    [[ "$7" != "auto" ]] && model="$7"
-    height="${8:-$height}"; width="${9:-$width}"
-    shift $(( $# < 9 ? $# : 9 ))
+    input="$1/$2"; output="$3/$2"
+    rest=(-S "$4" -I "$5" -F "$6")
+    if [[ "$7" != "auto" ]]; then rest+=(--engine "$7"); fi
+    shift 7
+    if [[ $# -ge 2 && "$1" != -* && "$2" != -* ]]; then
+        rest+=(--h "$1" --w "$2")
+        shift 2
+    fi
 fi
 while [[ $# -gt 0 ]]; do
     case "$1" in
-        --input) input="$2"; shift 2 ;;
-        --output) output="$2"; shift 2 ;;
-        --preset) preset="$2"; shift 2 ;;
-        --model|--engine) model="$2"; shift 2 ;;
-        -S|--interpolation_steps) steps="$2"; shift 2 ;;
-        -I|--sec_interpolation) sec_i="$2"; shift 2 ;;
-        -F|--sec_freeze) sec_f="$2"; shift 2 ;;
-        --h|--height) height="$2"; shift 2 ;;
-        --w|--width) width="$2"; shift 2 ;;
-        --fps) fps="$2"; shift 2 ;;
-        --easing) easing="$2"; shift 2 ;;
-        --target) target="$2"; shift 2 ;;
-        --fit) fit="$2"; shift 2 ;;
-        --seed) seed="$2"; shift 2 ;;
-        --square_crop) square=(--square_crop); shift ;;
-        --motion-engine) motion_engine=(--motion-engine "$2"); shift 2 ;;
-        --upscale-engine) upscale_engine=(--upscale-engine "$2"); shift 2 ;;
-        --keyframe-model) keyframe_model=(--model "$2"); shift 2 ;;
-        --motion-model) motion_model=(--model "$2"); shift 2 ;;
-        --upscale-model) upscale_model=(--model "$2"); shift 2 ;;
-        --loop) loop=(--loop); shift ;;
-        --audio) audio=(--audio "$2"); shift 2 ;;
-        --format) format=(--format "$2"); shift 2 ;;
-        -q|--quiet) quiet=(--quiet); shift ;;
-        -h|--help) usage; exit 0 ;;
-        *) echo "full_pipeline.sh: unknown flag $1 (see --help)" >&2; exit 2 ;;
+        -h|--help) usage; echo; "$PYTHON" -m pipeline run --help; exit 0 ;;
+        --input|--output)
+            if [[ $# -lt 2 ]]; then echo "error: full_pipeline.sh: $1 needs a folder (see --help)" >&2; exit 2; fi
+            if [[ "$1" == --input ]]; then input="$2"; else output="$2"; fi
+            shift 2 ;;
+        --input=*) input="${1#--input=}"; shift ;;
+        --output=*) output="${1#--output=}"; shift ;;
+        *) rest+=("$1"); shift ;;
     esac
 done
 if [[ -z "$input" || -z "$output" ]]; then usage >&2; exit 2; fi
 
-model_flag=()
-[[ -n "$model" ]] && model_flag=(--model "$model")
+stage_args="$(mktemp)"
+trap 'rm -f "$stage_args"' EXIT
+"$PYTHON" -m pipeline plan ${rest[@]+"${rest[@]}"} --stage-args "$stage_args" -- "$input" "$output" >/dev/null
 
-# States the preset, frames, duration and disk; writes walk.json; prints the engines.
-engines="$("$PYTHON" -m artwalk plan "$input" "$output" --preset "$preset" "${model_flag[@]}" \
-    -S "$steps" -I "$sec_i" -F "$sec_f" --fps "$fps" --easing "$easing" --h "$height" --w "$width" \
-    --fit "$fit" --seed "$seed" --target "$target" "${motion_engine[@]}" "${upscale_engine[@]}" \
-    "${square[@]}" "${loop[@]}" "${quiet[@]}")"
-read -r keyframe_engine motion_engine_name upscale_engine_name <<<"$engines"
+# The plan's answer: a status word, then per stage a count and that many arguments (NUL-separated).
+exec 3<"$stage_args"
+words=()
+read_words() {
+    local n i word
+    words=()
+    IFS= read -r -d '' n <&3
+    for ((i = 0; i < n; i++)); do
+        IFS= read -r -d '' word <&3
+        words+=("$word")
+    done
+}
+IFS= read -r -d '' status <&3
+if [[ "$status" == "done" ]]; then exit 0; fi
 
-"$PYTHON" -m diffusion_models "$input" "$output" --engine "$keyframe_engine" "${keyframe_model[@]}" \
-    -S "$steps" --h "$height" --w "$width" --fit "$fit" --seed "$seed" "${square[@]}" "${loop[@]}" "${quiet[@]}"
-"$PYTHON" -m frame_interpolation "$output" --engine "$motion_engine_name" "${motion_model[@]}" \
-    -I "$sec_i" -F "$sec_f" --fps "$fps" --easing "$easing" "${loop[@]}" "${quiet[@]}"
-"$PYTHON" -m super_resolution "$output" --engine "$upscale_engine_name" "${upscale_model[@]}" \
-    --target "$target" "${quiet[@]}"
-"$PYTHON" -m generate_videos "$output" --source upscaled "${audio[@]}" "${format[@]}" "${quiet[@]}"
+read_words; "$PYTHON" -m diffusion_models "${words[@]}"
+read_words; "$PYTHON" -m frame_interpolation "${words[@]}"
+read_words; if [[ ${#words[@]} -gt 0 ]]; then "$PYTHON" -m super_resolution "${words[@]}"; fi
+read_words; "$PYTHON" -m generate_videos "${words[@]}"

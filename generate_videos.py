@@ -1,13 +1,13 @@
 """Stage 4: one encode of the timeline into a video (mp4, webm or gif), with a soundtrack.
 
-Reads the frames of stage 3 (``upscaled/``) when they are up to date with stage 2,
-else those of stage 2 (``frames/``), and writes the video and a contact sheet of the
-keyframes beside it::
+Reads the frames of stage 3 (``upscaled/``) when it was run, else those of stage 2
+(``frames/``), and writes the video, its record and a contact sheet of the keyframes
+beside it::
 
     OUT/                                    OUT/
       keyframes/manifest.json  ─┐             <name>.mp4             the walk (or --output)
-      frames/manifest.json     ─┼──────►      <name>_keyframes.png   the keyframes in a grid
-      upscaled/manifest.json   ─┘             <name>.video.json      its config and cache key
+      frames/manifest.json     ─┼──────►      <name>.mp4.json        its record: config and cache key
+      upscaled/manifest.json   ─┘             <name>_keyframes.png   the keyframes in a grid
                                               (--clean: keyframes/, frames/, upscaled/ removed)
 
 The manifests' ``timeline`` lists the video frame by frame as indices into their
@@ -15,13 +15,18 @@ The manifests' ``timeline`` lists the video frame by frame as indices into their
 small cache covers the repeats) and frames stream through the encoder, so memory
 does not grow with the length of the video. The file appears atomically: a failed
 or killed encode leaves nothing at the final name. A rerun whose frames, soundtrack
-and settings are unchanged finds the video up to date and does nothing.
+and settings are unchanged finds the video up to date and does nothing; each format
+has its own record, so switching between mp4, webm and gif re-encodes none of the
+others, and a rerun after ``--clean`` finds the video up to date too.
 
     python generate_videos.py OUT [--format mp4|webm|gif] [--audio song.mp3] [--clean]
 
-ArtWalks' flags still work: ``--input_path P --folder_name F`` names the run folder
-P/F, and ``--sec_interpolation``/``--sec_freeze`` first (re)run the motion stage,
-``python -m frame_interpolation``, which reuses whatever has not changed.
+ArtWalks' flags still work (in the CLI, :func:`main`): ``--input_path P --folder_name
+F`` names the run folder P/F, and ``--sec_interpolation``/``--sec_freeze`` first rerun
+the motion stage with only those settings changed (then stage 3 when the run had one),
+each reusing whatever has not changed.
+
+``check(config)`` checks what needs no earlier stage; ``run(VideoConfig(...)) -> VideoResult``.
 """
 
 from __future__ import annotations
@@ -46,17 +51,17 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from artwalk.cli import add_common_flags, run_cli
-from artwalk.errors import ConfigError, StageOrderError
-from artwalk.fsutil import atomic_write_json, human_bytes
+from artwalk.cli import Parser, add_common_flags, run_cli
+from artwalk.config import add_flags, from_args, key_settings, record, setting
+from artwalk.errors import ConfigError, InputError, StageOrderError
+from artwalk.fsutil import atomic_write_json, check_writable, human_bytes, sha256_file
 from artwalk.images import read_frame_u8, save_png
-from artwalk.runfolder import (
-    MANIFEST, STAGE_DIRS, cache_key, check_frames_current, config_dict, read_manifest, sha256_file,
-)
+from artwalk.runfolder import MANIFEST, STAGE_DIRS, cache_key, check_frames_current, read_manifest, run_lock
 from artwalk.video import (
     FORMATS,
     X264_PRESETS,
     EncodeSettings,
+    check_gif_fps,
     encode_video,
     format_for,
     fps_fraction,
@@ -86,20 +91,27 @@ class VideoConfig:
     """Everything stage 4 needs. ``output=None``: ``<run_dir>/<run_dir name>.<format>``;
     ``format=None``: from the output's extension, else mp4."""
 
-    run_dir: Path
-    output: Path | None = None
-    format: str | None = None
-    crf: int = 18
-    preset: str = "medium"
-    audio: Path | None = None
-    audio_fade: float = 2.0
-    source: str = "auto"
-    contact_sheet: bool = True
-    clean: bool = False
-    progress: bool = True
-    # When either is set, the motion stage runs first (as a subprocess) with these.
-    sec_interpolation: float | None = None
-    sec_freeze: float | None = None
+    run_dir: Path = setting(help="the run folder written by the earlier stages", cli=False)
+    output: Path | None = setting(None, "the video to write (default: OUT/<run folder name>.mp4, or .webm/.gif "
+                                  "with --format)", flags=("--output", "-o"), metavar="PATH", key=False)
+    format: str | None = setting(None, "mp4 (H.264 + AAC), webm (VP9 + Opus) or gif (no sound); default: from "
+                                 "--output's extension, else mp4", choices=FORMATS)
+    crf: int = setting(18, "constant quality, lower is better and bigger: 0-51 for mp4, 0-63 for webm "
+                       "(18 is visually lossless); ignored for gif")
+    encode_preset: str = setting("medium", "encoder speed/size trade-off, x264 names from ultrafast to veryslow; "
+                                 "for webm it maps to VP9 cpu-used; ignored for gif", choices=X264_PRESETS,
+                                 metavar="SPEED")
+    audio: Path | None = setting(None, "soundtrack (wav, mp3, flac, m4a, ogg, ...): trimmed to the video and "
+                                 "faded out; AAC in mp4, Opus in webm; gif drops it with a warning", metavar="FILE")
+    audio_fade: float = setting(2.0, "fade the soundtrack out over the video's last SECONDS (never longer than "
+                                "the video; 0 for none)", metavar="SECONDS")
+    source: str = setting("auto", "frames to encode: upscaled/ (stage 3) or frames/ (stage 2); auto takes "
+                          "upscaled/ when stage 3 was run", choices=SOURCES, key=False)
+    contact_sheet: bool = setting(True, "write <video name>_keyframes.png, the keyframes in a grid", key=False)
+    clean: bool = setting(False, "after a successful encode, delete keyframes/, frames/ and upscaled/ from the run "
+                          "folder (the video, its record, its contact sheet and walk.json stay)", key=False)
+    progress: bool = setting(True, cli=False, key=False)
+    wait: bool = setting(False, "if another process works in OUT, wait for it instead of stopping", control=True)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "run_dir", Path(self.run_dir))
@@ -107,12 +119,6 @@ class VideoConfig:
             object.__setattr__(self, "output", Path(self.output))
         if self.audio is not None:
             object.__setattr__(self, "audio", Path(self.audio))
-        if self.source not in SOURCES:
-            raise ConfigError(f"unknown --source '{self.source}' (choose from {', '.join(SOURCES)})")
-        for name in ("sec_interpolation", "sec_freeze"):
-            value = getattr(self, name)
-            if value is not None and not (value >= 0 and math.isfinite(value)):
-                raise ConfigError(f"--{name} must be zero or more seconds, got {value}")
         self.settings(fps_fraction(24.0))  # validates format, crf, preset, fade
 
     @property
@@ -130,8 +136,8 @@ class VideoConfig:
 
     @property
     def record_path(self) -> Path:
-        """``<video stem>.video.json``: the config and the key of what the video was made from."""
-        return self.video_path.with_name(f"{self.video_path.stem}.video.json")
+        """``<video file name>.json``: the config and the key of what the video was made from."""
+        return self.video_path.with_name(f"{self.video_path.name}.json")
 
     @property
     def sheet_path(self) -> Path:
@@ -139,7 +145,7 @@ class VideoConfig:
 
     def settings(self, fps) -> EncodeSettings:
         return EncodeSettings(
-            format=self.video_format, fps=fps, crf=self.crf, preset=self.preset,
+            format=self.video_format, fps=fps, crf=self.crf, preset=self.encode_preset,
             audio=self.audio, audio_fade=self.audio_fade, progress=self.progress,
         )  # fmt: skip
 
@@ -164,62 +170,73 @@ class VideoResult:
 # --------------------------------------------------------------------------- run
 
 
+def check(config: VideoConfig, fps: float | None = None) -> float | None:
+    """Everything that can be checked before stage 4 starts: format and settings (done by
+    the config), the soundtrack (decoded to its real end), the output paths, and with
+    ``fps`` what the format allows. Returns the soundtrack's length in seconds, if any."""
+    for path, what in ((config.video_path, "video"), (config.record_path, "video record"),
+                       (config.sheet_path, "contact sheet")):
+        if path.is_dir():
+            raise InputError(f"{path}: the {what} path is a folder; pass -o with a file name")
+    check_writable(config.video_path.parent, "video's folder")
+    if fps is not None and config.video_format == "gif":
+        check_gif_fps(fps)
+    if config.audio is None or config.video_format == "gif":
+        return None
+    info = probe_audio(config.audio)
+    log.info("soundtrack %s: %s, %d Hz, %d channel(s), %.1f s", info.path.name, info.codec, info.sample_rate,
+             info.channels, info.duration_s)
+    return info.duration_s
+
+
 def run(config: VideoConfig) -> VideoResult:
     """Encode the run folder's timeline into ``config.video_path`` (see the module docstring)."""
     started = time.monotonic()
-    run_dir = config.run_dir
-    output, fmt = config.video_path, config.video_format
-    if not run_dir.is_dir():
-        raise StageOrderError(f"{run_dir}: run folder does not exist")
-    if config.audio is not None and fmt != "gif":
-        info = probe_audio(config.audio)
-        log.info("soundtrack %s: %s, %d Hz, %d channel(s)%s", info.path.name, info.codec,
-                 info.sample_rate, info.channels,
-                 f", {info.duration_s:.1f} s" if info.duration_s else "")  # fmt: skip
-    if config.sec_interpolation is not None or config.sec_freeze is not None:
-        run_motion_stage(run_dir, config.sec_interpolation, config.sec_freeze)
+    audio_s = check(config)
+    with run_lock(config.run_dir, config.wait, create=False) as run_dir:
+        cleaned = _cleaned_and_current(config)
+        if cleaned is not None:
+            return cleaned
+        source, manifest = choose_source(run_dir, config.source)
+        frame_paths, timeline, (width, height), fps = check_manifest(run_dir, source, manifest)
+        if config.video_format == "gif":
+            check_gif_fps(fps)
+        rate = fps_fraction(fps)
+        output = config.video_path
+        log.info("encoding %d frames (%d unique) of %dx%d at %s fps from %s/ into %s (%s)", len(timeline),
+                 len(set(timeline)), width, height, _fps_text(rate), source, output, config.video_format)
+        if audio_s is not None and audio_s + 1e-3 < len(timeline) / float(rate):
+            log.warning("the soundtrack %s is %.1f s, shorter than the %.1f s video: the end will be silent",
+                        config.audio, audio_s, len(timeline) / float(rate))
 
-    source, manifest = choose_source(run_dir, config.source)
-    frame_paths, timeline, (width, height), fps = check_manifest(run_dir, source, manifest)
-    rate = fps_fraction(fps)
-    log.info(
-        "encoding %d frames (%d unique) of %dx%d at %s fps from %s/ into %s (%s)",
-        len(timeline), len(set(timeline)), width, height, _fps_text(rate), source, output, fmt,
-    )  # fmt: skip
-
-    def frames() -> Iterator[np.ndarray]:
-        return _timeline_frames(frame_paths, timeline, (width, height))
-
-    # The video's record beside it: its config, and a key of everything it was made from.
-    record_path = config.record_path
-    key = cache_key(
-        source=source, manifest=sha256_file(run_dir / source / MANIFEST),
-        audio=sha256_file(config.audio) if config.audio is not None and fmt != "gif" else None,
-        settings={k: str(v) for k, v in config_dict(config, drop=_NOT_IN_KEY).items()},
-    )  # fmt: skip
-    previous = _read_record(record_path)
-    sheet_ok = not config.contact_sheet or config.sheet_path.is_file()
-    if previous.get("key") == key and sheet_ok and _same_file(output, previous):
-        log.info("%s is up to date with %s/ and the settings: nothing to do", output, source)
-        sheet = config.sheet_path if config.contact_sheet else None
-        encoded_seconds, result_fields = 0.0, previous["result"]
-    else:
-        encoded = encode_video(frames, len(timeline), (width, height), output, config.settings(rate))
-        sheet = write_contact_sheet(run_dir, config.sheet_path) if config.contact_sheet else None
-        encoded_seconds = encoded.seconds
-        result_fields = {"frames": encoded.frames, "duration_s": encoded.duration_s, "width": encoded.width,
-                         "height": encoded.height, "bytes": encoded.bytes, "audio_s": encoded.audio_s}
-        atomic_write_json(record_path, {
-            "stage": "video", "key": key, "config": config_dict(config), "source": source,
-            "video": output.name, "sha256": sha256_file(output), "result": result_fields,
+        # The video's record beside it: its config, and a key of everything it was made from.
+        key = cache_key(
+            source=source, manifest=sha256_file(run_dir / source / MANIFEST),
+            audio=sha256_file(config.audio) if config.audio is not None and config.video_format != "gif" else None,
+            settings=key_settings(config),
+        )  # fmt: skip
+        previous = _read_record(config.record_path)
+        sheet_ok = not config.contact_sheet or config.sheet_path.is_file()
+        if previous.get("key") == key and sheet_ok and _same_file(output, previous):
+            log.info("%s is up to date with %s/ and the settings: nothing to do", output, source)
+            result_fields, encoded_seconds = previous["result"], 0.0
+        else:
+            encoded = encode_video(lambda: _timeline_frames(frame_paths, timeline, (width, height)), len(timeline),
+                                   (width, height), output, config.settings(rate))
+            if config.contact_sheet:
+                write_contact_sheet(run_dir, config.sheet_path)
+            encoded_seconds = encoded.seconds
+            result_fields = {"frames": encoded.frames, "duration_s": encoded.duration_s, "width": encoded.width,
+                             "height": encoded.height, "bytes": encoded.bytes, "audio_s": encoded.audio_s}
+        atomic_write_json(config.record_path, {
+            "stage": "video", "key": key, "config": record(config), "source": source, "video": output.name,
+            "sha256": sha256_file(output), "result": result_fields, "walk_key": _walk_key(run_dir),
+            "cleaned": config.clean,
         })  # fmt: skip
-    if config.clean:
-        clean_run_folder(run_dir, keep=[output, config.sheet_path, record_path])
-
-    result = VideoResult(
-        path=output, contact_sheet=sheet, source=source, fps=float(rate),
-        seconds=time.monotonic() - started, **result_fields,
-    )  # fmt: skip
+        if config.clean:
+            clean_run_folder(run_dir, keep=[output, config.sheet_path, config.record_path])
+    result = VideoResult(path=output, contact_sheet=config.sheet_path if config.contact_sheet else None,
+                         source=source, fps=float(rate), seconds=time.monotonic() - started, **result_fields)
     if encoded_seconds:
         log.info(
             "wrote %s: %d frames, %.2f s at %s fps, %dx%d, %s%s (encoded in %.1f s)",
@@ -229,8 +246,32 @@ def run(config: VideoConfig) -> VideoResult:
     return result
 
 
-# Settings that do not change the video's bytes.
-_NOT_IN_KEY = ("run_dir", "progress", "clean", "contact_sheet", "sec_interpolation", "sec_freeze", "source")
+def _walk_key(run_dir: Path) -> str | None:
+    """The walk's key from OUT/walk.json (its plan), so a cleaned walk can be found up to date."""
+    return _read_record(run_dir / "walk.json").get("walk_key")
+
+
+def video_record(config: VideoConfig) -> dict:
+    """The video's record, when the file beside it is the very video it describes; else {}."""
+    previous = _read_record(config.record_path)
+    return previous if _same_file(config.video_path, previous) else {}
+
+
+def _cleaned_and_current(config: VideoConfig) -> VideoResult | None:
+    """After ``--clean`` the stage folders are gone: the video is up to date when its record
+    says it was cleaned and the file is the one recorded (and nothing else was asked)."""
+    if (config.run_dir / "frames" / MANIFEST).is_file():
+        return None
+    previous = video_record(config)
+    if not previous.get("cleaned"):
+        return None
+    if key_settings(config) != {k: v for k, v in previous.get("config", {}).items() if k in key_settings(config)}:
+        raise StageOrderError(f"{config.run_dir} was cleaned (--clean) after its video was made, so new settings "
+                              "cannot be applied: rerun the whole walk")
+    log.info("%s is up to date (the run folder was cleaned after it was made): nothing to do", config.video_path)
+    fields = previous["result"]
+    return VideoResult(path=config.video_path, contact_sheet=config.sheet_path if config.sheet_path.is_file() else None,
+                       source=previous.get("source", "frames"), **fields)
 
 
 def _read_record(path: Path) -> dict:
@@ -253,30 +294,20 @@ def _fps_text(rate) -> str:
 
 
 def choose_source(run_dir: Path, source: str) -> tuple[str, dict]:
-    """Pick the frames to encode: ``upscaled`` when its manifest was made from the
-    current ``frames`` manifest (for ``auto``), else ``frames``."""
+    """Pick the frames to encode: ``upscaled`` when stage 3 was run (``auto``), else ``frames``.
+
+    An ``upscaled/`` made from an older ``frames/`` is never encoded in its place, nor
+    silently skipped for frames of the wrong size: it is an error that says what to rerun.
+    """
     frames_manifest = read_manifest(run_dir, "frames")
     check_frames_current(run_dir, frames_manifest)
-    if source == "frames":
+    if source == "frames" or (source == "auto" and not (run_dir / "upscaled" / MANIFEST).is_file()):
         return "frames", frames_manifest
-    upscaled_path = run_dir / "upscaled" / MANIFEST
-    if source == "auto" and not upscaled_path.is_file():
-        return "frames", frames_manifest
-    try:
-        upscaled = read_manifest(run_dir, "upscaled")
-    except StageOrderError as exc:
-        if source == "upscaled":
-            raise
-        log.warning("ignoring upscaled/: %s", exc)
-        return "frames", frames_manifest
-    if upscaled.get("upstream") == sha256_file(run_dir / "frames" / MANIFEST):
-        return "upscaled", upscaled
-    why = f"{upscaled_path.parent} is out of date (made from an older frames/ manifest)"
-    if source == "upscaled":
-        raise StageOrderError(f"{why}; rerun `{STAGE_DIRS['upscaled']}` or use --source frames")
-    log.warning("ignoring %s; encoding frames/ instead (rerun `%s` to upscale)",
-                why, STAGE_DIRS["upscaled"])  # fmt: skip
-    return "frames", frames_manifest
+    upscaled = read_manifest(run_dir, "upscaled")
+    if upscaled.get("upstream") != sha256_file(run_dir / "frames" / MANIFEST):
+        raise StageOrderError(f"{run_dir / 'upscaled'} is out of date (made from an older frames/ manifest); "
+                              f"rerun `{STAGE_DIRS['upscaled']}`, or encode the frames as they are with --source frames")
+    return "upscaled", upscaled
 
 
 def check_manifest(
@@ -351,29 +382,31 @@ def _timeline_frames(paths: Sequence[Path], timeline: Sequence[int], size: tuple
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-# --------------------------------------------------------------------------- motion stage
+# --------------------------------------------------------------------------- ArtWalks' re-timing
 
 
-def run_motion_stage(run_dir: Path, sec_interpolation: float | None, sec_freeze: float | None) -> None:
-    """Run ``python -m frame_interpolation RUN_DIR ...`` (it reuses unchanged work)."""
-    cmd = [sys.executable, "-m", "frame_interpolation", str(run_dir)]
-    if sec_interpolation is not None:
-        cmd += ["--sec_interpolation", _number(sec_interpolation)]
-    if sec_freeze is not None:
-        cmd += ["--sec_freeze", _number(sec_freeze)]
-    shown = " ".join(["python"] + cmd[1:])
-    log.info("running the motion stage first: %s", shown)
+def retime(run_dir: Path, sec_interpolation: float | None, sec_freeze: float | None) -> None:
+    """ArtWalks' ``--sec_interpolation``/``--sec_freeze``: rerun the motion stage with only
+    those settings changed (``--keep-settings``), then stage 3 if the run had one, so that
+    the video is made at the run's own size. Each reuses every unchanged unit."""
+    given = [("--sec_interpolation", sec_interpolation), ("--sec_freeze", sec_freeze)]
+    _stage(["frame_interpolation", str(run_dir), "--keep-settings"]
+           + [f"{flag}={value!r}" for flag, value in given if value is not None], "motion")
+    if (run_dir / "upscaled" / MANIFEST).is_file():
+        _stage(["super_resolution", str(run_dir), "--keep-settings"], "upscale")
+
+
+def _stage(args: list[str], what: str) -> None:
+    cmd = [sys.executable, "-m", *args]
+    shown = " ".join(["python", "-m", *args])
+    log.info("running the %s stage first: %s", what, shown)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
     code = subprocess.run(cmd, env=env, check=False).returncode
     if code != 0:
-        err = StageOrderError(f"the motion stage failed (exit {code}): `{shown}`; see its message above")
+        err = StageOrderError(f"the {what} stage failed (exit {code}): `{shown}`; see its message above")
         err.exit_code = code if 0 < code < 256 else 1
         raise err
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 # --------------------------------------------------------------------------- contact sheet
@@ -468,65 +501,50 @@ def clean_run_folder(run_dir: Path, keep: Sequence[Path]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="generate_videos.py",
         description="Stage 4: encode a run folder's timeline into one video (mp4, webm or gif),"
         " with an optional soundtrack, and write a contact sheet of its keyframes beside it.",
     )
-    p.add_argument("run_dir", nargs="?", metavar="RUN_DIR", type=Path,
+    p.add_argument("run_dir", nargs="?", metavar="OUT", type=Path,
                    help="the run folder written by the earlier stages (or use --input_path/--folder_name)")
     p.add_argument("--input_path", type=Path, metavar="P",
                    help="ArtWalks style: the folder that holds run folders; the run folder is P/F")
     p.add_argument("--folder_name", metavar="F", help="ArtWalks style: the run folder's name inside --input_path")
-    p.add_argument("-o", "--output", type=Path, metavar="PATH",
-                   help="the video to write (default: RUN_DIR/<run folder name>.mp4, or .webm/.gif with --format)")
-    p.add_argument("--format", choices=FORMATS, type=str.lower,
-                   help="mp4 (H.264 + AAC), webm (VP9 + Opus) or gif (no sound); default: from"
-                   " --output's extension, else mp4")
-    p.add_argument("--crf", type=int, default=18,
-                   help="constant quality, lower is better and bigger: 0-51 for mp4, 0-63 for webm"
-                   " (default 18, visually lossless); ignored for gif")
-    p.add_argument("--preset", default="medium", choices=X264_PRESETS, metavar="PRESET",
-                   help="speed/size trade-off, x264 names from ultrafast to veryslow (default"
-                   " medium); for webm it maps to VP9 cpu-used; ignored for gif")
-    p.add_argument("--audio", type=Path, metavar="FILE",
-                   help="soundtrack (wav, mp3, flac, m4a, ogg, ...): trimmed to the video and faded"
-                   " out; AAC in mp4, Opus in webm; gif drops it with a warning")
-    p.add_argument("--audio-fade", type=float, default=2.0, metavar="SECONDS",
-                   help="fade the soundtrack out over the video's last SECONDS (default 2.0;"
-                   " never longer than the video; 0 for none)")
-    p.add_argument("--source", choices=SOURCES, default="auto",
-                   help="frames to encode: upscaled/ (stage 3) or frames/ (stage 2); auto (default)"
-                   " takes upscaled/ when it is up to date with frames/")
-    p.add_argument("--no-contact-sheet", dest="contact_sheet", action="store_false",
-                   help="do not write <video name>_keyframes.png, the keyframes in a grid")
+    add_flags(p, VideoConfig)
     p.add_argument("--sec_interpolation", type=float, metavar="I",
-                   help="ArtWalks style: first (re)run the motion stage with I seconds per"
-                   " transition (unchanged work is reused)")
+                   help="ArtWalks style: first rerun the motion stage with I seconds per transition, keeping its "
+                   "other settings (unchanged work is reused)")
     p.add_argument("--sec_freeze", type=float, metavar="F",
-                   help="ArtWalks style: first (re)run the motion stage holding each original F seconds")
-    p.add_argument("--clean", action="store_true",
-                   help="after a successful encode, delete keyframes/, frames/ and upscaled/ from the"
-                   " run folder (the video, its contact sheet, its .video.json and walk.json stay)")
-    add_common_flags(p)  # --quiet, --verbose
+                   help="ArtWalks style: first rerun the motion stage holding each original F seconds, keeping its "
+                   "other settings")
+    add_common_flags(p)
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> VideoConfig:
+def _run_dir(args: argparse.Namespace) -> Path:
     if args.input_path is not None or args.folder_name is not None:
         if args.run_dir is not None:
-            raise ConfigError("give the run folder once: RUN_DIR or --input_path/--folder_name, not both")
-        run_dir = Path(args.input_path or ".") / (args.folder_name or "")
-    elif args.run_dir is not None:
-        run_dir = args.run_dir
-    else:
-        raise ConfigError("no run folder: pass RUN_DIR (or --input_path P --folder_name F)")
-    return VideoConfig(
-        run_dir=run_dir, output=args.output, format=args.format, crf=args.crf,
-        preset=args.preset, audio=args.audio, audio_fade=args.audio_fade, source=args.source,
-        contact_sheet=args.contact_sheet, clean=args.clean, progress=not args.quiet,
-        sec_interpolation=args.sec_interpolation, sec_freeze=args.sec_freeze,
-    )  # fmt: skip
+            raise ConfigError("give the run folder once: OUT or --input_path/--folder_name, not both")
+        return Path(args.input_path or ".") / (args.folder_name or "")
+    if args.run_dir is None:
+        raise ConfigError("no run folder: pass OUT (or --input_path P --folder_name F)")
+    return args.run_dir
+
+
+def config_from_args(args: argparse.Namespace) -> VideoConfig:
+    return from_args(VideoConfig, args, run_dir=_run_dir(args), progress=not args.quiet)
+
+
+def _main(args: argparse.Namespace) -> None:
+    config = config_from_args(args)  # every flag checked before the motion stage reruns
+    for flag, value in (("--sec_interpolation", args.sec_interpolation), ("--sec_freeze", args.sec_freeze)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{flag} must be zero or more seconds, got {value}")
+    check(config)
+    if args.sec_interpolation is not None or args.sec_freeze is not None:
+        retime(config.run_dir, args.sec_interpolation, args.sec_freeze)
+    run(config)
 
 
 def _raise_on_sigterm(signum, frame) -> None:
@@ -539,7 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _raise_on_sigterm)
     except ValueError:  # not the main thread
         pass
-    return run_cli(lambda args: run(config_from_args(args)), build_parser(), argv)
+    return run_cli(_main, build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""Command-line plumbing shared by every stage: logging setup and error handling.
+"""Command-line plumbing shared by every entry point: parser, logging, error handling.
 
 Only CLIs configure logging. A known error (:class:`ArtwalkError`) becomes one line
-``error: ...`` on stderr and a non-zero exit; Ctrl-C says how to resume.
+``error: ...`` on stderr and its exit code; so does a bad flag (exit 2), instead of
+argparse's usage block. Ctrl-C says how to resume.
 """
 
 from __future__ import annotations
@@ -17,6 +18,39 @@ from artwalk.errors import ArtwalkError
 log = logging.getLogger("artwalk")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, and option values that may start with ``-``.
+
+    ``--input -odd-name`` is read as ``--input=-odd-name`` when ``-odd-name`` is not one
+    of the parser's own flags (a path, a negative number), so such values need no ``=``.
+    """
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(self._join_dash_values(args), namespace)
+
+    def _join_dash_values(self, args: list[str]) -> list[str]:
+        takes_one = {s for a in self._actions if a.nargs is None and a.option_strings for s in a.option_strings}
+        known = {s for a in self._actions for s in a.option_strings}
+        out, i = [], 0
+        while i < len(args):
+            tok = args[i]
+            if tok == "--":
+                out.extend(args[i:])
+                break
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            if tok in takes_one and nxt is not None and nxt.startswith("-") and nxt.split("=", 1)[0] not in known:
+                out.append(f"{tok}={nxt}")
+                i += 2
+                continue
+            out.append(tok)
+            i += 1
+        return out
+
+
 def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
@@ -25,6 +59,12 @@ def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors; no progress bars")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+
+
+def add_keep_settings_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keep-settings", action="store_true",
+                        help="flags you leave out keep the values this stage last used in OUT (from its "
+                        "manifest.json) instead of the defaults")
 
 
 def run_cli(main: Callable[[argparse.Namespace], object], parser: argparse.ArgumentParser,
@@ -37,6 +77,10 @@ def run_cli(main: Callable[[argparse.Namespace], object], parser: argparse.Argum
     except ArtwalkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except PermissionError as exc:  # a place that did not name it better
+        where = exc.filename or "a file"
+        print(f"error: {where}: permission denied ({exc.strerror or exc})", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume where it stopped", file=sys.stderr)
         return 130

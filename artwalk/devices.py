@@ -6,9 +6,35 @@ and ``--dtype`` override; a model that cannot run in half precision says so.
 
 from __future__ import annotations
 
-from artwalk.errors import ConfigError
+import contextlib
+import importlib.util
+from typing import Iterator
+
+from artwalk.errors import ConfigError, GpuMemoryError
 
 DTYPES = ("float32", "float16", "bfloat16")
+
+
+def cuda_available() -> bool:
+    """Whether PyTorch is installed and sees a CUDA device (imports torch only if installed)."""
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+@contextlib.contextmanager
+def gpu_memory(what: str, advice: str) -> Iterator[None]:
+    """Out of GPU memory inside the block becomes one :class:`GpuMemoryError` line:
+    ``<what>: out of GPU memory; <advice>``. Every neural engine runs its models in one."""
+    import torch
+
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        raise GpuMemoryError(f"{what}: out of GPU memory; {advice}") from None
 
 
 def resolve_device(name: str | None = None):

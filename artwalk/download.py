@@ -32,19 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from artwalk import __version__
-from artwalk.errors import ArtwalkError, ConfigError, DiskFullError, WeightsMissingError
-from artwalk.fsutil import disk_errors, free_bytes, human_bytes
-from artwalk.models import (
-    REGISTRY,
-    ModelSpec,
-    cache_dir,
-    get_spec,
-    hf_offline,
-    record_sha256,
-    recorded_sha256,
-    sha256_file,
-    weights_file,
-)
+from artwalk.errors import ChecksumError, ConfigError, DiskFullError, DownloadError, WeightsMissingError
+from artwalk.fsutil import disk_errors, free_bytes, human_bytes, sha256_file
+from artwalk.models import REGISTRY, ModelSpec, cache_dir, get_spec, hf_offline, record_sha256, recorded_sha256, \
+    weights_file
 from artwalk.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
@@ -56,14 +47,6 @@ TIMEOUT_S = 60.0  # per socket operation, not for the whole transfer
 # copies; a diffusers pipeline needs only its folders (used when diffusers is absent).
 HUB_ALLOW = ["model_index.json", "*/*.json", "*/*.txt", "*/*.model", "*/*.safetensors"]
 HUB_IGNORE = ["*.fp16.*", "*non_ema*", "*.ckpt", "*.msgpack", "*.onnx*", "*.pb"]
-
-
-class DownloadError(ArtwalkError):
-    """A transfer failed (network, HTTP status); a partial file is kept for a resume."""
-
-
-class ChecksumError(ArtwalkError):
-    """What arrived is not the file the registry names; the partial file was deleted."""
 
 
 @dataclass(frozen=True)

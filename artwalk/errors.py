@@ -1,7 +1,8 @@
 """Typed errors: each one is a single line a user can act on.
 
 The CLIs catch :class:`ArtwalkError`, print ``error: <message>`` on one line and
-exit non-zero, without a traceback. Anything else is a bug and keeps its traceback.
+exit with the error's ``exit_code``, without a traceback. Anything else is a bug and
+keeps its traceback. Every error class of the project lives here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ class ArtwalkError(Exception):
 
 
 class InputError(ArtwalkError):
-    """An input file or folder cannot be used (missing, empty, corrupt, not an image)."""
+    """An input file or folder cannot be used (missing, empty, corrupt, not an image, unreadable)."""
 
 
 class ConfigError(ArtwalkError):
@@ -24,7 +25,8 @@ class ConfigError(ArtwalkError):
 
 
 class StageOrderError(ArtwalkError):
-    """A stage was asked to run before the stage it reads from has finished."""
+    """A stage was asked to run before the stage it reads from has finished, or on its
+    outdated output (an earlier stage was rerun since)."""
 
 
 class DiskFullError(ArtwalkError):
@@ -33,3 +35,35 @@ class DiskFullError(ArtwalkError):
 
 class WeightsMissingError(ArtwalkError):
     """A model's weights are not on this machine; the message says how to fetch them."""
+
+    exit_code = 2
+
+
+class UnsupportedWeightsError(InputError):
+    """A weights file that loads, but is not a network the engine knows (or not weights at all)."""
+
+
+class GpuMemoryError(ArtwalkError):
+    """The GPU ran out of memory; the message says which settings to lower."""
+
+
+class RunFolderBusyError(ArtwalkError):
+    """Another process is working in the run folder (it holds the folder's lock)."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later
+
+
+class DownloadError(ArtwalkError):
+    """A transfer failed (network, HTTP status); a partial file is kept for a resume."""
+
+
+class ChecksumError(ArtwalkError):
+    """What arrived is not the file the registry names; the partial file was deleted."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type's name."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__

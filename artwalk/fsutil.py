@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -17,11 +18,53 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-from artwalk.errors import DiskFullError
+from artwalk.errors import DiskFullError, InputError
 
 # ENOSPC: disk full; EDQUOT: quota; EFBIG: file-size limit (ulimit -f).
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 TMP_MARK = ".tmp-"
+
+
+def sha256_file(path: Path | str) -> str:
+    """The sha256 of a file's bytes (about 1 GB/s)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def make_dir(path: Path | str, what: str = "output folder") -> Path:
+    """Create ``path`` (and its parents), or say in one line why it cannot be."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path}: the {what} is a file, not a folder; give a folder path")
+    try:
+        with disk_errors(path):
+            path.mkdir(parents=True, exist_ok=True)
+    except PermissionError:
+        raise InputError(f"{path}: permission denied creating the {what}; pick a folder you can write to") from None
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"{path}: cannot create the {what}: a file stands in its path") from None
+    return path
+
+
+def check_writable(path: Path | str, what: str = "output folder") -> None:
+    """Raise one line unless ``path`` is, or could be created as, a folder this process may write in."""
+    path = Path(path).absolute()
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(f"{path}: the {what} is a file, not a folder; give a folder path")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise InputError(f"{path}: permission denied: cannot write in the {what}")
+        return
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{path}: cannot create the {what}: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: permission denied: cannot create the {what} in {parent}")
 
 
 def tmp_name(path: Path) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import warnings
 from pathlib import Path
@@ -41,22 +42,37 @@ def natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part.casefold() for part in re.split(r"(\d+)", name)]
 
 
-def list_images(folder: Path | str) -> list[Path]:
+def list_images(folder: Path | str, report: bool = True) -> list[Path]:
     """The image files of ``folder`` in natural order.
 
-    Hidden files and files without an image extension (notes, thumbnails caches,
-    .DS_Store) are skipped; a file with an image extension is taken, and if it
-    turns out not to be an image, loading it fails loudly.
+    Hidden files and files without an image extension (notes, thumbnail caches,
+    .DS_Store) are skipped, and with ``report`` the skip is logged once. A file with an
+    image extension is taken, and if it turns out not to be an image, loading it fails
+    loudly. An entry with an image extension that is no file is named: a folder is
+    skipped with a warning, a broken or looping symbolic link is an error.
     """
     folder = Path(folder)
-    if not folder.is_dir():
+    if not folder.exists():
         raise InputError(f"{folder}: input folder does not exist")
+    if not folder.is_dir():
+        raise InputError(f"{folder}: is a file, not a folder of images; give the folder that holds it")
+    try:
+        entries = list(folder.iterdir())
+    except PermissionError:
+        raise InputError(f"{folder}: permission denied listing the input folder") from None
     images, skipped = [], []
-    for entry in folder.iterdir():
-        if entry.name.startswith(".") or not entry.is_file():
+    for entry in entries:
+        if entry.name.startswith("."):
             continue
-        (images if entry.suffix.lower() in IMAGE_EXTENSIONS else skipped).append(entry)
-    if skipped:
+        is_image = entry.suffix.lower() in IMAGE_EXTENSIONS
+        if is_image and entry.is_symlink() and not entry.exists():
+            raise InputError(f"{entry}: broken symbolic link (its target is missing, or it points back at itself)")
+        if entry.is_file():
+            (images if is_image else skipped).append(entry)
+        elif is_image:
+            kind = "a folder" if entry.is_dir() else "not a regular file"
+            log.warning("skipping %s: %s, not an image", entry, kind)
+    if skipped and report:
         log.info("skipping %d non-image file(s) in %s", len(skipped), folder)
     if not images:
         exts = ", ".join(sorted(IMAGE_EXTENSIONS))
@@ -67,6 +83,8 @@ def list_images(folder: Path | str) -> list[Path]:
 def _open_pil(path: Path, min_size: tuple[int, int] | None) -> Image.Image:
     if not path.is_file():
         raise InputError(f"{path}: file not found")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: permission denied reading the image")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file (0 bytes)")
     try:
@@ -86,6 +104,8 @@ def _open_pil(path: Path, min_size: tuple[int, int] | None) -> Image.Image:
             return im
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image, or a format this tool cannot read") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied reading the image") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(f"{path}: image too large (over {Image.MAX_IMAGE_PIXELS} pixels)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -124,6 +144,19 @@ def load_image(path: Path | str, min_size: tuple[int, int] | None = None) -> np.
     """
     im = _open_pil(Path(path), min_size)
     return np.ascontiguousarray(_to_rgb_float(im))
+
+
+def resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize with area averaging when shrinking and Lanczos (8x8) when enlarging, in [0, 1].
+
+    The one resize of the project: conforming inputs, the lanczos upscale engine, and
+    the exact-size finish of the neural upscalers.
+    """
+    h, w = rgb.shape[:2]
+    if (w, h) == (width, height):
+        return rgb
+    interp = cv2.INTER_AREA if width * height < w * h else cv2.INTER_LANCZOS4
+    return np.clip(cv2.resize(rgb, (width, height), interpolation=interp), 0.0, 1.0)
 
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:

@@ -4,7 +4,8 @@ Two kinds of entry:
 
 - ``hub``: a diffusers folder on the Hugging Face hub (``source`` is the repo id).
   It lives in the Hugging Face cache (``HF_HOME``/``HF_HUB_CACHE`` are respected)
-  and loads offline once there; ``HF_HUB_OFFLINE=1`` is honoured.
+  and is always loaded from there, never fetched by an engine (only ``artwalk models
+  download`` fetches).
 - ``file``: one weights file fetched by URL (``source``) into the artwalk cache
   (``$ARTWALK_CACHE``, else ``$XDG_CACHE_HOME/artwalk``, else ``~/.cache/artwalk``)
   by :func:`artwalk.download.download`.
@@ -23,18 +24,21 @@ trusted on first use: the checksum of the first download is recorded beside it
 
 A user may always pass a hub id or a local path instead of a short name. A model
 that is not on this machine raises :class:`WeightsMissingError` with one line that
-names it and the command that fetches it (``artwalk models download NAME``).
+names it and the command that fetches it (``artwalk models download NAME``);
+:func:`check_present` asks without loading anything, so a walk's plan can refuse
+before any work starts.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from artwalk.errors import ConfigError, WeightsMissingError
+from artwalk.fsutil import atomic_write_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +101,16 @@ def checksum_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def sha256_file(path: Path | str) -> str:
-    """The sha256 of a file (about 0.1 s per 100 MB; every load pays it, no stale cache)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+@functools.lru_cache(maxsize=64)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+def weights_sha256(path: Path | str) -> str:
+    """The sha256 of a weights file, hashed once per process (per path, size and mtime)."""
+    path = Path(path).resolve()
+    st = path.stat()
+    return _sha256_cached(str(path), st.st_size, st.st_mtime_ns)
 
 
 def recorded_sha256(path: Path) -> str | None:
@@ -116,8 +123,6 @@ def recorded_sha256(path: Path) -> str | None:
 
 
 def record_sha256(path: Path, digest: str) -> None:
-    from artwalk.fsutil import atomic_write_bytes
-
     atomic_write_bytes(checksum_path(path), f"{digest}  {path.name}\n".encode("ascii"))
 
 
@@ -144,7 +149,7 @@ def weights_file(name_or_path: str | Path) -> Path:
     if not path.is_file():
         raise WeightsMissingError(f"weights for {spec.name} ({spec.filename}) are not in {cache_dir()}: {download_hint(spec.name)}")
     expected = spec.sha256 or recorded_sha256(path)
-    got = sha256_file(path)
+    got = weights_sha256(path)
     if expected is None:
         log.warning("%s: no checksum pinned or recorded; recording sha256 %s (trust on first use)", path, got)
         record_sha256(path, got)
@@ -167,9 +172,10 @@ def hub_id(name_or_id: str) -> str:
 
 
 def hub_missing(name_or_id: str) -> WeightsMissingError:
-    """The one-line error for a hub model that is neither cached nor fetchable.
+    """The one-line error for a hub model that is not in the Hugging Face cache.
 
-    Engines raise it when ``from_pretrained`` finds no local copy and no network::
+    Engines never download: only ``artwalk models download`` fetches. They raise this
+    when ``from_pretrained(..., local_files_only=True)`` finds no local copy::
 
         except OSError:
             raise hub_missing(name) from None
@@ -177,9 +183,68 @@ def hub_missing(name_or_id: str) -> WeightsMissingError:
     spec = REGISTRY.get(name_or_id)
     repo = spec.source if spec else name_or_id
     label = f"model {spec.name} ({repo})" if spec else f"model {repo}"
-    why = "HF_HUB_OFFLINE is set and it is not in the Hugging Face cache" if hf_offline() else (
-        "it is not in the Hugging Face cache and could not be fetched")
-    return WeightsMissingError(f"{label}: {why}; {download_hint(spec.name if spec else repo)}")
+    return WeightsMissingError(f"{label} is not in the Hugging Face cache: {download_hint(spec.name if spec else repo)}")
+
+
+def model_source(model: str) -> tuple[str, bool]:
+    """(hub id or absolute folder, is_local) for a short name, hub id or folder."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return str(path.resolve()), True
+    if model.startswith((".", "/", "~", "\\")) or model.count("/") > 1 or "\\" in model:
+        raise WeightsMissingError(f"model folder {path} does not exist")
+    return hub_id(model), False
+
+
+def bundle_role(model: str | None, role: str | None) -> str | None:
+    """``MODEL/<role>`` when ``model`` is a bundle folder that has that role, else None.
+
+    A bundle is a folder with one diffusers pipeline folder per role (prior/, decoder/,
+    sd/, unclip/, inpaint/, ...) instead of a model_index.json of its own.
+    """
+    if not model or not role:
+        return None
+    path = Path(model).expanduser()
+    if path.is_dir() and not (path / "model_index.json").is_file() and (path / role / "model_index.json").is_file():
+        return str(path / role)
+    return None
+
+
+def pick_model(option: str, options: dict, role: str | None, default: str) -> str:
+    """The model a slot of an engine uses, from the engine's options.
+
+    The ``model`` option itself: its bundle's ``role`` folder, else the model, else the
+    default. Any other (``prior_model``, ``outpaint_model``): the option, else the
+    ``model`` bundle's ``role`` folder, else the default.
+    """
+    value, bundle = options.get(option), options.get("model")
+    if option == "model":
+        return bundle_role(value, role) or value or default
+    return value or bundle_role(bundle, role) or default
+
+
+def check_present(model: str, kind: str) -> None:
+    """Raise :class:`WeightsMissingError` (one line, with the fetch command) unless the
+    weights of ``model`` are on this machine. Nothing is loaded or downloaded."""
+    if kind == "file":
+        weights_file(model)
+        return
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise WeightsMissingError(f"{path}: not a diffusers pipeline folder (no model_index.json)")
+        return
+    repo, _ = model_source(model)
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        raise hub_missing(model) from None
+    try:
+        cached = try_to_load_from_cache(repo, "model_index.json")
+    except ValueError:  # not a valid repo id
+        raise ConfigError(f"model '{model}' is neither a folder nor a hub id (owner/name)") from None
+    if not isinstance(cached, str):
+        raise hub_missing(model)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ One walk is one folder::
       upscaled/manifest.json    stage 3: unique frames at the target size + timeline
       upscaled/units/<key>/     one upscaled frame
       <name>.mp4                stage 4
+      .artwalk.lock             held by the process working here (see run_lock)
 
 A unit's key hashes everything that affects its bytes: input contents, settings,
 engine and weights identity. A unit folder is built under a temporary name and
@@ -19,6 +20,11 @@ reuses every unit whose key is unchanged; a killed run resumes; after one input
 changes only the units that depend on it are recomputed. The manifest, written
 last, lists a stage's outputs in order; a stage reads only its predecessor's
 manifest, never its folder listing.
+
+A reused unit is checked first: every file its record lists must be there with its
+recorded size (``verify`` also compares the sha256); a unit that fails is rebuilt.
+One process at a time works in a run folder: :func:`run_lock` takes an exclusive
+lock that the operating system releases when the process ends, however it ends.
 """
 
 from __future__ import annotations
@@ -27,21 +33,27 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import shutil
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 from artwalk import __version__
-from artwalk.errors import StageOrderError
-from artwalk.fsutil import TMP_MARK, atomic_dir, atomic_write_json, remove_stale_temps
+from artwalk.errors import RunFolderBusyError, StageOrderError
+from artwalk.images import encode_png
+from artwalk.fsutil import TMP_MARK, atomic_dir, atomic_write_bytes, atomic_write_json, make_dir, \
+    remove_stale_temps, sha256_file
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 UNIT_RECORD = "unit.json"
+LOCK_NAME = ".artwalk.lock"
 
 # Stage folder names inside a run folder, and the command that fills each.
 STAGE_DIRS = {
@@ -51,24 +63,86 @@ STAGE_DIRS = {
 }
 
 
-def sha256_file(path: Path | str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def cache_key(**parts: Any) -> str:
     """A stable hash of JSON-able parts (dict order does not matter)."""
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def config_dict(config: Any, drop: tuple[str, ...] = ("progress", "run_dir")) -> dict:
-    """A config dataclass as JSON-able dict, without settings that do not affect output."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items() if k not in drop}
+# ---------------------------------------------------------------------------------------------
+# The lock: one process per run folder
 
+_held: dict[Path, list] = {}  # resolved run folder -> [fd, depth]: re-entrant within a process
+_held_guard = threading.Lock()
+
+
+def _holder(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 64).decode("ascii", "replace").strip()
+    except OSError:
+        text = ""
+    return text or "another process"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path | str, wait: bool = False, create: bool = True) -> Iterator[Path]:
+    """Hold ``run_dir``'s lock for the block; re-entrant in one process.
+
+    ``create``: make the folder when it is missing (stage 1); else a missing folder is a
+    :class:`StageOrderError` that names the stage to run first.
+
+    Another process holding it: :class:`RunFolderBusyError` at once ("in use by PID n"),
+    or with ``wait`` a wait until it is released. The OS releases the lock of a process
+    that crashed or was killed, so a stale lock never blocks a rerun.
+    """
+    if not create and not Path(run_dir).is_dir():
+        raise StageOrderError(f"{run_dir}: no run folder here; run `{STAGE_DIRS['keyframes']}` first")
+    run_dir = make_dir(run_dir, "run folder")
+    key = run_dir.resolve()
+    with _held_guard:
+        entry = _held.get(key)
+        if entry is not None:
+            entry[1] += 1
+    if entry is not None:
+        try:
+            yield run_dir
+        finally:
+            with _held_guard:
+                entry[1] -= 1
+        return
+    try:
+        import fcntl
+    except ImportError:  # no flock on this system: run unlocked
+        yield run_dir
+        return
+    fd = os.open(key / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            if not wait:
+                raise RunFolderBusyError(
+                    f"{run_dir} is in use by PID {holder}: let it finish, or rerun with --wait") from None
+            log.info("%s is in use by PID %s; waiting for it (--wait)", run_dir, holder)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        with _held_guard:
+            _held[key] = [fd, 1]
+        try:
+            yield run_dir
+        finally:
+            with _held_guard:
+                del _held[key]
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifests
 
 def write_manifest(stage_dir: Path, stage: str, **body: Any) -> Path:
     """Write ``stage_dir/manifest.json`` atomically (call it last)."""
@@ -81,19 +155,30 @@ def write_manifest(stage_dir: Path, stage: str, **body: Any) -> Path:
 def read_manifest(run_dir: Path, stage: str) -> dict:
     """Read a finished stage's manifest, or say which command to run first."""
     path = Path(run_dir) / stage / MANIFEST
+    redo = f"rerun `{STAGE_DIRS[stage]}`"
     if not path.is_file():
         raise StageOrderError(
             f"{path.parent}: no finished '{stage}' stage here; run `{STAGE_DIRS[stage]}` first"
         )
     try:
         manifest = json.loads(path.read_text("utf-8"))
+    except PermissionError:
+        raise StageOrderError(f"{path}: permission denied reading the manifest") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StageOrderError(f"{path}: unreadable manifest ({exc}); rerun `{STAGE_DIRS[stage]}`") from None
+        raise StageOrderError(f"{path}: unreadable manifest ({exc}); {redo}") from None
+    if not isinstance(manifest, dict):
+        raise StageOrderError(f"{path}: not a manifest (a JSON {type(manifest).__name__}, not an object); {redo}")
     if manifest.get("stage") != stage or manifest.get("format_version") != FORMAT_VERSION:
-        raise StageOrderError(
-            f"{path}: manifest of another stage or format version; rerun `{STAGE_DIRS[stage]}`"
-        )
+        raise StageOrderError(f"{path}: manifest of another stage or format version; {redo}")
     return manifest
+
+
+def previous_config(run_dir: Path, stage: str) -> dict | None:
+    """The config a stage last ran with in ``run_dir`` (its manifest's ``config``), if any."""
+    try:
+        return read_manifest(run_dir, stage).get("config")
+    except StageOrderError:
+        return None
 
 
 def check_frames_current(run_dir: Path, frames_manifest: dict) -> None:
@@ -117,15 +202,45 @@ def check_frames_current(run_dir: Path, frames_manifest: dict) -> None:
         )
 
 
+# ---------------------------------------------------------------------------------------------
+# Units
+
+class UnitBuilder:
+    """A unit folder under construction: write files with these methods, each is recorded."""
+
+    def __init__(self, folder: Path, record: dict) -> None:
+        self.folder = folder
+        self.record = record
+
+    def add_bytes(self, name: str, data: bytes) -> dict:
+        atomic_write_bytes(self.folder / name, data)
+        return self._note(name, hashlib.sha256(data).hexdigest(), len(data))
+
+    def save_png(self, name: str, rgb: np.ndarray) -> dict:
+        return self.add_bytes(name, encode_png(rgb))
+
+    def add_file(self, name: str) -> dict:
+        """Record a file the caller wrote into the folder itself."""
+        path = self.folder / name
+        return self._note(name, sha256_file(path), path.stat().st_size)
+
+    def _note(self, name: str, sha: str, size: int) -> dict:
+        entry = {"name": name, "sha256": sha, "bytes": size}
+        self.record["files"].append(entry)
+        return entry
+
+
 @dataclass
 class UnitStore:
     """Content-addressed unit folders of one stage: ``<stage_dir>/units/<key>/``.
 
     Keeps count of reused and computed units for the stage's closing log line.
     Safe to use from several threads (units with distinct keys).
+    ``verify``: check every reused file's sha256, not only its size.
     """
 
     stage_dir: Path
+    verify: bool = False
     reused: int = 0
     computed: int = 0
     _used: set[str] = field(default_factory=set)
@@ -134,22 +249,54 @@ class UnitStore:
     def __post_init__(self) -> None:
         self.stage_dir = Path(self.stage_dir)
         self.root = self.stage_dir / "units"
-        self.root.mkdir(parents=True, exist_ok=True)
-        removed = remove_stale_temps(self.root) + remove_stale_temps(self.stage_dir)
+
+    @classmethod
+    def open(cls, stage_dir: Path, verify: bool = False) -> UnitStore:
+        """The store a stage's run works in: its folder made, and what a killed run left
+        half-built removed. (The plain constructor touches nothing: it can ask ``has``.)"""
+        store = cls(Path(stage_dir), verify=verify)
+        store.root.mkdir(parents=True, exist_ok=True)
+        removed = remove_stale_temps(store.root) + remove_stale_temps(store.stage_dir)
         if removed:
             log.info("removed %d unfinished item(s) left by an interrupted run", removed)
+        return store
 
     def path(self, key: str) -> Path:
         return self.root / key[:32]
 
-    def lookup(self, key: str) -> dict | None:
-        """The record of a finished unit with this key, or None (and count it as reused)."""
-        record_path = self.path(key) / UNIT_RECORD
+    def _valid_record(self, key: str) -> dict | None:
+        folder = self.path(key)
         try:
-            record = json.loads(record_path.read_text("utf-8"))
+            record = json.loads((folder / UNIT_RECORD).read_text("utf-8"))
         except (OSError, ValueError):
             return None
-        if record.get("key") != key:
+        if not isinstance(record, dict) or record.get("key") != key or not isinstance(record.get("files"), list):
+            return None
+        for entry in record["files"]:
+            path = folder / str(entry.get("name"))
+            try:
+                size = path.stat().st_size
+            except OSError:
+                log.warning("unit %s: %s is missing; recomputing the unit", folder.name, path.name)
+                return None
+            if size != entry.get("bytes"):
+                log.warning("unit %s: %s has %d bytes, not the %s recorded; recomputing the unit",
+                            folder.name, path.name, size, entry.get("bytes"))
+                return None
+            if self.verify and sha256_file(path) != entry.get("sha256"):
+                log.warning("unit %s: %s does not match its sha256 (--verify); recomputing the unit",
+                            folder.name, path.name)
+                return None
+        return record
+
+    def has(self, key: str) -> bool:
+        """Whether a finished, intact unit with this key is here (nothing is counted)."""
+        return self._valid_record(key) is not None
+
+    def lookup(self, key: str) -> dict | None:
+        """The record of a finished, intact unit with this key (counted as reused), or None."""
+        record = self._valid_record(key)
+        if record is None:
             return None
         with self._lock:
             self._used.add(key[:32])
@@ -157,15 +304,16 @@ class UnitStore:
         return record
 
     @contextlib.contextmanager
-    def build(self, key: str, **meta: Any) -> Iterator[tuple[Path, dict]]:
-        """Yield (temporary folder, record); write files there and list them in
-        ``record["files"]``. On success the record is saved and the folder renamed."""
+    def build(self, key: str, **meta: Any) -> Iterator[UnitBuilder]:
+        """Yield a :class:`UnitBuilder` over a temporary folder; on success its record is
+        saved and the folder renamed into place (replacing a broken unit of the same key)."""
         record: dict[str, Any] = {"key": key, "files": [], **meta}
         final = self.path(key)
-        if final.exists():  # a broken finished folder (no readable record): rebuild it
+        if final.exists():  # a broken finished folder (a missing file, no readable record): rebuild it
             shutil.rmtree(final)
         with atomic_dir(final) as tmp:
-            yield tmp, record
+            unit = UnitBuilder(tmp, record)
+            yield unit
             atomic_write_json(tmp / UNIT_RECORD, record)
         with self._lock:
             self._used.add(key[:32])

@@ -23,7 +23,13 @@ from typing import Callable, Sequence
 from artwalk.errors import ConfigError
 
 
+def _linear(x: float) -> float:
+    """constant speed"""
+    return x
+
+
 def _smoothstep(x: float) -> float:
+    """eases in and out, at rest at both keyframes"""
     return x * x * (3.0 - 2.0 * x)
 
 
@@ -34,6 +40,7 @@ _ALPHA_KNOTS = ((0.0, 0.0), (0.34, 0.25), (0.66, 0.75), (1.0, 1.0))
 
 
 def _alpha(x: float) -> float:
+    """ArtWalks' 34/32/34 curve: slow near the artworks, fast through the middle"""
     for (x0, y0), (x1, y1) in zip(_ALPHA_KNOTS, _ALPHA_KNOTS[1:]):
         if x <= x1:
             return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
@@ -44,16 +51,17 @@ _SINH_K = 4.0
 
 
 def _sinh(x: float) -> float:
-    """Fast out of each keyframe, slow through the middle: lingers on the in-between."""
+    """fast out of each keyframe, lingering mid-way"""
     return 0.5 + math.sinh(_SINH_K * (x - 0.5)) / (2.0 * math.sinh(_SINH_K / 2.0))
 
 
 EASINGS: dict[str, Callable[[float], float]] = {
-    "linear": lambda x: x,
+    "linear": _linear,
     "smoothstep": _smoothstep,
     "alpha": _alpha,
     "sinh": _sinh,
 }
+DEFAULT_EASING = "smoothstep"
 
 
 def ease(name: str, x: float) -> float:
@@ -64,20 +72,26 @@ def ease(name: str, x: float) -> float:
     return curve(x)
 
 
+MAX_FPS = 1000.0
+MAX_SECONDS = 3600.0
+
+
 @dataclass(frozen=True)
 class TimelineSpec:
-    """The settings that shape a timeline. Seconds may be fractional."""
+    """The settings that shape a timeline (their defaults live in the motion stage's config).
+    Seconds may be fractional."""
 
-    fps: float = 24.0
-    sec_interpolation: float = 3.0
-    sec_freeze: float = 2.0
-    easing: str = "smoothstep"
+    fps: float
+    sec_interpolation: float
+    sec_freeze: float
+    easing: str
 
     def __post_init__(self) -> None:
-        if not (self.fps > 0 and math.isfinite(self.fps)):
-            raise ConfigError(f"fps must be a positive number, got {self.fps}")
-        if self.sec_interpolation < 0 or self.sec_freeze < 0:
-            raise ConfigError("seconds of interpolation and freeze must not be negative")
+        if not (math.isfinite(self.fps) and 0 < self.fps <= MAX_FPS):
+            raise ConfigError(f"--fps must be a number in (0, {MAX_FPS}], got {self.fps}")
+        for flag, value in (("--sec_interpolation", self.sec_interpolation), ("--sec_freeze", self.sec_freeze)):
+            if not (math.isfinite(value) and 0 <= value <= MAX_SECONDS):
+                raise ConfigError(f"{flag} must be a number of seconds in [0, {MAX_SECONDS}], got {value}")
         if self.intervals < 1:
             raise ConfigError(
                 f"--sec_interpolation {self.sec_interpolation} at {self.fps} fps is under one"

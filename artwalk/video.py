@@ -101,6 +101,15 @@ def fps_fraction(fps: float) -> Fraction:
     return rate
 
 
+GIF_MAX_FPS = 100.0  # GIF frame delays are whole 1/100 s
+
+
+def check_gif_fps(fps: float) -> None:
+    if fps > GIF_MAX_FPS:
+        raise ConfigError(f"a gif cannot play {fps:g} fps: its frame delays are whole 1/100 s, so at most "
+                          f"{GIF_MAX_FPS:g} fps; lower --fps or use mp4 or webm")
+
+
 def format_for(output: Path, fmt: str | None) -> str:
     """The container format: ``fmt`` if given, else the output's extension.
 
@@ -143,9 +152,11 @@ class EncodeSettings:
         if not (isinstance(self.crf, int) and 0 <= self.crf <= crf_max):
             raise ConfigError(f"--crf {self.crf} is out of range for {self.format} (0..{crf_max}; lower is better)")
         if self.preset not in X264_PRESETS:
-            raise ConfigError(f"unknown --preset '{self.preset}' (choose from {', '.join(X264_PRESETS)})")
+            raise ConfigError(f"unknown --encode-preset '{self.preset}' (choose from {', '.join(X264_PRESETS)})")
         if not (self.audio_fade >= 0 and math.isfinite(self.audio_fade)):
             raise ConfigError(f"--audio-fade must be zero or more seconds, got {self.audio_fade}")
+        if self.format == "gif":
+            check_gif_fps(float(self.fps))
 
 
 @dataclass
@@ -171,7 +182,7 @@ class AudioInfo:
     codec: str
     sample_rate: int
     channels: int
-    duration_s: float | None
+    duration_s: float  # measured by decoding, not read from the header
 
 
 def _reason(exc: BaseException) -> str:
@@ -180,11 +191,14 @@ def _reason(exc: BaseException) -> str:
 
 
 def probe_audio(path: Path | str) -> AudioInfo:
-    """Check that ``path`` is a soundtrack PyAV can decode (opens it and decodes its
-    first frames); raise :class:`InputError` naming the file otherwise."""
+    """Check that ``path`` is a soundtrack PyAV can decode, and measure it by decoding it
+    to its end (a truncated file's header claims more than it holds). Raise
+    :class:`InputError` naming the file otherwise."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: audio file not found")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: permission denied reading the audio file")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: audio file is empty (0 bytes)")
     try:
@@ -192,20 +206,18 @@ def probe_audio(path: Path | str) -> AudioInfo:
             if not container.streams.audio:
                 raise InputError(f"{path}: has no audio stream")
             stream = container.streams.audio[0]
-            decoded = 0
-            for frame in container.decode(stream):
-                decoded += frame.samples
-                if decoded >= 4096:
-                    break
-            if decoded == 0:
+            rate = stream.sample_rate or 0
+            samples = 0
+            try:
+                for frame in container.decode(stream):
+                    samples += frame.samples
+                    rate = frame.sample_rate or rate
+            except av.FFmpegError:  # a damaged tail: what decoded up to here is the soundtrack
+                if samples == 0:
+                    raise
+            if samples == 0 or rate <= 0:
                 raise InputError(f"{path}: audio stream holds no decodable sound")
-            duration = None
-            if stream.duration is not None and stream.time_base is not None:
-                duration = float(stream.duration * stream.time_base)
-            elif container.duration is not None:
-                duration = container.duration / av.time_base
-            return AudioInfo(path, stream.codec_context.name, stream.sample_rate or 0,
-                             stream.channels or 0, duration)
+            return AudioInfo(path, stream.codec_context.name, rate, stream.channels or 0, samples / rate)
     except av.FFmpegError as exc:
         raise InputError(f"{path}: not an audio file this tool can read ({_reason(exc)})") from None
 
@@ -241,7 +253,16 @@ def _audio_frames(
     try:
         with av.open(str(path)) as container:
             stream = container.streams.audio[0]
-            for frame in container.decode(stream):
+            frames = container.decode(stream)
+            while True:
+                try:
+                    frame = next(frames, None)
+                except av.FFmpegError:
+                    if done == 0:
+                        raise
+                    frame = None  # a damaged tail (probe_audio measured the sound before it): stop there
+                if frame is None:
+                    break
                 frame.pts = None  # the resampler counts samples itself
                 for chunk in resampler.resample(frame):
                     yield from shape(chunk)

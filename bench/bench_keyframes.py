@@ -190,7 +190,7 @@ def bench(engine_name: str, dtype_name: str, args) -> dict:
     import torch
 
     from artwalk.devices import resolve_device, resolve_dtype
-    from diffusion_models.engines import create_engine
+    from diffusion_models.engines import ENGINES
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(dtype_name, device)
@@ -198,11 +198,13 @@ def bench(engine_name: str, dtype_name: str, args) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
     pipelines = (build_tiny if args.tiny else build_full)(engine_name, device, dtype)
-    options = {"steps": args.steps, "device": str(device), "dtype": dtype_name, "progress": False,
-               "attention_slicing": args.attention_slicing, "vae_tiling": args.vae_tiling}
+    options = {"steps": args.steps, "device": str(device), "dtype": dtype_name,
+               "attention_slicing": args.attention_slicing or None}
+    if engine_name != "kandinsky":
+        options["vae_tiling"] = args.vae_tiling or None
     if engine_name == "kandinsky" and args.strength is not None:
         options["strength"] = args.strength
-    engine = create_engine(engine_name, **options)
+    engine = ENGINES.create(engine_name, options, progress=False)
     engine.attach(**pipelines)
     build_s = time.perf_counter() - t0
 

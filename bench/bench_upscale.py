@@ -40,7 +40,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from artwalk.devices import resolve_device, resolve_dtype  # noqa: E402
-from super_resolution.engines import LanczosEngine, target_size  # noqa: E402
+from artwalk.sizes import target_size  # noqa: E402
+from super_resolution.lanczos import LanczosEngine  # noqa: E402
 from super_resolution.realesrgan import RealESRGANEngine  # noqa: E402
 from super_resolution.rrdbnet import RRDBNet, RRDBParams  # noqa: E402
 from super_resolution.srvgg import SRVGGNetCompact, SRVGGParams  # noqa: E402
@@ -116,10 +117,10 @@ def bench_lanczos(inputs: list[np.ndarray], target: tuple[int, int]) -> Row:
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # the row says one thread: cv2.resize is parallel otherwise
     try:
-        engine.upscale(inputs[0], *target)
+        engine.upscale_batch([inputs[0]], *target)
         start = time.perf_counter()
         for rgb in inputs:
-            engine.upscale(rgb, *target)
+            engine.upscale_batch([rgb], *target)
         seconds = time.perf_counter() - start
     finally:
         cv2.setNumThreads(threads)

@@ -10,22 +10,26 @@
 
 Inputs are read in natural order ('2' before '10'), normalised (EXIF rotation,
 palette/CMYK/grey/16-bit/alpha to RGB) and conformed to W x H by a fit mode
-(:mod:`diffusion_models.conform`). Every input is read and checked before anything
-is written, so a bad file stops the run with one line and no output. With
-``--outpaint`` an image of another aspect is contain-fitted and the engine's
-inpainting model paints the bars (:mod:`diffusion_models.outpaint`), inside the
-original's unit.
+(:mod:`diffusion_models.conform`). With ``--outpaint`` an image of another aspect is
+contain-fitted and the engine's inpainting model paints the bars
+(:mod:`diffusion_models.outpaint`), inside the original's unit.
 
 The in-betweens come from the keyframe engine (:mod:`diffusion_models.engines`:
 ``none``, or the neural ``kandinsky``, ``unclip``, ``sd``), created once per run
-from the config's model options; its models load on first use only.
+from the config's engine options; its models load on first use only.
 
-Units are cached by key (:mod:`artwalk.runfolder`): an original's key hashes its
-file bytes and the fit (with ``--outpaint``: the outpainting model's identity and
-seed); a pair's key hashes both conformed keyframes, S, the seed, the engine's
-identity and, with ``--prompts-csv``, the two images' prompts. Each pair's seed is
-derived from the walk seed and the pair's contents, so inserting an image
-elsewhere does not change it; it is recorded in the manifest.
+The run, in four steps a reader can follow in :func:`run`:
+
+1. :func:`check`: every setting, the engine and its weights, and every input image
+   not already conformed are checked before anything is written: one bad file, one
+   line, no output;
+2. conform the originals: one unit each, keyed by the file's bytes and the fit (with
+   ``--outpaint``: the outpainting model's identity and the image's seed and prompt);
+3. the in-betweens: one unit per pair (A_i, A_i+1), plus (A_n, A_1) with ``--loop``,
+   keyed by both conformed keyframes, S, the pair's seed, the engine's identity and
+   (``--prompts-csv``) the two prompts. A pair's seed derives from the walk seed and the
+   pair's contents, so inserting an image elsewhere does not change it;
+4. the walk order, then the manifest (last), then the units no longer used go.
 
 ``run(KeyframeConfig(...)) -> KeyframeResult``; the CLI is ``python -m diffusion_models``.
 """
@@ -34,16 +38,21 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from artwalk.errors import ConfigError
-from artwalk.images import list_images, load_image, read_frame, save_png
+from artwalk.config import engine_options, flag_of, record, setting
+from artwalk.engines import EngineSpec
+from artwalk.errors import ConfigError, InputError
+from artwalk.fsutil import sha256_file
+from artwalk.images import list_images, load_image, read_frame
 from artwalk.progress import progress
-from artwalk.runfolder import UnitStore, cache_key, config_dict, sha256_file, write_manifest
+from artwalk.runfolder import UnitStore, cache_key, run_lock, write_manifest
+from artwalk.sizes import check_side
 from diffusion_models import outpaint as outpainting
 from diffusion_models.conform import FIT_MODES, conform
-from diffusion_models.engines import create_engine, prompt_for, read_prompts_csv
+from diffusion_models.engines import ENGINES, KeyframeEngine, engine_for_model
+from diffusion_models.prompts import prompt_for, read_prompts_csv
 
 log = logging.getLogger(__name__)
 
@@ -51,52 +60,65 @@ STAGE = "keyframes"
 CONFORM_VERSION = 1  # bump when conform's output bytes change
 OUTPAINT_VERSION = 1  # bump when outpaint's geometry (mask, feather, composite) changes
 
-# KeyframeConfig fields that are the engine's options (None: the engine's default).
-ENGINE_OPTIONS = (
-    "model", "prior_model", "outpaint_model", "device", "dtype", "steps", "guidance", "strength",
-    "prompt", "negative_prompt", "noise_level", "attention_slicing", "vae_tiling", "cpu_offload",
-)
-
 
 @dataclass(frozen=True)
 class KeyframeConfig:
-    input_dir: Path
-    run_dir: Path
-    width: int = 1280
-    height: int = 720
-    fit: str = "cover"
-    square_crop: bool = False
-    engine: str = "none"
-    interpolation_steps: int = 5
-    seed: int = 0
-    loop: bool = False
-    no_originals: bool = False
-    outpaint: bool = False
-    progress: bool = True
-    # The neural engines' options; None means the engine's own default.
-    model: str | None = None  # short name, hub id or local folder
-    prior_model: str | None = None  # kandinsky's prior
-    outpaint_model: str | None = None  # the inpainting model for --outpaint
-    device: str | None = None  # auto: cuda when there, else cpu
-    dtype: str | None = None  # auto: float16 on cuda, float32 on cpu
-    steps: int | None = None
-    guidance: float | None = None
-    strength: float | None = None
-    prompt: str | None = None
-    negative_prompt: str | None = None
-    prompts_csv: Path | None = None  # filename,prompt rows: each image's own prompt
-    noise_level: int | None = None  # unclip
-    attention_slicing: bool = False
-    vae_tiling: bool = False
-    cpu_offload: bool = False
+    input_dir: Path = setting(help="folder of input images (natural order; other files are skipped)", cli=False)
+    run_dir: Path = setting(help="run folder to write (OUT)", cli=False)
+    width: int = setting(1280, "frame width of the walk, before upscaling", flags=("--w", "--width"), metavar="W")
+    height: int = setting(720, "frame height of the walk, before upscaling", flags=("--h", "--height"),
+                          metavar="H")
+    fit: str = setting("cover", "how an image of another aspect fills W x H: cover (crop), contain-blur "
+                       "(blurred bars) or contain-mirror (mirrored bars)", choices=FIT_MODES)
+    square_crop: bool = setting(False, "square walk: min(W, H) a side, centre-cropped", flags=("--square_crop",))
+    engine: str | None = setting(None, f"keyframe engine: {', '.join(ENGINES.names)} (default none, or the engine "
+                                 "--model belongs to)", choices=ENGINES.names)
+    interpolation_steps: int = setting(5, "S: in-between artworks generated per pair of images (engine none "
+                                       "makes none)", flags=("--interpolation_steps", "-S"), metavar="S")
+    seed: int = setting(0, "walk seed; each pair's seed derives from it and the pair's contents")
+    loop: bool = setting(False, "also walk from the last image back to the first")
+    no_originals: bool = setting(False, "leave the originals out; keep only the in-betweens",
+                                 flags=("--no_originals",))
+    outpaint: bool = setting(False, "extend images of another aspect with the engine's inpainting model "
+                             "instead of --fit")
+    prompts_csv: Path | None = setting(None, "unclip, sd: 'filename,prompt' rows; each in-between slerps its two "
+                                       "images' prompts (images not listed use --prompt)", metavar="CSV")
+    progress: bool = setting(True, cli=False, key=False)
+    verify: bool = setting(False, "check every reused unit's sha256, not only its size", control=True)
+    wait: bool = setting(False, "if another process works in OUT, wait for it instead of stopping", control=True)
+    # The neural engines' options; None: the engine's own default.
+    model: str | None = setting(None, "the engine's model: registry name, hub id or folder: kandinsky's "
+                                "decoder (kandinsky-2-2-decoder), unclip's pipeline (sd21-unclip), sd's checkpoint "
+                                "(sd15), or a bundle folder with prior/, decoder/, unclip/, sd/, inpaint/ inside",
+                                flags=("--model", "--model-path"), engine=True, metavar="NAME|ID|DIR")
+    prior_model: str | None = setting(None, "kandinsky: the prior (kandinsky-2-2-prior)", engine=True,
+                                      metavar="NAME|ID|DIR")
+    outpaint_model: str | None = setting(None, "the inpainting model for --outpaint "
+                                         "(kandinsky-2-2-decoder-inpaint; sd2-inpaint)", engine=True,
+                                         metavar="NAME|ID|DIR")
+    device: str | None = setting(None, "auto (cuda when there, else cpu), cpu, cuda, cuda:1, ...",
+                                 engine=True)
+    dtype: str | None = setting(None, "auto (float16 on cuda, float32 on cpu), float32, float16, bfloat16",
+                                engine=True, choices=("auto", "float32", "float16", "bfloat16"))
+    steps: int | None = setting(None, "denoising steps (kandinsky 50, unclip 20, sd 50)", engine=True, metavar="N")
+    guidance: float | None = setting(None, "classifier-free guidance scale (kandinsky 4, unclip 10, sd 7.5)",
+                                     engine=True, metavar="G")
+    strength: float | None = setting(None, "sd: img2img strength from the slerped latents (0.6); kandinsky: "
+                                     "below 1 starts each in-between from the nearer original, anchoring it to "
+                                     "the real paintings (1: off)", engine=True, metavar="S")
+    noise_level: int | None = setting(None, "unclip: noise added to the image embeddings, 0-999 (0)", engine=True,
+                                      metavar="N")
+    prompt: str | None = setting(None, "unclip, sd: text prompt for every in-between (default none)", engine=True)
+    negative_prompt: str | None = setting(None, "what to steer away from (kandinsky: through the prior)",
+                                          engine=True, metavar="TEXT")
+    attention_slicing: bool | None = setting(None, "less GPU memory, a little slower", engine=True)
+    vae_tiling: bool | None = setting(None, "unclip, sd: decode large frames in tiles", engine=True)
+    cpu_offload: bool | None = setting(None, "keep models on the CPU and move each to the GPU only while "
+                                       "it runs (small GPUs)", engine=True)
 
     def __post_init__(self) -> None:
-        for name in ("width", "height"):
-            value = getattr(self, name)
-            if not 16 <= value <= 16384:
-                raise ConfigError(f"--{name} must be between 16 and 16384 pixels, got {value}")
-        if self.fit not in FIT_MODES:
-            raise ConfigError(f"unknown fit mode '{self.fit}' (choose from {', '.join(FIT_MODES)})")
+        check_side("--w", self.width)
+        check_side("--h", self.height)
         if self.interpolation_steps < 0:
             raise ConfigError(f"--interpolation_steps must be 0 or more, got {self.interpolation_steps}")
 
@@ -112,8 +134,18 @@ class KeyframeConfig:
     def effective_fit(self) -> str:
         return "cover" if self.square_crop else self.fit
 
-    def engine_options(self) -> dict:
-        return {name: getattr(self, name) for name in ENGINE_OPTIONS}
+    @property
+    def engine_name(self) -> str:
+        """The engine asked for: ``engine``, else the one ``model`` belongs to, else ``none``."""
+        if self.engine is not None:
+            return self.engine
+        if self.model is None:
+            return "none"
+        guessed = engine_for_model(self.model)
+        if guessed is None:
+            raise ConfigError(f"--model {self.model}: cannot tell which engine it is for; add --engine "
+                              "kandinsky|unclip|sd")
+        return guessed
 
 
 @dataclass
@@ -127,6 +159,24 @@ class KeyframeResult:
     seconds: float
 
 
+@dataclass
+class KeyframePlan:
+    """What :func:`check` found: the inputs, the engine, and the units already done."""
+
+    images: list[Path]
+    hashes: list[str]  # sha256 of each input file
+    spec: EngineSpec
+    engine: KeyframeEngine
+    steps: int  # in-betweens per pair (0 for an engine that makes none)
+    conform_keys: list[str]
+    prompts: dict[str, str] | None = None
+    default_prompt: str = ""
+    seeds: list[int] = field(default_factory=list)  # per original, for outpainting
+
+    def prompt_of(self, path: Path) -> str | None:
+        return None if self.prompts is None else prompt_for(path.name, self.prompts, self.default_prompt)
+
+
 def pair_seed(walk_seed: int, sha_a: str, sha_b: str) -> int:
     """A pair's seed: from the walk seed and the pair's contents, not its position."""
     return int(cache_key(seed=walk_seed, a=sha_a, b=sha_b)[:8], 16)
@@ -137,143 +187,184 @@ def image_seed(walk_seed: int, sha: str) -> int:
     return int(cache_key(seed=walk_seed, image=sha)[:8], 16)
 
 
-def run(config: KeyframeConfig) -> KeyframeResult:
-    start = time.monotonic()
-    images = list_images(config.input_dir)
-    engine = create_engine(config.engine, progress=config.progress, **config.engine_options())
-    steps = config.interpolation_steps if engine.makes_inbetweens else 0
-    if config.interpolation_steps and not engine.makes_inbetweens:
-        log.info("engine 'none' makes no in-betweens: the walk goes straight from original to original")
+def _flag(option: str) -> str:
+    return flag_of(KeyframeConfig, option)
+
+
+def _input_sha256(path: Path) -> str:
+    try:
+        return sha256_file(path)
+    except PermissionError:
+        raise InputError(f"{path}: permission denied reading the image") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the image ({exc.strerror or exc})") from None
+
+
+def check_folders(input_dir: Path, run_dir: Path) -> None:
+    """Refuse a run folder inside the input folder, or an input folder inside the run
+    folder: the walk's own video and contact sheet would be read back as artworks."""
+    inp, out = Path(input_dir).resolve(), Path(run_dir).resolve()
+    if out == inp or out.is_relative_to(inp):
+        raise ConfigError(f"{run_dir}: the run folder is inside the input folder {input_dir}; the walk's own "
+                          "video and contact sheet would be read back as images: pick an output folder elsewhere")
+    if inp.is_relative_to(out):
+        raise ConfigError(f"{input_dir}: the input folder is inside the run folder {run_dir}; pick an output "
+                          "folder elsewhere")
+
+
+def check(config: KeyframeConfig, announce: bool | None = None) -> KeyframePlan:
+    """Step 1: everything before any work. Raises one line; writes nothing.
+
+    ``announce``: log what is skipped (non-image files; in-betweens an engine cannot
+    make). Default: unless OUT/walk.json shows that a walk's plan has said it already.
+    """
+    if announce is None:
+        announce = not (Path(config.run_dir) / "walk.json").is_file()
+    name = config.engine_name
+    options = engine_options(config)
+    spec = ENGINES.check(name, options, _flag)
+    steps = config.interpolation_steps if "inbetweens" in spec.features else 0
     if config.no_originals and not steps:
         raise ConfigError("--no_originals leaves nothing to show without in-betweens (S = 0)")
-    if config.outpaint and not hasattr(engine, "outpaint"):
-        raise ConfigError(
-            "--outpaint needs a diffusion engine; for a classical fill use --fit contain-blur"
-        )
+    if config.outpaint and "outpaint" not in spec.features:
+        raise ConfigError("--outpaint needs a diffusion engine; for a classical fill use --fit contain-blur")
+    if config.prompts_csv is not None and "prompts" not in spec.features:
+        raise ConfigError(f"engine '{name}' takes no prompts; --prompts-csv needs --engine sd or unclip")
+    spec.check_models(options, outpaint=config.outpaint)
+    check_folders(config.input_dir, config.run_dir)
+    images = list_images(config.input_dir, report=announce)
     prompts = None
     if config.prompts_csv is not None:
-        if not getattr(engine, "takes_prompts", False):
-            raise ConfigError(f"engine '{engine.name}' takes no prompts; --prompts-csv needs --engine sd or unclip")
         prompts = read_prompts_csv(config.prompts_csv)
         unknown = sorted(set(prompts) - {p.name for p in images} - {p.stem for p in images})
         if unknown:
             log.warning("%s: no image named %s in %s", config.prompts_csv, ", ".join(unknown), config.input_dir)
+    engine = ENGINES.create(name, options, _flag, progress=config.progress)
+    hashes = [_input_sha256(p) for p in images]
+    plan = KeyframePlan(images, hashes, spec, engine, steps, [], prompts, config.prompt or "",
+                        [image_seed(config.seed, h) for h in hashes])
+    plan.conform_keys = [_conform_key(config, plan, i) for i in range(len(images))]
+    store = UnitStore(Path(config.run_dir) / STAGE)
     width, height = config.size
-    fit = config.effective_fit
+    for path, key in zip(progress(images, desc="checking inputs", enabled=config.progress, leave=False),
+                         plan.conform_keys):
+        if not store.has(key):
+            load_image(path, min_size=(width, height))
+    if config.interpolation_steps and not steps and announce:
+        log.info("engine '%s' makes no in-betweens: the walk goes straight from original to original", name)
+    return plan
 
-    def image_prompt(path: Path) -> str | None:
-        return None if prompts is None else prompt_for(path.name, prompts, config.prompt or "")
 
-    # 1. Check every input before writing anything: one bad file, no output.
-    hashes = [sha256_file(p) for p in images]
-    store_dir = Path(config.run_dir) / STAGE
+def _conform_key(config: KeyframeConfig, plan: KeyframePlan, i: int) -> str:
+    width, height = config.size
     if config.outpaint:
         # The outpainting model's identity and the image's seed (and prompt) change its bytes.
-        conform_keys = [
-            cache_key(kind="original", sha256=h, size=[width, height], fit="outpaint",
-                      outpaint=engine.outpaint_identity(), seed=image_seed(config.seed, h),
-                      prompt=image_prompt(p), version=[CONFORM_VERSION, OUTPAINT_VERSION])
-            for p, h in zip(images, hashes)
-        ]
-    else:
-        conform_keys = [
-            cache_key(kind="original", sha256=h, size=[width, height], fit=fit, version=CONFORM_VERSION)
-            for h in hashes
-        ]
-    cached = [(store_dir / "units" / k[:32] / "unit.json").is_file() for k in conform_keys]
-    for path, done in zip(progress(images, desc="checking inputs", enabled=config.progress, leave=False), cached):
-        if not done:
-            load_image(path, min_size=(width, height))
-    log.info("%d image(s) from %s, conformed to %dx%d (%s)", len(images), config.input_dir, width, height,
-             "contain + outpaint" if config.outpaint else fit)
+        return cache_key(kind="original", sha256=plan.hashes[i], size=[width, height], fit="outpaint",
+                         outpaint=plan.engine.outpaint_identity(), seed=plan.seeds[i],
+                         prompt=plan.prompt_of(plan.images[i]), version=[CONFORM_VERSION, OUTPAINT_VERSION])
+    return cache_key(kind="original", sha256=plan.hashes[i], size=[width, height], fit=config.effective_fit,
+                     version=CONFORM_VERSION)
 
-    store = UnitStore(store_dir)
-    run_dir = Path(config.run_dir)
 
-    # 2. Conform the originals: one unit each (outpainted inside the unit with --outpaint).
-    originals = []  # (relpath, sha256 of the conformed PNG)
+def run(config: KeyframeConfig, plan: KeyframePlan | None = None) -> KeyframeResult:
+    """The stage; ``plan``: what :func:`check` found for this config (a walk's plan made it)."""
+    start = time.monotonic()
+    plan = plan or check(config)
+    width, height = config.size
+    log.info("%d image(s) from %s, conformed to %dx%d (%s)", len(plan.images), config.input_dir, width, height,
+             "contain + outpaint" if config.outpaint else config.effective_fit)
+    with run_lock(config.run_dir, config.wait) as run_dir:
+        store = UnitStore.open(run_dir / STAGE, verify=config.verify)
+        originals = _conform_originals(config, plan, store, run_dir)
+        pairs = _make_inbetweens(config, plan, store, run_dir, originals)
+        outputs = _walk_order(config, plan, originals, pairs)
+        manifest = write_manifest(
+            run_dir / STAGE, STAGE, config=record(config), engine=plan.engine.identity(),
+            **({"outpaint": plan.engine.outpaint_identity()} if config.outpaint else {}),
+            inputs=[{"path": str(p), "sha256": h} for p, h in zip(plan.images, plan.hashes)],
+            outputs=outputs, size=[width, height], originals=len(plan.images), inbetweens_per_pair=plan.steps,
+            loop=bool(config.loop and len(plan.images) > 1),
+        )
+        store.prune()
+    inbetweens = sum(len(p) for p in pairs)
+    log.info("keyframes: %d original(s), %d in-between(s); %s", len(plan.images), inbetweens, store.summary())
+    return KeyframeResult(run_dir=run_dir, manifest=manifest, originals=len(plan.images), inbetweens=inbetweens,
+                          reused=store.reused, computed=store.computed, seconds=time.monotonic() - start)
+
+
+def _conform_originals(config: KeyframeConfig, plan: KeyframePlan, store: UnitStore,
+                       run_dir: Path) -> list[tuple[str, str]]:
+    """Step 2: (relpath, sha256 of the conformed PNG) of each original."""
+    width, height = config.size
+    originals = []
     desc = "outpainting" if config.outpaint else "conforming"
-    for path, key, sha in zip(progress(images, desc=desc, enabled=config.progress), conform_keys, hashes):
-        record = store.lookup(key)
-        if record is None:
-            meta = {"seed": image_seed(config.seed, sha)} if config.outpaint else {}
-            with store.build(key, source=path.name, **meta) as (tmp, record):
+    for i, (path, key) in enumerate(zip(progress(plan.images, desc=desc, enabled=config.progress),
+                                        plan.conform_keys)):
+        found = store.lookup(key)
+        if found is None:
+            meta = {"seed": plan.seeds[i]} if config.outpaint else {}
+            with store.build(key, source=path.name, **meta) as unit:
                 rgb = load_image(path, min_size=(width, height))
                 if config.outpaint:
-                    rgb = outpaint_original(engine, rgb, width, height, meta["seed"], image_prompt(path))
+                    rgb = outpaint_original(plan.engine, rgb, width, height, plan.seeds[i], plan.prompt_of(path))
                 else:
-                    rgb = conform(rgb, width, height, fit)
-                record["files"].append({"name": "000001.png", "sha256": save_png(tmp / "000001.png", rgb)})
-        originals.append((store.relpath(key, "000001.png", run_dir), record["files"][0]["sha256"]))
+                    rgb = conform(rgb, width, height, config.effective_fit)
+                unit.save_png("000001.png", rgb)
+            found = unit.record
+        originals.append((store.relpath(key, "000001.png", run_dir), found["files"][0]["sha256"]))
+    return originals
 
-    # 3. In-betweens: one unit per pair (A_i, A_i+1), plus (A_n, A_1) for a loop.
-    joins = list(zip(range(len(images)), range(1, len(images))))
-    if config.loop and len(images) > 1:
-        joins.append((len(images) - 1, 0))
+
+def _make_inbetweens(config: KeyframeConfig, plan: KeyframePlan, store: UnitStore, run_dir: Path,
+                     originals: list[tuple[str, str]]) -> list[list[dict]]:
+    """Step 3: the manifest entries of each pair's in-betweens, pair by pair."""
+    n, steps, images = len(plan.images), plan.steps, plan.images
+    joins = list(zip(range(n), range(1, n))) + ([(n - 1, 0)] if config.loop and n > 1 else [])
     fractions = [k / (steps + 1) for k in range(1, steps + 1)]
-    pair_outputs: list[list[dict]] = []
+    pairs: list[list[dict]] = []
     bar = progress(total=len(joins) * steps, desc="in-betweens", enabled=config.progress and bool(steps))
     for i, j in joins if steps else []:
         sha_a, sha_b = originals[i][1], originals[j][1]
         seed = pair_seed(config.seed, sha_a, sha_b)
-        pair_prompts = None if prompts is None else (image_prompt(images[i]), image_prompt(images[j]))
-        extra = {} if pair_prompts is None else {"prompts": list(pair_prompts)}
+        prompts = None if plan.prompts is None else (plan.prompt_of(images[i]), plan.prompt_of(images[j]))
+        extra = {} if prompts is None else {"prompts": list(prompts)}
         key = cache_key(kind="pair", a=sha_a, b=sha_b, fractions=fractions, seed=seed,
-                        size=[width, height], engine=engine.identity(), **extra)
-        record = store.lookup(key)
-        if record is None:
+                        size=list(config.size), engine=plan.engine.identity(), **extra)
+        found = store.lookup(key)
+        if found is None:
             a, b = read_frame(run_dir / originals[i][0]), read_frame(run_dir / originals[j][0])
-            kwargs = {} if pair_prompts is None else {"prompts": pair_prompts}
-            with store.build(key, pair=[images[i].name, images[j].name], seed=seed, **extra) as (tmp, record):
-                for k, rgb in enumerate(engine.inbetweens(a, b, fractions, seed, **kwargs), start=1):
-                    name = f"{k:06d}.png"
-                    record["files"].append({"name": name, "sha256": save_png(tmp / name, rgb)})
+            with store.build(key, pair=[images[i].name, images[j].name], seed=seed, **extra) as unit:
+                for k, rgb in enumerate(plan.engine.inbetweens(a, b, fractions, seed, prompts=prompts), start=1):
+                    unit.save_png(f"{k:06d}.png", rgb)
                     bar.update()
+            found = unit.record
         else:
             bar.update(steps)
-        pair_outputs.append(
-            [{"path": store.relpath(key, f["name"], run_dir), "sha256": f["sha256"], "kind": "inbetween",
-              "pair": [images[i].name, images[j].name], "seed": seed} for f in record["files"]]
-        )
+        pairs.append([{"path": store.relpath(key, f["name"], run_dir), "sha256": f["sha256"], "kind": "inbetween",
+                       "pair": [images[i].name, images[j].name], "seed": seed} for f in found["files"]])
     bar.close()
+    return pairs
 
-    # 4. Walk order, then the manifest (last), then drop units this walk no longer uses.
+
+def _walk_order(config: KeyframeConfig, plan: KeyframePlan, originals: list[tuple[str, str]],
+                pairs: list[list[dict]]) -> list[dict]:
+    """Step 4: A1, K1..KS, A2, ... (without the originals for --no_originals)."""
     outputs: list[dict] = []
     for i, (relpath, sha) in enumerate(originals):
         if not config.no_originals:
-            entry = {"path": relpath, "sha256": sha, "kind": "original", "source": images[i].name}
+            entry = {"path": relpath, "sha256": sha, "kind": "original", "source": plan.images[i].name}
             if config.outpaint:
-                entry["seed"] = image_seed(config.seed, hashes[i])
+                entry["seed"] = plan.seeds[i]
             outputs.append(entry)
-        if i < len(pair_outputs):
-            outputs.extend(pair_outputs[i])
-    manifest = write_manifest(
-        store_dir, STAGE,
-        config=config_dict(config),
-        engine=engine.identity(),
-        **({"outpaint": engine.outpaint_identity()} if config.outpaint else {}),
-        inputs=[{"path": str(p), "sha256": h} for p, h in zip(images, hashes)],
-        outputs=outputs,
-        size=[width, height],
-        originals=len(images),
-        inbetweens_per_pair=steps,
-        loop=bool(config.loop and len(images) > 1),
-    )
-    store.prune()
-    log.info("keyframes: %d original(s), %d in-between(s); %s", len(images),
-             len(outputs) - (0 if config.no_originals else len(images)), store.summary())
-    return KeyframeResult(
-        run_dir=run_dir, manifest=manifest, originals=len(images),
-        inbetweens=sum(len(p) for p in pair_outputs), reused=store.reused,
-        computed=store.computed, seconds=time.monotonic() - start,
-    )
+        if i < len(pairs):
+            outputs.extend(pairs[i])
+    return outputs
 
 
-def outpaint_original(engine, rgb, width: int, height: int, seed: int, prompt: str | None = None):
+def outpaint_original(engine: KeyframeEngine, rgb, width: int, height: int, seed: int, prompt: str | None = None):
     """Contain-fit ``rgb`` into W x H and let the engine's inpainting model paint the bars."""
-    kwargs = {} if prompt is None else {"prompt": prompt}
 
     def paint(canvas, region):
-        return engine.outpaint(canvas, region, seed, **kwargs)
+        return engine.outpaint(canvas, region, seed, prompt=prompt)
 
     return outpainting.outpaint(rgb, width, height, paint)

@@ -15,18 +15,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from artwalk.images import resize
+
 FIT_MODES = ("cover", "contain-blur", "contain-mirror")
-
-
-def resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resize with area averaging when shrinking and Lanczos when enlarging."""
-    h, w = rgb.shape[:2]
-    if (w, h) == (width, height):
-        return rgb
-    shrinking = width * height < w * h
-    interp = cv2.INTER_AREA if shrinking else cv2.INTER_LANCZOS4
-    out = cv2.resize(rgb, (width, height), interpolation=interp)
-    return np.clip(out, 0.0, 1.0) if not shrinking else out
 
 
 def _scaled(rgb: np.ndarray, scale: float) -> np.ndarray:

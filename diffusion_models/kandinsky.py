@@ -39,46 +39,52 @@ import torch
 
 from artwalk.devices import generator
 from artwalk.errors import ConfigError
-from diffusion_models.engines import (
-    Runtime, check_range, crop_to, load_pipeline, model_source, pad_to, padded_size, pick_model, to_numpy,
-    to_tensor, to_uint8_pil,
-)
+from artwalk.models import model_source
+from diffusion_models.engines import ENGINES
+from diffusion_models.runtime import Pipelines, Runtime, check_range, crop_to, pad_to, padded_size, to_numpy, \
+    to_tensor, to_uint8_pil
 from diffusion_models.slerp import slerp
 
 log = logging.getLogger(__name__)
 
-DECODER = "kandinsky-2-2-decoder"
-PRIOR = "kandinsky-2-2-prior"
-INPAINT = "kandinsky-2-2-decoder-inpaint"
 PRIOR_STEPS = 25  # prior denoising steps for a --negative-prompt embedding
 PRIOR_GUIDANCE = 4.0
 
 
 class KandinskyEngine:
     name = "kandinsky"
-    makes_inbetweens = True
-    takes_prompts = False
+    STEPS, GUIDANCE, STRENGTH = 50, 4.0, 1.0
 
     def __init__(
         self, model: str | None = None, prior_model: str | None = None, outpaint_model: str | None = None,
-        steps: int = 50, guidance: float = 4.0, strength: float = 1.0, negative_prompt: str | None = None,
-        device: str | None = None, dtype: str | None = None, attention_slicing: bool = False,
-        vae_tiling: bool = False, cpu_offload: bool = False, progress: bool = True,
+        steps: int | None = None, guidance: float | None = None, strength: float | None = None,
+        negative_prompt: str | None = None, device: str | None = None, dtype: str | None = None,
+        attention_slicing: bool = False, cpu_offload: bool = False, progress: bool = True,
     ) -> None:
-        check_range("steps", steps, 1, 1000)
-        check_range("guidance", guidance, 0.0, 100.0)
-        check_range("strength", strength, 0.0, 1.0, low_open=True)
-        if strength < 1.0 and int(steps * strength) < 1:
-            raise ConfigError(f"--strength {strength} with --steps {steps} leaves no denoising step; raise either")
-        if vae_tiling:
-            raise ConfigError("--vae-tiling: Kandinsky's MoVQ decoder has no tiled decoding; drop the flag")
-        self.decoder_model = pick_model(None, model, "decoder", model or DECODER)
-        self.prior_model = pick_model(prior_model, model, "prior", PRIOR)
-        self.inpaint_model = pick_model(outpaint_model, model, "inpaint", INPAINT)
-        self.steps, self.guidance, self.strength = int(steps), float(guidance), float(strength)
+        self.steps = int(self.STEPS if steps is None else steps)
+        self.guidance = float(self.GUIDANCE if guidance is None else guidance)
+        self.strength = float(self.STRENGTH if strength is None else strength)
+        check_range("steps", self.steps, 1, 1000)
+        check_range("guidance", self.guidance, 0.0, 100.0)
+        check_range("strength", self.strength, 0.0, 1.0, low_open=True)
+        if self.strength < 1.0 and int(self.steps * self.strength) < 1:
+            raise ConfigError(f"--strength {self.strength} with --steps {self.steps} leaves no denoising step; "
+                              "raise either")
+        spec = ENGINES.get(self.name)
+        models = {"model": model, "prior_model": prior_model, "outpaint_model": outpaint_model}
+        self.decoder_model = spec.model_for("model", models)
+        self.prior_model = spec.model_for("prior_model", models)
+        self.inpaint_model = spec.model_for("outpaint_model", models)
         self.negative_prompt = negative_prompt
         self.rt = Runtime(device, dtype, attention_slicing, False, cpu_offload, progress)
-        self._prior = self._decoder = self._inpaint = self._negative = None
+        self.pipes = Pipelines(self.rt)
+        # Only the prior's image encoder is needed, unless a negative prompt asks for the prior itself.
+        skip = {} if negative_prompt else dict(prior=None, text_encoder=None, tokenizer=None, scheduler=None)
+        self.pipes.add("prior", "KandinskyV22PriorPipeline", self.prior_model, "Kandinsky prior", None, **skip)
+        self.pipes.add("decoder", "KandinskyV22Pipeline", self.decoder_model, "Kandinsky decoder", None)
+        self.pipes.add("inpaint", "KandinskyV22InpaintPipeline", self.inpaint_model, "Kandinsky inpainting decoder",
+                       None)
+        self._negative = None
 
     # --- identity -------------------------------------------------------------------------
 
@@ -104,44 +110,15 @@ class KandinskyEngine:
 
     @property
     def prior(self):
-        if self._prior is None:
-            from diffusers import KandinskyV22PriorPipeline
-
-            # Only the image encoder is needed, unless a negative prompt asks for the prior.
-            skip = {} if self.negative_prompt else dict(prior=None, text_encoder=None, tokenizer=None, scheduler=None)
-            pipe = load_pipeline(KandinskyV22PriorPipeline, self.prior_model, "Kandinsky prior",
-                                 progress=self.rt.progress, dtype=self.rt.dtype, **skip)
-            self._prior = self.rt.place(pipe, vae_attr=None)
-        return self._prior
+        return self.pipes.get("prior")
 
     @property
     def decoder(self):
-        if self._decoder is None:
-            from diffusers import KandinskyV22Pipeline
-
-            pipe = load_pipeline(KandinskyV22Pipeline, self.decoder_model, "Kandinsky decoder",
-                                 progress=self.rt.progress, dtype=self.rt.dtype)
-            self._decoder = self.rt.place(pipe, vae_attr=None)
-        return self._decoder
-
-    @property
-    def inpaint(self):
-        if self._inpaint is None:
-            from diffusers import KandinskyV22InpaintPipeline
-
-            pipe = load_pipeline(KandinskyV22InpaintPipeline, self.inpaint_model, "Kandinsky inpainting decoder",
-                                 progress=self.rt.progress, dtype=self.rt.dtype)
-            self._inpaint = self.rt.place(pipe, vae_attr=None)
-        return self._inpaint
+        return self.pipes.get("decoder")
 
     def attach(self, prior=None, decoder=None, inpaint=None) -> None:
         """Use pipelines built elsewhere instead of loading them (benchmarks, notebooks)."""
-        if prior is not None:
-            self._prior = self.rt.place(prior, vae_attr=None)
-        if decoder is not None:
-            self._decoder = self.rt.place(decoder, vae_attr=None)
-        if inpaint is not None:
-            self._inpaint = self.rt.place(inpaint, vae_attr=None)
+        self.pipes.attach(prior=prior, decoder=decoder, inpaint=inpaint)
 
     # --- embeddings -----------------------------------------------------------------------
 
@@ -181,6 +158,10 @@ class KandinskyEngine:
                    prompts=None) -> Iterator[np.ndarray]:
         if prompts is not None:
             raise ConfigError("engine kandinsky takes no prompts; use --engine sd or unclip for --prompts-csv")
+        with self.rt.memory(f"kandinsky at {a.shape[1]}x{a.shape[0]}"):
+            yield from self._inbetweens(a, b, fractions, seed)
+
+    def _inbetweens(self, a: np.ndarray, b: np.ndarray, fractions: Sequence[float], seed: int) -> Iterator[np.ndarray]:
         height, width = a.shape[:2]
         pw, ph = padded_size(width, height, self.multiple())
         emb_a, emb_b = self.embed([a, b])
@@ -242,10 +223,14 @@ class KandinskyEngine:
     # --- outpainting ----------------------------------------------------------------------
 
     @torch.no_grad()
-    def outpaint(self, canvas: np.ndarray, region: np.ndarray, seed: int) -> np.ndarray:
-        """``canvas`` with ``region`` (boolean H x W) painted by the inpainting decoder."""
+    def outpaint(self, canvas: np.ndarray, region: np.ndarray, seed: int, prompt: str | None = None) -> np.ndarray:
+        """``canvas`` with ``region`` (boolean H x W) painted by the inpainting decoder (no prompts)."""
+        with self.rt.memory(f"kandinsky outpainting at {canvas.shape[1]}x{canvas.shape[0]}"):
+            return self._outpaint(canvas, region, seed)
+
+    def _outpaint(self, canvas: np.ndarray, region: np.ndarray, seed: int) -> np.ndarray:
         height, width = canvas.shape[:2]
-        pipe = self.inpaint
+        pipe = self.pipes.get("inpaint")
         multiple = 2 ** (2 * (len(pipe.movq.config.block_out_channels) - 1))
         pw, ph = padded_size(width, height, multiple)
         emb = self.embed([canvas])[0]

@@ -1,4 +1,5 @@
-"""Engine ``sd``: latent SLERP through any Stable Diffusion 1.x/2.x checkpoint (img2img).
+"""Engine ``sd``: latent SLERP through any Stable Diffusion 1.x/2.x checkpoint (img2img),
+and what it shares with ``unclip`` (:class:`SDFamilyEngine`).
 
 For a pair (A, B) and fractions t_1 < ... < t_S::
 
@@ -31,16 +32,16 @@ import torch
 
 from artwalk.devices import generator
 from artwalk.errors import ConfigError
-from diffusion_models.engines import (
-    Runtime, check_range, crop_to, load_pipeline, model_source, pad_to, padded_size, pick_model,
-    to_tensor, to_uint8_pil,
+from artwalk.models import model_source
+from diffusion_models.engines import ENGINES
+from diffusion_models.runtime import (
+    Pipelines, Runtime, check_range, crop_to, pad_to, padded_size, to_tensor, to_uint8_pil,
 )
 from diffusion_models.slerp import slerp
 
 log = logging.getLogger(__name__)
 
-MODEL = "sd15"
-INPAINT = "sd2-inpaint"
+_NO_SAFETY_CHECKER = dict(safety_checker=None, requires_safety_checker=False)
 
 
 class TextEmbeddings:
@@ -66,97 +67,100 @@ class TextEmbeddings:
         return lambda t: slerp(ea, eb, t)
 
 
-def sd_inpaint_outpaint(pipe, canvas, region, seed, prompt, negative_prompt, steps, guidance):
-    """Paint ``region`` of ``canvas`` with a diffusers StableDiffusionInpaintPipeline."""
-    height, width = canvas.shape[:2]
-    pw, ph = padded_size(width, height, max(8, pipe.vae_scale_factor))
-    mask = np.ones((ph, pw), dtype=np.float32)
-    top, left = (ph - height) // 2, (pw - width) // 2
-    mask[top : top + height, left : left + width] = region
-    out = pipe(
-        prompt=prompt or "", negative_prompt=negative_prompt or None, image=to_uint8_pil(pad_to(canvas, pw, ph)),
-        mask_image=to_uint8_pil(np.repeat(mask[..., None], 3, axis=2)), height=ph, width=pw, strength=1.0,
-        num_inference_steps=steps, guidance_scale=guidance, generator=generator(seed), output_type="np",
-    ).images[0]
-    return crop_to(out.astype(np.float32), width, height)
-
-
 class SDFamilyEngine:
-    """What the Stable Diffusion engines (``sd``, ``unclip``) share: the SD inpainting
-    model for ``--outpaint``, loaded once on first use, and ``attach`` for pipelines
-    built elsewhere. Subclasses set ``name``, ``rt``, ``steps``, ``guidance``, ``prompt``,
-    ``negative_prompt``, ``inpaint_model`` and the ``pipe`` property."""
+    """What the Stable Diffusion engines (``sd``, ``unclip``) share: their options, models
+    (the main pipeline and the SD inpainting model for ``--outpaint``, each loaded once on
+    first use), text embeddings, identity and outpainting.
 
-    _pipe = _inpaint = None
+    Subclasses set ``name``, the main pipeline's diffusers class ``PIPELINE`` and its
+    ``LABEL``, the defaults ``STEPS`` and ``GUIDANCE``, and ``inbetweens``.
+    """
+
+    name: str
+    PIPELINE: str
+    LABEL: str
+    PIPELINE_KWARGS: dict = {}
+    STEPS: int
+    GUIDANCE: float
+
+    def __init__(self, model: str | None = None, outpaint_model: str | None = None, steps: int | None = None,
+                 guidance: float | None = None, prompt: str | None = None, negative_prompt: str | None = None,
+                 device: str | None = None, dtype: str | None = None, attention_slicing: bool = False,
+                 vae_tiling: bool = False, cpu_offload: bool = False, progress: bool = True) -> None:
+        self.steps = int(self.STEPS if steps is None else steps)
+        self.guidance = float(self.GUIDANCE if guidance is None else guidance)
+        check_range("steps", self.steps, 1, 1000)
+        check_range("guidance", self.guidance, 0.0, 100.0)
+        spec = ENGINES.get(self.name)
+        models = {"model": model, "outpaint_model": outpaint_model}
+        self.model, self.inpaint_model = spec.model_for("model", models), spec.model_for("outpaint_model", models)
+        self.prompt, self.negative_prompt = prompt or "", negative_prompt or ""
+        self.rt = Runtime(device, dtype, attention_slicing, vae_tiling, cpu_offload, progress)
+        self.pipes = Pipelines(self.rt)
+        self.pipes.add("pipe", self.PIPELINE, self.model, self.LABEL, **self.PIPELINE_KWARGS)
+        self.pipes.add("inpaint", "StableDiffusionInpaintPipeline", self.inpaint_model, "SD inpainting model",
+                       **_NO_SAFETY_CHECKER)
+        self.text = TextEmbeddings(lambda: self.pipe)
+
+    @property
+    def pipe(self):
+        return self.pipes.get("pipe")
+
+    def _own_identity(self) -> dict:
+        """The subclass's own settings that change output bytes."""
+        return {}
+
+    def identity(self) -> dict:
+        return {"engine": self.name, "model": model_source(self.model)[0], "steps": self.steps,
+                "guidance": self.guidance, "prompt": self.prompt, "negative_prompt": self.negative_prompt,
+                **self._own_identity(), **self.rt.identity()}
 
     def outpaint_identity(self) -> dict:
         return {"engine": self.name, "inpaint": model_source(self.inpaint_model)[0], "steps": self.steps,
                 "guidance": self.guidance, "prompt": self.prompt, "negative_prompt": self.negative_prompt,
                 **self.rt.identity()}
 
-    @property
-    def inpaint(self):
-        if self._inpaint is None:
-            from diffusers import StableDiffusionInpaintPipeline
-
-            pipe = load_pipeline(StableDiffusionInpaintPipeline, self.inpaint_model, "SD inpainting model",
-                                 progress=self.rt.progress, dtype=self.rt.dtype, safety_checker=None,
-                                 requires_safety_checker=False)
-            self._inpaint = self.rt.place(pipe)
-        return self._inpaint
-
     def attach(self, pipe=None, inpaint=None) -> None:
         """Use pipelines built elsewhere instead of loading them (benchmarks, notebooks)."""
-        if pipe is not None:
-            self._pipe = self.rt.place(pipe)
-        if inpaint is not None:
-            self._inpaint = self.rt.place(inpaint)
+        self.pipes.attach(pipe=pipe, inpaint=inpaint)
 
     @torch.no_grad()
     def outpaint(self, canvas: np.ndarray, region: np.ndarray, seed: int, prompt: str | None = None) -> np.ndarray:
-        return sd_inpaint_outpaint(self.inpaint, canvas, region, seed, prompt if prompt is not None else self.prompt,
-                                   self.negative_prompt, self.steps, self.guidance)
+        """Paint ``region`` of ``canvas`` with the SD inpainting model."""
+        pipe = self.pipes.get("inpaint")
+        height, width = canvas.shape[:2]
+        pw, ph = padded_size(width, height, max(8, pipe.vae_scale_factor))
+        mask = np.ones((ph, pw), dtype=np.float32)
+        top, left = (ph - height) // 2, (pw - width) // 2
+        mask[top : top + height, left : left + width] = region
+        with self.rt.memory(f"{self.name} outpainting at {pw}x{ph}"):
+            out = pipe(
+                prompt=(prompt if prompt is not None else self.prompt) or "",
+                negative_prompt=self.negative_prompt or None, image=to_uint8_pil(pad_to(canvas, pw, ph)),
+                mask_image=to_uint8_pil(np.repeat(mask[..., None], 3, axis=2)), height=ph, width=pw, strength=1.0,
+                num_inference_steps=self.steps, guidance_scale=self.guidance, generator=generator(seed),
+                output_type="np",
+            ).images[0]
+        return crop_to(out.astype(np.float32), width, height)
 
 
 class StableDiffusionEngine(SDFamilyEngine):
     name = "sd"
-    makes_inbetweens = True
-    takes_prompts = True
+    PIPELINE = "StableDiffusionImg2ImgPipeline"
+    LABEL = "Stable Diffusion model"
+    PIPELINE_KWARGS = _NO_SAFETY_CHECKER
+    STEPS, GUIDANCE, STRENGTH = 50, 7.5, 0.6
 
-    def __init__(
-        self, model: str | None = None, outpaint_model: str | None = None, steps: int = 50,
-        guidance: float = 7.5, strength: float = 0.6, prompt: str | None = None,
-        negative_prompt: str | None = None, device: str | None = None, dtype: str | None = None,
-        attention_slicing: bool = False, vae_tiling: bool = False, cpu_offload: bool = False,
-        progress: bool = True,
-    ) -> None:
-        check_range("steps", steps, 1, 1000)
-        check_range("guidance", guidance, 0.0, 100.0)
-        check_range("strength", strength, 0.0, 1.0, low_open=True)
-        if int(steps * strength) < 1:
-            raise ConfigError(f"--strength {strength} with --steps {steps} leaves no denoising step; raise either")
-        self.model = pick_model(None, model, "sd", model or MODEL)
-        self.inpaint_model = pick_model(outpaint_model, model, "inpaint", INPAINT)
-        self.steps, self.guidance, self.strength = int(steps), float(guidance), float(strength)
-        self.prompt, self.negative_prompt = prompt or "", negative_prompt or ""
-        self.rt = Runtime(device, dtype, attention_slicing, vae_tiling, cpu_offload, progress)
-        self.text = TextEmbeddings(lambda: self.pipe)
+    def __init__(self, strength: float | None = None, **options) -> None:
+        super().__init__(**options)
+        self.strength = float(self.STRENGTH if strength is None else strength)
+        check_range("strength", self.strength, 0.0, 1.0, low_open=True)
+        if int(self.steps * self.strength) < 1:
+            raise ConfigError(f"--strength {self.strength} with --steps {self.steps} leaves no denoising step; "
+                              "raise either")
 
-    def identity(self) -> dict:
-        return {"engine": self.name, "model": model_source(self.model)[0], "steps": self.steps,
-                "guidance": self.guidance, "strength": self.strength, "prompt": self.prompt,
-                "negative_prompt": self.negative_prompt, **self.rt.identity()}
-
-    @property
-    def pipe(self):
-        if self._pipe is None:
-            from diffusers import StableDiffusionImg2ImgPipeline
-
-            pipe = load_pipeline(StableDiffusionImg2ImgPipeline, self.model, "Stable Diffusion model",
-                                 progress=self.rt.progress, dtype=self.rt.dtype, safety_checker=None,
-                                 requires_safety_checker=False)
-            self._pipe = self.rt.place(pipe)
-        return self._pipe
+    def _own_identity(self) -> dict:
+        return {"strength": self.strength}
 
     @torch.no_grad()
     def encode(self, rgb: np.ndarray) -> torch.Tensor:
@@ -171,15 +175,17 @@ class StableDiffusionEngine(SDFamilyEngine):
         pipe = self.pipe
         height, width = a.shape[:2]
         pw, ph = padded_size(width, height, max(8, pipe.vae_scale_factor))
-        za, zb = self.encode(pad_to(a, pw, ph)), self.encode(pad_to(b, pw, ph))
-        pa, pb = prompts if prompts is not None else (self.prompt, self.prompt)
-        text = self.text.path(pa, pb)
-        guided = self.guidance > 1.0 and bool(pa or pb or self.negative_prompt)
-        negative = self.text(self.negative_prompt) if guided else None
+        with self.rt.memory(f"sd at {pw}x{ph}"):
+            za, zb = self.encode(pad_to(a, pw, ph)), self.encode(pad_to(b, pw, ph))
+            pa, pb = prompts if prompts is not None else (self.prompt, self.prompt)
+            text = self.text.path(pa, pb)
+            guided = self.guidance > 1.0 and bool(pa or pb or self.negative_prompt)
+            negative = self.text(self.negative_prompt) if guided else None
         for t in fractions:
-            out = pipe(
-                prompt_embeds=text(t), negative_prompt_embeds=negative, image=slerp(za, zb, t),
-                strength=self.strength, num_inference_steps=self.steps,
-                guidance_scale=self.guidance if guided else 1.0, generator=generator(seed), output_type="np",
-            ).images[0]
+            with self.rt.memory(f"sd at {pw}x{ph}"):
+                out = pipe(
+                    prompt_embeds=text(t), negative_prompt_embeds=negative, image=slerp(za, zb, t),
+                    strength=self.strength, num_inference_steps=self.steps,
+                    guidance_scale=self.guidance if guided else 1.0, generator=generator(seed), output_type="np",
+                ).images[0]
             yield crop_to(out.astype(np.float32), width, height)

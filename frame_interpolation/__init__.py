@@ -17,12 +17,13 @@ identity, so a changed keyframe recomputes only its two segments.
 The manifest lists the walk's unique frames (keyframes stay in OUT/keyframes/ and
 are referenced there) and ``timeline``: one index into that list per video frame.
 
-Engines: ``flow`` (default, classical), ``blend``, and ``film`` (FILM on the published
-weights; its options ``model``, ``film_mode``, ``time_mode``, ``device``, ``dtype``,
-``batch``, ``block_size``, ``block_overlap`` are described in :mod:`frame_interpolation.film`;
-the classical engines ignore them).
+Engines (:mod:`frame_interpolation.engines`): ``flow`` (the default, classical),
+``blend``, and ``film`` (FILM on the published weights; its options are described in
+:mod:`frame_interpolation.film`).
 
-``run(MotionConfig(...)) -> MotionResult``; the CLI is ``python -m frame_interpolation``.
+``check(config)`` checks what needs no earlier stage (timeline, engine, options,
+weights); ``run(MotionConfig(...)) -> MotionResult``. The CLI is
+``python -m frame_interpolation``.
 """
 
 from __future__ import annotations
@@ -32,15 +33,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from artwalk.errors import ConfigError
-from artwalk.images import read_frame, save_png
-from artwalk.plan import plan_counts
+from artwalk.config import engine_options, flag_of, record, setting
+from artwalk.engines import EngineSpec
+from artwalk.errors import StageOrderError
+from artwalk.fsutil import sha256_file
+from artwalk.images import read_frame
 from artwalk.progress import progress
-from artwalk.runfolder import (
-    UnitStore, cache_key, config_dict, read_manifest, sha256_file, write_manifest,
-)
-from artwalk.timeline import EASINGS, Keyframe, TimelineSpec, build_timeline
-from frame_interpolation.engines import create_engine
+from artwalk.runfolder import UnitStore, cache_key, read_manifest, run_lock, write_manifest
+from artwalk.timeline import DEFAULT_EASING, EASINGS, Keyframe, TimelineSpec, build_timeline
+from frame_interpolation.engines import ENGINES
 
 log = logging.getLogger(__name__)
 
@@ -49,35 +50,42 @@ STAGE = "frames"
 
 @dataclass(frozen=True)
 class MotionConfig:
-    run_dir: Path
-    fps: float = 24.0
-    sec_interpolation: float = 3.0
-    sec_freeze: float = 2.0
-    easing: str = "smoothstep"
-    engine: str = "flow"
-    loop: bool = False
-    progress: bool = True
-    # options of the neural engine (film); flow and blend ignore them
-    model: str = "film"  # registry name or path to a weights file
-    film_mode: str = "module"  # module: our network on the file's weights; torchscript: run the file
-    time_mode: str = "bisect"  # bisect: recursive midpoints to the exact times; exact: dt = t
-    device: str = "auto"  # auto: CUDA when available
-    dtype: str = "auto"  # auto: float16 on CUDA, float32 on CPU
-    batch: int = 1  # network calls per forward pass
-    block_size: int = 2560  # frames with a side over this run in overlapping blocks; 0: never
-    block_overlap: int = 256  # pixels shared by neighbouring blocks
+    run_dir: Path = setting(help="run folder (OUT) holding keyframes/", cli=False)
+    fps: float = setting(24.0, "frames per second of the video")
+    sec_interpolation: float = setting(3.0, "I: seconds of motion between two consecutive keyframes",
+                                       flags=("--sec_interpolation", "-I"), metavar="I")
+    sec_freeze: float = setting(2.0, "F: seconds each original is held still (at least one frame)",
+                                flags=("--sec_freeze", "-F"), metavar="F")
+    easing: str = setting(DEFAULT_EASING, "timing curve of each segment: " + "; ".join(
+        f"{name}: {curve.__doc__}" for name, curve in EASINGS.items()), choices=EASINGS)
+    engine: str = setting("flow", f"motion engine: {', '.join(ENGINES.names)}", choices=ENGINES.names)
+    loop: bool = setting(False, "also move from the last keyframe back to the first")
+    progress: bool = setting(True, cli=False, key=False)
+    verify: bool = setting(False, "check every reused frame's sha256, not only its size", control=True)
+    wait: bool = setting(False, "if another process works in OUT, wait for it instead of stopping", control=True)
+    # film's options; None: the engine's default
+    model: str | None = setting(None, "film: registry name (film: film_net_fp32.pt, film-fp16: film_net_fp16.pt) "
+                                "or a weights file: the PyTorch port's TorchScript export, or a .pt / .safetensors "
+                                "state dict (default film)", engine=True, metavar="NAME|FILE")
+    film_mode: str | None = setting(None, "film: module runs our FILM network with the file's weights (default); "
+                                    "torchscript runs the TorchScript file as it is", engine=True,
+                                    choices=("module", "torchscript"))
+    time_mode: str | None = setting(None, "film: bisect makes recursive midpoints that land on the exact times, "
+                                    "as FILM was trained at t = 0.5 (default); exact asks the network for each time",
+                                    engine=True, choices=("bisect", "exact"))
+    device: str | None = setting(None, "film: auto (CUDA when there), cpu, cuda, cuda:1, ...", engine=True)
+    dtype: str | None = setting(None, "film: float32, float16 or bfloat16 (default float16 on CUDA, float32 on "
+                                "CPU)", engine=True, choices=("auto", "float32", "float16", "bfloat16"))
+    batch: int | None = setting(None, "film: network calls per forward pass (default 1)", engine=True, key=False,
+                                metavar="N")
+    block_size: int | None = setting(None, "film: frames with a side over this many pixels run in overlapping "
+                                     "blocks, to bound memory (default 2560; 0: never)", engine=True,
+                                     metavar="PX")
+    block_overlap: int | None = setting(None, "film: pixels shared by neighbouring blocks (default 256)",
+                                        engine=True, metavar="PX")
 
     def __post_init__(self) -> None:
-        if self.easing not in EASINGS:
-            raise ConfigError(f"unknown easing '{self.easing}' (choose from {', '.join(EASINGS)})")
-        if self.batch < 1 or self.block_size < 0 or self.block_overlap < 0:
-            raise ConfigError(f"--batch must be >= 1 and --block-size, --block-overlap >= 0 "
-                              f"(got {self.batch}, {self.block_size}, {self.block_overlap})")
-
-    def engine_options(self) -> dict:
-        return {"model": self.model, "mode": self.film_mode, "time_mode": self.time_mode, "device": self.device,
-                "dtype": self.dtype, "batch": self.batch, "block_size": self.block_size,
-                "block_overlap": self.block_overlap}
+        self.spec  # validates fps, seconds and easing
 
     @property
     def spec(self) -> TimelineSpec:
@@ -96,65 +104,74 @@ class MotionResult:
     seconds: float
 
 
+def _flag(option: str) -> str:
+    return flag_of(MotionConfig, option)
+
+
+def check(config: MotionConfig) -> EngineSpec:
+    """Everything that can be checked before stage 2 starts: engine, options, weights."""
+    spec = ENGINES.check(config.engine, engine_options(config), _flag)
+    spec.check_models(engine_options(config))
+    return spec
+
+
 def run(config: MotionConfig) -> MotionResult:
     start = time.monotonic()
-    run_dir = Path(config.run_dir)
+    check(config)
     spec = config.spec
-    keyframes_manifest = read_manifest(run_dir, "keyframes")
-    engine = create_engine(config.engine, **config.engine_options())
-    keys = keyframes_manifest["outputs"]
-    loop = (config.loop or keyframes_manifest.get("loop", False)) and len(keys) > 1
-    joins = [(i, i + 1) for i in range(len(keys) - 1)] + ([(len(keys) - 1, 0)] if loop else [])
-    times = spec.segment_times()
+    with run_lock(config.run_dir, config.wait, create=False) as run_dir:
+        keyframes = read_manifest(run_dir, "keyframes")
+        keys = keyframes["outputs"]
+        loop = (config.loop or keyframes.get("loop", False)) and len(keys) > 1
+        joins = [(i, i + 1) for i in range(len(keys) - 1)] + ([(len(keys) - 1, 0)] if loop else [])
+        engine = ENGINES.create(config.engine, engine_options(config), _flag)
+        times = spec.segment_times()
+        log.info("motion: %d segment(s) of %d frames, %s easing, engine %s, %g fps",
+                 len(joins), len(times), spec.easing, engine.name, spec.fps)
 
-    n_orig = sum(k["kind"] == "original" for k in keys)
-    width, height = keyframes_manifest["size"]
-    n_motion = len(joins) * len(times)
-    plan = plan_counts(n_orig * spec.hold + len(keys) - n_orig + n_motion, len(keys) + n_motion, spec.fps,
-                       (width, height))
-    log.info("%s", plan.describe(run_dir))
-    log.info("motion: %d segment(s) of %d frames, %s easing, engine %s, %g fps",
-             len(joins), len(times), spec.easing, engine.name, spec.fps)
+        store = UnitStore.open(run_dir / STAGE, verify=config.verify)
+        frames = [{"path": k["path"], "sha256": k["sha256"], "kind": k["kind"]} for k in keys]
+        segments: list[list[int]] = []
+        with progress(total=len(joins) * len(times), desc="motion frames", unit="frame",
+                      enabled=config.progress) as bar:
+            for i, j in joins:
+                files, key = _segment(engine, store, run_dir, keys[i], keys[j], times, bar)
+                first = len(frames)
+                frames.extend({"path": store.relpath(key, f["name"], run_dir), "sha256": f["sha256"],
+                               "kind": "motion"} for f in files)
+                segments.append(list(range(first, len(frames))))
 
-    store = UnitStore(run_dir / STAGE)
-    frames = [{"path": k["path"], "sha256": k["sha256"], "kind": k["kind"]} for k in keys]
-    segments: list[list[int]] = []
-    bar = progress(total=n_motion, desc="motion frames", unit="frame", enabled=config.progress)
-    for i, j in joins:
-        a_sha, b_sha = keys[i]["sha256"], keys[j]["sha256"]
-        key = cache_key(kind="segment", a=a_sha, b=b_sha, times=times, engine=engine.identity())
-        record = store.lookup(key)
-        if record is None:
-            a, b = read_frame(run_dir / keys[i]["path"]), read_frame(run_dir / keys[j]["path"])
-            if a.shape != b.shape:
-                raise ConfigError(f"keyframes {keys[i]['path']} and {keys[j]['path']} differ in size; rerun stage 1")
-            with store.build(key, a=keys[i]["path"], b=keys[j]["path"]) as (tmp, record):
-                for k, rgb in enumerate(engine.interpolate(a, b, times), start=1):
-                    name = f"{k:06d}.png"
-                    record["files"].append({"name": name, "sha256": save_png(tmp / name, rgb)})
-                    bar.update()
-        else:
-            bar.update(len(times))
-        first = len(frames)
-        frames.extend({"path": store.relpath(key, f["name"], run_dir), "sha256": f["sha256"], "kind": "motion"}
-                      for f in record["files"])
-        segments.append(list(range(first, len(frames))))
-    bar.close()
-
-    timeline = build_timeline([Keyframe(i, k["kind"] == "original") for i, k in enumerate(keys)], segments, spec)
-    manifest = write_manifest(
-        run_dir / STAGE, STAGE,
-        config=config_dict(config, drop=("progress", "run_dir", "batch")), engine=engine.identity(),
-        upstream=sha256_file(run_dir / "keyframes" / "manifest.json"),
-        inputs=[{"path": k["path"], "sha256": k["sha256"]} for k in keys],
-        outputs=frames[len(keys):],
-        frames=frames, timeline=timeline, fps=spec.fps, size=[width, height],
-        hold=spec.hold, intervals=spec.intervals, loop=loop,
-    )
-    store.prune()
+        timeline = build_timeline([Keyframe(i, k["kind"] == "original") for i, k in enumerate(keys)], segments,
+                                  spec)
+        manifest = write_manifest(
+            run_dir / STAGE, STAGE, config=record(config), engine=engine.identity(),
+            upstream=sha256_file(run_dir / "keyframes" / "manifest.json"),
+            inputs=[{"path": k["path"], "sha256": k["sha256"]} for k in keys],
+            outputs=frames[len(keys):], frames=frames, timeline=timeline, fps=spec.fps, size=keyframes["size"],
+            hold=spec.hold, intervals=spec.intervals, loop=loop,
+        )
+        store.prune()
     log.info("motion: %d frames in the timeline, %d unique; %s", len(timeline), len(frames), store.summary())
     return MotionResult(
         run_dir=run_dir, manifest=manifest, frames=len(timeline), unique_frames=len(frames),
         motion_frames=len(frames) - len(keys), reused=store.reused, computed=store.computed,
         seconds=time.monotonic() - start,
     )
+
+
+def _segment(engine, store: UnitStore, run_dir: Path, ka: dict, kb: dict, times: list[float], bar) -> tuple:
+    """The files of the segment from keyframe ``ka`` to ``kb`` (reused, or made now), and its key."""
+    key = cache_key(kind="segment", a=ka["sha256"], b=kb["sha256"], times=times, engine=engine.identity())
+    found = store.lookup(key)
+    if found is not None:
+        bar.update(len(times))
+        return found["files"], key
+    a, b = read_frame(run_dir / ka["path"]), read_frame(run_dir / kb["path"])
+    if a.shape != b.shape:
+        raise StageOrderError(f"keyframes {ka['path']} and {kb['path']} differ in size; rerun "
+                              "`python -m diffusion_models`")
+    with store.build(key, a=ka["path"], b=kb["path"]) as unit:
+        for k, rgb in enumerate(engine.interpolate(a, b, times), start=1):
+            unit.save_png(f"{k:06d}.png", rgb)
+            bar.update()
+    return unit.record["files"], key

@@ -7,7 +7,7 @@ plain state dict, or to weights saved from our :class:`~frame_interpolation.film
 (``.safetensors`` / ``.pt``). A missing file is one line that names it and the command
 that fetches it.
 
-Modes (``mode``):
+Modes (``film_mode``):
 
 - ``module`` (default): the file's state dict is mapped onto our modules (every key
   used, every shape checked). Our code runs: one encode per pair for many times, and
@@ -80,8 +80,6 @@ output bytes: weights hash, architecture, mode, time mode, dtype, device type, b
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import heapq
 import logging
 import statistics
@@ -93,10 +91,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from artwalk.devices import resolve_device, resolve_dtype
+from artwalk.devices import gpu_memory, resolve_device, resolve_dtype
 from artwalk.errors import ConfigError
-from artwalk.models import weights_file
-from artwalk.runfolder import sha256_file
+from artwalk.models import weights_file, weights_sha256
 from frame_interpolation.film_net import FilmConfig, load_film_weights
 from frame_interpolation.flow import check_inputs
 
@@ -224,15 +221,10 @@ class FilmRunner:
         wx = _axis_weights(w, xs, self.block_overlap, self.device)
         return [(slice(*y), slice(*x), ay[:, None] * ax[None, :]) for y, ay in zip(ys, wy) for x, ax in zip(xs, wx)]
 
-    @contextlib.contextmanager
-    def _memory(self, shape: Sequence[int]) -> Iterator[None]:
+    def _memory(self, shape: Sequence[int]):
         """Out of GPU memory becomes one line that says which settings to lower."""
-        try:
-            yield
-        except torch.OutOfMemoryError:
-            raise ConfigError(
-                f"film: out of GPU memory on a {shape[-1]}x{shape[-2]} block, batch {shape[0]}: lower --batch or "
-                f"--block-size (now {self.block_size or 'off'}), or use --dtype float16") from None
+        return gpu_memory(f"film on a {shape[-1]}x{shape[-2]} block, batch {shape[0]}",
+                          f"lower --batch or --block-size (now {self.block_size or 'off'}), or use --dtype float16")
 
     def _net(self, x0: torch.Tensor, x1: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
         dt = dt.reshape(-1, 1).to(self.device, self.dtype if self.scripted else torch.float32)
@@ -290,16 +282,6 @@ class FilmRunner:
 # ---------------------------------------------------------------------------- engine
 
 
-@functools.lru_cache(maxsize=16)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_file(path)
-
-
-def weights_sha256(path: Path) -> str:
-    st = path.stat()
-    return _sha256_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)
-
-
 def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(rgb).permute(2, 0, 1)[None]
 
@@ -313,14 +295,15 @@ class FilmEngine:
 
     name = "film"
 
-    def __init__(self, model: str | Path = DEFAULT_MODEL, mode: str = "module", time_mode: str = "bisect",
+    def __init__(self, model: str | Path = DEFAULT_MODEL, film_mode: str = "module", time_mode: str = "bisect",
                  device: str | None = None, dtype: str | None = None, batch: int = 1,
                  block_size: int = DEFAULT_BLOCK_SIZE, block_overlap: int = DEFAULT_BLOCK_OVERLAP,
                  pyramid_levels: int | None = None):
+        mode = film_mode
         if mode not in MODES:
-            raise ConfigError(f"unknown FILM mode '{mode}' (choose from {', '.join(MODES)})")
+            raise ConfigError(f"unknown --film-mode '{mode}' (choose from {', '.join(MODES)})")
         if time_mode not in TIME_MODES:
-            raise ConfigError(f"unknown FILM time mode '{time_mode}' (choose from {', '.join(TIME_MODES)})")
+            raise ConfigError(f"unknown --time-mode '{time_mode}' (choose from {', '.join(TIME_MODES)})")
         if int(batch) < 1:
             raise ConfigError(f"--batch must be >= 1, got {batch}")
         self.model, self.mode, self.time_mode, self.batch = str(model or DEFAULT_MODEL), mode, time_mode, int(batch)

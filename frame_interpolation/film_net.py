@@ -76,9 +76,7 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 import warnings
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -87,16 +85,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from artwalk.errors import ConfigError, InputError
+from artwalk.errors import ConfigError, UnsupportedWeightsError, first_line
+from artwalk.weights import is_torchscript, read_weights, tensors_of
 
 log = logging.getLogger(__name__)
 
 _SLOPE = 0.2  # leaky ReLU of every activated conv
 _RGB = 3
-
-
-class UnsupportedWeightsError(InputError):
-    """A weights file that is not a FILM network this module can hold."""
 
 
 @dataclass(frozen=True)
@@ -509,50 +504,28 @@ class FilmWeights:
         return build_film(ours, self.config, str(self.path))
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _is_torchscript(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return any("/code/" in name or name.startswith("code/") for name in zf.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
-
-
 def load_film_weights(path: Path | str, pyramid_levels: int | None = None) -> FilmWeights:
     """Read a FILM weights file (TorchScript export, ``.pt`` state dict or ``.safetensors``)."""
     path = Path(path)
     scripted, meta_levels = None, None
-    try:
-        if path.suffix.lower() == ".safetensors":
-            from safetensors import SafetensorError, safe_open
-            from safetensors.torch import load_file
-
-            try:
-                state = load_file(str(path), device="cpu")
-                with safe_open(str(path), framework="pt") as fh:
-                    meta = fh.metadata() or {}
-            except SafetensorError as exc:
-                raise InputError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
-            if "film_config" in meta:
-                meta_levels = json.loads(meta["film_config"]).get("pyramid_levels")
-        elif _is_torchscript(path):
+    if is_torchscript(path):
+        try:
             with warnings.catch_warnings():  # the published files are TorchScript; nothing to do about it
                 warnings.filterwarnings("ignore", message="`torch.jit.load` is deprecated", category=DeprecationWarning)
                 scripted = torch.jit.load(str(path), map_location="cpu")
-            state = dict(scripted.state_dict())
-            meta_levels = getattr(scripted, "pyramid_levels", None)
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-                meta_levels = (obj.get("film_config") or {}).get("pyramid_levels")
-                obj = obj["state_dict"]
-            state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)} if isinstance(obj, dict) else {}
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        raise InputError(f"{path}: cannot load these FILM weights safely ({_first_line(exc)})") from None
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise UnsupportedWeightsError(f"{path}: cannot use these FILM weights: a broken TorchScript archive "
+                                          f"({first_line(exc)})") from None
+        state = dict(scripted.state_dict())
+        meta_levels = getattr(scripted, "pyramid_levels", None)
+    else:
+        obj, meta = read_weights(path, "FILM weights")
+        if "film_config" in meta:
+            meta_levels = json.loads(meta["film_config"]).get("pyramid_levels")
+        if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+            meta_levels = (obj.get("film_config") or {}).get("pyramid_levels")
+            obj = obj["state_dict"]
+        state = tensors_of(obj)
     layout = detect_layout(state, str(path))
     levels = pyramid_levels if pyramid_levels is not None else meta_levels
     config = config_from_state_dict(state, layout, levels, str(path))

@@ -12,10 +12,13 @@ once. A frame's cache key hashes its bytes, the output size and the engine's
 identity (for ``realesrgan``: the weights' hash, architecture, dtype, denoise
 strength). Frames still to compute go to the engine ``batch`` at a time, on a thread
 pool (OpenCV and PNG coding release the GIL; a neural engine runs one batch at a
-time). See :mod:`super_resolution.engines` for targets and engines and
-:mod:`super_resolution.realesrgan` for the neural engine's options.
+time). Targets are the core's (:mod:`artwalk.sizes`); the engines are listed in
+:mod:`super_resolution.engines`, the neural one's options in
+:mod:`super_resolution.realesrgan`.
 
-``run(UpscaleConfig(...)) -> UpscaleResult``; the CLI is ``python -m super_resolution``.
+``check(config)`` checks everything that needs no earlier stage (engine, options,
+weights, target); ``run(UpscaleConfig(...)) -> UpscaleResult``. The CLI is
+``python -m super_resolution``.
 """
 
 from __future__ import annotations
@@ -27,13 +30,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from artwalk.config import engine_options, flag_of, record, setting
+from artwalk.engines import EngineSpec
 from artwalk.errors import ConfigError
-from artwalk.images import read_frame, save_png
+from artwalk.images import read_frame
 from artwalk.progress import progress
-from artwalk.runfolder import (
-    UnitStore, cache_key, check_frames_current, config_dict, read_manifest, sha256_file, write_manifest,
-)
-from super_resolution.engines import create_engine, target_size
+from artwalk.runfolder import UnitStore, cache_key, check_frames_current, read_manifest, run_lock, write_manifest
+from artwalk.fsutil import sha256_file
+from artwalk.sizes import NAMED_TARGETS, target_size
+from super_resolution.engines import ENGINES
 
 log = logging.getLogger(__name__)
 
@@ -43,28 +48,36 @@ FRAME = "frame.png"
 
 @dataclass(frozen=True)
 class UpscaleConfig:
-    run_dir: Path
-    target: str = "2k"
-    engine: str = "lanczos"
-    workers: int = 0  # 0: one per CPU core
-    progress: bool = True
-    # options of the neural engine (realesrgan); lanczos ignores them
-    model: str = "RealESRGAN_x4plus"  # registry name or path to a .pth / .safetensors
-    tile: int = 0  # 0: whole frames; else tile side in input pixels
-    tile_pad: int | None = None  # context around a tile; None: the receptive radius (exact)
-    batch: int = 1  # frames per network call
-    dtype: str = "auto"  # auto: float16 on CUDA, float32 on CPU
-    device: str = "auto"  # auto: CUDA when available
-    denoise_strength: float | None = None  # realesr-general-x4v3 only; None: 0.5
+    run_dir: Path = setting(help="run folder (OUT) holding frames/", cli=False)
+    target: str = setting("2k", f"output size: a scale (x2, 1.5), a name ({', '.join(NAMED_TARGETS)}) or WxH; "
+                          "names and WxH are boxes the frame fits inside, keeping its aspect (2k = 2560x1440)",
+                          flags=("--target", "-t"))
+    engine: str = setting("lanczos", f"upscale engine: {', '.join(ENGINES.names)}", choices=ENGINES.names)
+    workers: int = setting(0, "threads reading, upscaling and writing frames (0: one per CPU core)", key=False,
+                           metavar="N")
+    batch: int = setting(1, "frames per engine call", key=False, metavar="N")
+    progress: bool = setting(True, cli=False, key=False)
+    verify: bool = setting(False, "check every reused frame's sha256, not only its size", control=True)
+    wait: bool = setting(False, "if another process works in OUT, wait for it instead of stopping", control=True)
+    # realesrgan's options; None: the engine's default
+    model: str | None = setting(None, "realesrgan: registry name (RealESRGAN_x4plus, RealESRGAN_x2plus, "
+                                "realesr-general-x4v3, realesr-animevideov3) or a .pth / .safetensors file "
+                                "(default RealESRGAN_x4plus)", engine=True, metavar="NAME|FILE")
+    tile: int | None = setting(None, "realesrgan: tiles of this many input pixels a side, to bound memory "
+                               "(default 0: whole frames)", engine=True, metavar="PX")
+    tile_pad: int | None = setting(None, "realesrgan: context pixels around each tile (default: the network's "
+                                   "receptive radius, so tiles match whole frames; smaller is faster, approximate)",
+                                   engine=True, metavar="PX")
+    dtype: str | None = setting(None, "realesrgan: float32, float16 or bfloat16 (default float16 on CUDA, "
+                                "float32 on CPU)", engine=True, choices=("auto", "float32", "float16", "bfloat16"))
+    device: str | None = setting(None, "realesrgan: auto (CUDA when there), cpu, cuda, cuda:1, ...", engine=True)
+    denoise_strength: float | None = setting(None, "realesrgan, realesr-general-x4v3 only: 0 keeps noise, "
+                                             "1 removes it (default 0.5)", engine=True, metavar="D")
 
     def __post_init__(self) -> None:
-        if self.batch < 1 or self.tile < 0 or (self.tile_pad is not None and self.tile_pad < 0):
-            raise ConfigError(f"--batch must be >= 1 and --tile, --tile-pad >= 0 "
-                              f"(got {self.batch}, {self.tile}, {self.tile_pad})")
-
-    def engine_options(self) -> dict:
-        return {"model": self.model, "tile": self.tile, "tile_pad": self.tile_pad, "dtype": self.dtype,
-                "device": self.device, "denoise_strength": self.denoise_strength}
+        if self.workers < 0 or self.batch < 1:
+            raise ConfigError(f"--workers must be 0 or more and --batch 1 or more (got {self.workers}, {self.batch})")
+        target_size(self.target, 1280, 720)  # validates the target's syntax
 
 
 @dataclass
@@ -79,46 +92,70 @@ class UpscaleResult:
     seconds: float
 
 
+def _flag(option: str) -> str:
+    return flag_of(UpscaleConfig, option)
+
+
+def check(config: UpscaleConfig) -> EngineSpec:
+    """Everything that can be checked before stage 3 starts: engine, options, weights."""
+    spec = ENGINES.check(config.engine, engine_options(config), _flag)
+    spec.check_models(engine_options(config))
+    return spec
+
+
 def run(config: UpscaleConfig) -> UpscaleResult:
     start = time.monotonic()
-    run_dir = Path(config.run_dir)
-    source = read_manifest(run_dir, "frames")
-    check_frames_current(run_dir, source)
-    engine = create_engine(config.engine, **config.engine_options())
-    width, height = target_size(config.target, *source["size"])
-    log.info("upscale: %d unique frame(s) %dx%d -> %dx%d with %s", len(source["frames"]),
-             *source["size"], width, height, engine.name)
+    check(config)
+    with run_lock(config.run_dir, config.wait, create=False) as run_dir:
+        source = read_manifest(run_dir, "frames")
+        check_frames_current(run_dir, source)
+        width, height = target_size(config.target, *source["size"])
+        engine = ENGINES.create(config.engine, engine_options(config), _flag)
+        log.info("upscale: %d unique frame(s) %dx%d -> %dx%d with %s", len(source["frames"]),
+                 *source["size"], width, height, engine.name)
+        store = UnitStore.open(run_dir / STAGE, verify=config.verify)
+        identity = engine.identity()
+        keys = [cache_key(kind="upscale", sha256=f["sha256"], size=[width, height], engine=identity)
+                for f in source["frames"]]
+        records = _upscale_missing(config, engine, store, run_dir, source["frames"], keys, (width, height))
+        frames = [{"path": store.relpath(key, FRAME, run_dir), "sha256": records[key]["files"][0]["sha256"],
+                   "kind": f["kind"]} for key, f in zip(keys, source["frames"])]
+        manifest = write_manifest(
+            run_dir / STAGE, STAGE, config=record(config), engine=identity,
+            upstream=sha256_file(run_dir / "frames" / "manifest.json"),
+            inputs=[{"path": f["path"], "sha256": f["sha256"]} for f in source["frames"]],
+            outputs=frames, frames=frames, timeline=source["timeline"], fps=source["fps"], size=[width, height],
+        )
+        store.prune()
+    log.info("upscale: %s", store.summary())
+    return UpscaleResult(run_dir=run_dir, manifest=manifest, width=width, height=height,
+                         unique_frames=len(frames), reused=store.reused, computed=store.computed,
+                         seconds=time.monotonic() - start)
 
-    store = UnitStore(run_dir / STAGE)
-    identity = engine.identity()
-    keys = [cache_key(kind="upscale", sha256=f["sha256"], size=[width, height], engine=identity)
-            for f in source["frames"]]
 
+def _upscale_missing(config: UpscaleConfig, engine, store: UnitStore, run_dir: Path, sources: list[dict],
+                     keys: list[str], size: tuple[int, int]) -> dict[str, dict]:
+    """Each key's unit record: reused where intact, else upscaled now (equal frames once)."""
     records: dict[str, dict] = {}
-    todo: dict[str, int] = {}  # key -> first frame with it (equal frames are computed once)
+    todo: dict[str, int] = {}  # key -> first frame with it
     for i, key in enumerate(keys):
         if key in records or key in todo:
             continue
-        record = store.lookup(key)
-        if record is None:
+        found = store.lookup(key)
+        if found is None:
             todo[key] = i
         else:
-            records[key] = record
+            records[key] = found
     pending = list(todo)
     batches = [pending[j:j + config.batch] for j in range(0, len(pending), config.batch)]
-    upscale_batch = getattr(engine, "upscale_batch", None)
 
     def compute(batch: list[str]) -> int:
-        paths = [source["frames"][todo[key]]["path"] for key in batch]
-        rgbs = [read_frame(run_dir / path) for path in paths]
-        if upscale_batch is not None and len(rgbs) > 1:
-            outs = upscale_batch(rgbs, width, height)
-        else:
-            outs = [engine.upscale(rgb, width, height) for rgb in rgbs]
+        paths = [sources[todo[key]]["path"] for key in batch]
+        outs = engine.upscale_batch([read_frame(run_dir / path) for path in paths], *size)
         for key, path, rgb in zip(batch, paths, outs):
-            with store.build(key, source=path) as (tmp, record):
-                record["files"].append({"name": FRAME, "sha256": save_png(tmp / FRAME, rgb)})
-            records[key] = record
+            with store.build(key, source=path) as unit:
+                unit.save_png(FRAME, rgb)
+            records[key] = unit.record
         return len(batch)
 
     workers = config.workers or os.cpu_count() or 1
@@ -127,20 +164,4 @@ def run(config: UpscaleConfig) -> UpscaleResult:
             enabled=config.progress) as bar:
         for done in pool.map(compute, batches):
             bar.update(done)
-    frames = [{"path": store.relpath(key, FRAME, run_dir), "sha256": records[key]["files"][0]["sha256"],
-               "kind": f["kind"]} for key, f in zip(keys, source["frames"])]
-
-    manifest = write_manifest(
-        run_dir / STAGE, STAGE,
-        config=config_dict(config, drop=("progress", "run_dir", "workers", "batch", "device")),
-        engine=identity,
-        upstream=sha256_file(run_dir / "frames" / "manifest.json"),
-        inputs=[{"path": f["path"], "sha256": f["sha256"]} for f in source["frames"]],
-        outputs=frames, frames=frames, timeline=source["timeline"], fps=source["fps"],
-        size=[width, height],
-    )
-    store.prune()
-    log.info("upscale: %s", store.summary())
-    return UpscaleResult(run_dir=run_dir, manifest=manifest, width=width, height=height,
-                         unique_frames=len(frames), reused=store.reused, computed=store.computed,
-                         seconds=time.monotonic() - start)
+    return records

@@ -13,7 +13,8 @@ The architecture is read from the state dict, never from the file name:
 - SRVGGNetCompact (:mod:`super_resolution.srvgg`): only ``body.N`` convs with a PReLU
   between each two; the last conv's 3 * s * s outputs give the scale s.
 
-Anything else raises :class:`UnsupportedModelError`.
+Anything else raises :class:`~artwalk.errors.UnsupportedWeightsError`. Files are read by
+:mod:`artwalk.weights` (never an unrestricted pickle).
 
 Geometry is the wrapper's job: frames are reflect-padded to the network's multiple,
 run whole or in tiles, cropped, clamped to [0, 1] and brought to the exact target size
@@ -31,9 +32,7 @@ next to the given file).
 
 from __future__ import annotations
 
-import functools
 import logging
-import pickle
 import threading
 from dataclasses import asdict
 from pathlib import Path
@@ -44,12 +43,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from artwalk.devices import resolve_device, resolve_dtype
-from artwalk.errors import ConfigError, InputError, WeightsMissingError
-from artwalk.models import REGISTRY, download_hint, weights_file
-from artwalk.runfolder import sha256_file
+from artwalk.devices import gpu_memory, resolve_device, resolve_dtype
+from artwalk.errors import ConfigError, InputError, UnsupportedWeightsError, WeightsMissingError, first_line
+from artwalk.images import resize
+from artwalk.models import REGISTRY, download_hint, weights_file, weights_sha256
+from artwalk.weights import read_weights, tensors_of
 from super_resolution import rrdbnet, srvgg
-from super_resolution.engines import LanczosEngine
 
 log = logging.getLogger(__name__)
 
@@ -60,57 +59,22 @@ DEFAULT_DENOISE = 0.5
 VERSION = 1  # bump when the output bytes of the same weights and settings change
 
 
-class UnsupportedModelError(InputError):
-    """A weights file whose state dict is not a layout this engine knows."""
-
-
 # ---------------------------------------------------------------------------- weights
-
-
-@functools.lru_cache(maxsize=64)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_file(path)
-
-
-def weights_sha256(path: Path | str) -> str:
-    """sha256 of a weights file's bytes, computed once per (path, size, mtime)."""
-    path = Path(path).resolve()
-    st = path.stat()
-    return _sha256_cached(str(path), st.st_size, st.st_mtime_ns)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
     """The state dict in a ``.pth`` (``params_ema``, else ``params``, else the dict itself)
-    or ``.safetensors`` file, on the CPU; loaded without unrestricted unpickling."""
+    or ``.safetensors`` file, on the CPU (:func:`artwalk.weights.read_weights`)."""
     path = Path(path)
-    try:
-        if path.suffix.lower() == ".safetensors":
-            from safetensors import SafetensorError
-            from safetensors.torch import load_file
-
-            try:
-                obj = load_file(str(path), device="cpu")
-            except SafetensorError as exc:
-                raise InputError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        raise InputError(
-            f"{path}: cannot load these weights safely (torch.load weights_only=True: {_first_line(exc)})"
-        ) from None
+    obj, _ = read_weights(path, "Real-ESRGAN weights")
     if isinstance(obj, dict):
         for entry in ("params_ema", "params"):
             if isinstance(obj.get(entry), dict):
                 obj = obj[entry]
                 break
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)} if isinstance(obj, dict) else {}
+    tensors = tensors_of(obj)
     if not tensors:
-        raise UnsupportedModelError(f"{path}: no state dict of tensors in this file (nor under params_ema/params)")
+        raise UnsupportedWeightsError(f"{path}: no state dict of tensors in this file (nor under params_ema/params)")
     if all(k.startswith("module.") for k in tensors):  # saved from DataParallel
         tensors = {k[len("module."):]: v for k, v in tensors.items()}
     return tensors
@@ -120,7 +84,7 @@ def interpolate_state_dicts(a: dict[str, torch.Tensor], b: dict[str, torch.Tenso
                             source: str = "the two models") -> dict[str, torch.Tensor]:
     """Deep network interpolation: ``weight_a * a + (1 - weight_a) * b``, key by key, in float32."""
     if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
-        raise UnsupportedModelError(f"{source}: different layouts, cannot interpolate their weights")
+        raise UnsupportedWeightsError(f"{source}: different layouts, cannot interpolate their weights")
     return {k: weight_a * a[k].float() + (1.0 - weight_a) * b[k].float() for k in a}
 
 
@@ -135,12 +99,12 @@ def build_network(state_dict: dict[str, torch.Tensor], source: str = "weights") 
         try:
             net.load_state_dict(state_dict, strict=True)
         except RuntimeError as exc:
-            raise UnsupportedModelError(
-                f"{source}: looks like {arch} {params} but its weights do not fit ({_first_line(exc)})"
+            raise UnsupportedWeightsError(
+                f"{source}: looks like {arch} {params} but its weights do not fit ({first_line(exc)})"
             ) from None
         return net, arch, params
     sample = ", ".join(sorted(state_dict)[:4])
-    raise UnsupportedModelError(
+    raise UnsupportedWeightsError(
         f"{source}: not a Real-ESRGAN RRDBNet or SRVGGNetCompact state dict (keys start: {sample}, ...); "
         "use an official Real-ESRGAN .pth or a safetensors export of one"
     )
@@ -218,7 +182,9 @@ class Upscaler:
         return self.tile == 0 or self.tile_pad >= self.context
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.to(self.dtype)).float()
+        advice = (f"lower --batch, or pass --tile (now {self.tile or 'off'}; try 256), or use --dtype float16")
+        with gpu_memory(f"realesrgan on a {x.shape[-1]}x{x.shape[-2]} input, batch {x.shape[0]}", advice):
+            return self.net(x.to(self.dtype)).float()
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -261,7 +227,6 @@ class RealESRGANEngine:
         multiple = getattr(self.params, "unshuffle", 1)
         self.upscaler = Upscaler(net, self.params.scale, multiple, self.params.context, torch_device,
                                  torch_dtype, tile, tile_pad)
-        self._lanczos = LanczosEngine()
         log.info("realesrgan: %s (%s x%d) on %s %s%s", path.name, self.arch, self.params.scale, torch_device,
                  str(torch_dtype).removeprefix("torch."),
                  f", denoise strength {strength}" if strength is not None else "")
@@ -285,9 +250,6 @@ class RealESRGANEngine:
             ident["tile"], ident["tile_pad"] = up.tile, up.tile_pad
         return ident
 
-    def upscale(self, rgb: np.ndarray, width: int, height: int) -> np.ndarray:
-        return self.upscale_batch([rgb], width, height)[0]
-
     def upscale_batch(self, rgbs: Sequence[np.ndarray], width: int, height: int) -> list[np.ndarray]:
         """Each RGB float32 (H, W, 3) in [0, 1] to exactly (height, width, 3); frames of one
         size go through the network together."""
@@ -301,5 +263,5 @@ class RealESRGANEngine:
             batch = torch.from_numpy(np.stack([np.asarray(rgbs[i], dtype=np.float32) for i in members]))
             result = self.upscaler(batch.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).cpu().numpy()
             for i, frame in zip(members, result):
-                out[i] = self._lanczos.upscale(np.ascontiguousarray(frame), width, height)
+                out[i] = resize(np.ascontiguousarray(frame), width, height)
         return out

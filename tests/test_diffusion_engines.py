@@ -9,6 +9,7 @@ tested without torch.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -20,12 +21,18 @@ from artwalk.errors import ConfigError, InputError, WeightsMissingError
 from conftest import EXAMPLES, run_cli, small_copy
 from diffusion_models import outpaint as op
 from diffusion_models.conform import conform
-from diffusion_models.engines import (
-    create_engine, crop_to, engine_for_model, pad_to, padded_size, prompt_for, read_prompts_csv,
-)
+from diffusion_models.engines import ENGINES, engine_for_model
+from diffusion_models.prompts import prompt_for, read_prompts_csv
+from diffusion_models.runtime import crop_to, pad_to, padded_size
 from diffusion_models.slerp import angle, slerp
 
 NEURAL = ["kandinsky", "unclip", "sd"]
+DEVICE = os.environ.get("ARTWALK_TEST_DEVICE", "cpu")
+
+
+def create_engine(name: str, progress: bool = False, **options):
+    """An engine through the stage's registry, as the stage makes it."""
+    return ENGINES.create(name, options, progress=progress)
 W, H = 70, 42  # a multiple of none of the models' factors (4 and 8 here, 64 and 8 for real)
 STEPS = 2
 
@@ -113,14 +120,16 @@ def test_prompts_csv(tmp_path):
 
 
 def test_engine_options_are_checked():
-    with pytest.raises(ConfigError, match="unknown keyframe engine"):
+    with pytest.raises(ConfigError, match="unknown keyframes engine 'dalle'"):
         create_engine("dalle")
-    with pytest.raises(ConfigError, match="--steps"):
+    with pytest.raises(ConfigError, match="does not take --steps"):
         create_engine("none", steps=4)
-    assert create_engine("none", steps=None, vae_tiling=False, progress=False).identity() == {"engine": "none"}
+    assert create_engine("none", steps=None).identity() == {"engine": "none"}
     pytest.importorskip("diffusers")
-    with pytest.raises(ConfigError, match="--noise-level"):
+    with pytest.raises(ConfigError, match="does not take --noise-level"):
         create_engine("sd", noise_level=3, device="cpu")
+    with pytest.raises(ConfigError, match="does not take --vae-tiling"):
+        create_engine("kandinsky", vae_tiling=True, device="cpu")
     with pytest.raises(ConfigError, match="--strength"):
         create_engine("kandinsky", strength=1.5, device="cpu")
     with pytest.raises(ConfigError, match="no denoising step"):
@@ -206,7 +215,7 @@ def tiny_bundles(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def engines(tiny_bundles):
     """One engine per name, its models loaded once (lazily) for the whole session."""
-    return {name: create_engine(name, model=str(tiny_bundles[name]), steps=STEPS, device="cpu", progress=False)
+    return {name: create_engine(name, model=str(tiny_bundles[name]), steps=STEPS, device=DEVICE, progress=False)
             for name in NEURAL}
 
 
@@ -242,7 +251,7 @@ def test_kandinsky_anchoring_and_negative_prompt(tiny_bundles, engines, pair):
     a, b = pair
     free = list(engines["kandinsky"].inbetweens(a, b, [0.25], seed=5))[0]
     anchored = create_engine("kandinsky", model=str(tiny_bundles["kandinsky"]), steps=4, strength=0.5,
-                             negative_prompt="blurry", device="cpu", progress=False)
+                             negative_prompt="blurry", device=DEVICE, progress=False)
     ident = anchored.identity()
     assert ident["strength"] == 0.5 and ident["negative_prompt"] == "blurry"
     assert ident["decoder"].endswith("decoder") and ident["prior"].endswith("prior")
@@ -252,7 +261,7 @@ def test_kandinsky_anchoring_and_negative_prompt(tiny_bundles, engines, pair):
     assert one[0].shape == (H, W, 3) and not np.array_equal(one[0], free)
     # Strength alone (same steps, no negative prompt) changes the in-between ...
     only_strength = create_engine("kandinsky", model=str(tiny_bundles["kandinsky"]), steps=STEPS, strength=0.5,
-                                  device="cpu", progress=False)
+                                  device=DEVICE, progress=False)
     seen = []
     hook = only_strength.decoder.unet.register_forward_pre_hook(
         lambda module, args, kwargs: seen.append(int(kwargs["timestep"])), with_kwargs=True)
@@ -307,7 +316,7 @@ def test_stage_reuses_untouched_pairs(tmp_path, tiny_bundles):
     inp = _images(tmp_path / "in")
     out = tmp_path / "out"
     cfg = KeyframeConfig(inp, out, width=W, height=H, engine="kandinsky", interpolation_steps=2,
-                         model=str(tiny_bundles["kandinsky"]), steps=STEPS, device="cpu", progress=False)
+                         model=str(tiny_bundles["kandinsky"]), steps=STEPS, device=DEVICE, progress=False)
     first = run(cfg)
     assert (first.originals, first.inbetweens, first.computed) == (3, 4, 5)
     manifest = json.loads(first.manifest.read_text())
@@ -336,7 +345,7 @@ def test_stage_outpaint_and_prompts_csv(tmp_path, tiny_bundles):
     (tmp_path / "p.csv").write_text("tall.png,a tower\nwide,a field\n", "utf-8")
     out = tmp_path / "out"
     cfg = KeyframeConfig(inp, out, width=W, height=H, engine="sd", interpolation_steps=1, outpaint=True,
-                         model=str(tiny_bundles["sd"]), steps=STEPS, device="cpu", progress=False,
+                         model=str(tiny_bundles["sd"]), steps=STEPS, device=DEVICE, progress=False,
                          prompts_csv=tmp_path / "p.csv")
     result = run(cfg)
     manifest = json.loads(result.manifest.read_text())
@@ -362,7 +371,7 @@ def test_stage_outpaint_and_prompts_csv(tmp_path, tiny_bundles):
 def test_missing_weights_is_one_typed_error(monkeypatch):
     pytest.importorskip("diffusers")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    engine = create_engine("sd", model="artwalk-tests/no-such-model", device="cpu", progress=False)
+    engine = create_engine("sd", model="artwalk-tests/no-such-model", device=DEVICE, progress=False)
     a = np.zeros((16, 16, 3), dtype=np.float32)
     with pytest.raises(WeightsMissingError) as err:
         list(engine.inbetweens(a, a, [0.5], seed=0))

@@ -68,7 +68,7 @@ def test_full_pipeline_bad_input_stops_with_one_error_line(tmp_path):
 
 def test_artwalk_run_then_rerun_reuses_everything(tmp_path, image_folder):
     out = tmp_path / "run"
-    args = ["-m", "artwalk", "run", str(image_folder), str(out), "-I", "0.5", "-F", "0.5", "--fps", "8",
+    args = ["-m", "pipeline", "run", str(image_folder), str(out), "-I", "0.5", "-F", "0.5", "--fps", "8",
             "--w", "64", "--h", "48", "--no-upscale", "--format", "webm"]
     first = run_cli(*args, check=True)
     assert "preset auto" in first.stderr.splitlines()[0]
@@ -92,7 +92,7 @@ def test_artwalks_diffusion_script_flags(tmp_path, image_folder):
 
 def test_gpu_preset_without_weights_names_the_download_command(tmp_path, image_folder):
     env_cache = {"HF_HOME": str(tmp_path / "hf"), "ARTWALK_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
-    proc = run_cli("-m", "artwalk", "run", str(image_folder), str(tmp_path / "out"), "--preset", "gpu",
+    proc = run_cli("-m", "pipeline", "run", str(image_folder), str(tmp_path / "out"), "--preset", "gpu",
                    "--w", "64", "--h", "64", "-q", env=env_cache)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]

@@ -296,8 +296,8 @@ def _net_frame(net: FilmNet, a: np.ndarray, b: np.ndarray, t: float, align: int 
 @pytest.mark.parametrize("time_mode", ["exact", "bisect"])
 def test_export_runs_the_same_mapped_and_as_torchscript(port_export, tiny_net, pair, time_mode):
     times = [0.2, 0.5, 0.7]
-    mapped = FilmEngine(port_export, mode="module", time_mode=time_mode)
-    scripted = FilmEngine(port_export, mode="torchscript", time_mode=time_mode)
+    mapped = FilmEngine(port_export, film_mode="module", time_mode=time_mode)
+    scripted = FilmEngine(port_export, film_mode="torchscript", time_mode=time_mode)
     assert mapped.config == TINY  # read from the shapes and the export's pyramid_levels
     a = _frames(mapped, pair, times)
     b = _frames(scripted, pair, times)
@@ -331,7 +331,7 @@ def test_other_layouts_load_to_the_same_network(port_export, tiny_net, pair, tmp
         assert engine.config == TINY, name
         np.testing.assert_allclose(_frames(engine, pair, [0.5]), reference, atol=1e-6, err_msg=name)
     with pytest.raises(ConfigError, match="torchscript needs a TorchScript file"):
-        FilmEngine(tmp_path / "plain.pt", mode="torchscript", pyramid_levels=4)
+        FilmEngine(tmp_path / "plain.pt", film_mode="torchscript", pyramid_levels=4)
 
 
 def test_a_file_that_does_not_fit_is_one_clear_error(tiny_net, tmp_path):
@@ -349,8 +349,9 @@ def test_a_file_that_does_not_fit_is_one_clear_error(tiny_net, tmp_path):
             load_film_weights(tmp_path / name, pyramid_levels=4).network()
         assert "\n" not in str(err.value)
     (tmp_path / "junk.pt").write_bytes(b"not a weights file")
-    with pytest.raises(InputError, match="cannot load"):
+    with pytest.raises(InputError, match="cannot use these FILM weights: it is not a PyTorch weights file") as err:
         load_film_weights(tmp_path / "junk.pt")
+    assert "weights_only" not in str(err.value)
 
 
 # ------------------------------------------------------------------- geometry and timing
@@ -434,8 +435,8 @@ def test_a_midpoint_is_the_same_in_both_time_modes(port_export, pair):
 
 @pytest.mark.parametrize("mode", ["module", "torchscript"])
 def test_half_precision_runs_and_stays_close(port_export, pair, mode):
-    full = _frames(FilmEngine(port_export, mode=mode, time_mode="exact"), pair, [0.5])
-    half = _frames(FilmEngine(port_export, mode=mode, time_mode="exact", dtype="bfloat16", batch=2), pair, [0.5])
+    full = _frames(FilmEngine(port_export, film_mode=mode, time_mode="exact"), pair, [0.5])
+    half = _frames(FilmEngine(port_export, film_mode=mode, time_mode="exact", dtype="bfloat16", batch=2), pair, [0.5])
     assert half.dtype == np.float32 and np.abs(half - full).max() < 0.1
 
 

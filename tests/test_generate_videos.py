@@ -112,6 +112,11 @@ def cfg(run_dir: Path, **kw) -> gv.VideoConfig:
     return gv.VideoConfig(run_dir=run_dir, **kw)
 
 
+def listing(folder: Path) -> list[str]:
+    """The folder's entries, without hidden ones (the run folder's lock file)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if ".tmp-" in p.name)
 
@@ -198,7 +203,7 @@ def test_failed_encode_leaves_no_file(tmp_path, monkeypatch):
     (run_dir / "frames/units/k1/000003.png").write_bytes(b"not a png")
     with pytest.raises(InputError, match="000003.png"):
         gv.run(cfg(run_dir))
-    assert sorted(p.name for p in run_dir.iterdir()) == ["frames", "keyframes", "walk.json"]
+    assert listing(run_dir) == ["frames", "keyframes", "walk.json"]
 
 
 def test_stale_temp_of_a_killed_run_is_removed(tmp_path):
@@ -212,7 +217,7 @@ def test_stale_temp_of_a_killed_run_is_removed(tmp_path):
 # --------------------------------------------------------------------------- source choice
 
 
-def test_upscaled_is_used_when_fresh_and_ignored_when_stale(tmp_path, caplog):
+def test_upscaled_is_used_when_fresh_and_refused_when_stale(tmp_path):
     run_dir = make_run(tmp_path)
     fresh = sha256_file(run_dir / "frames/manifest.json")
     white = [solid(WHITE, (128, 96))] * 3
@@ -223,12 +228,9 @@ def test_upscaled_is_used_when_fresh_and_ignored_when_stale(tmp_path, caplog):
     assert np.abs(frames[0].reshape(-1, 3).mean(axis=0) - WHITE).max() < 8
 
     write_frames_stage(run_dir, "upscaled", white, [0] * 12, upstream="f" * 64)  # stale
-    caplog.set_level(logging.WARNING)
-    result = gv.run(cfg(run_dir))
-    assert result.source == "frames" and (result.width, result.height) == (64, 48)
-    assert any("out of date" in r.message for r in caplog.records)
-    with pytest.raises(StageOrderError, match="out of date"):
-        gv.run(cfg(run_dir, source="upscaled"))
+    for source in ("auto", "upscaled"):  # never the stale frames, nor frames of another size in their place
+        with pytest.raises(StageOrderError, match="out of date.*--source frames"):
+            gv.run(cfg(run_dir, source=source))
     assert gv.run(cfg(run_dir, source="frames")).source == "frames"
 
 
@@ -348,8 +350,8 @@ def test_clean_keeps_video_sheet_and_walk_json(tmp_path):
     run_dir = make_run(tmp_path)
     (run_dir / "notes.txt").write_text("mine")
     gv.run(cfg(run_dir, clean=True))
-    assert sorted(p.name for p in run_dir.iterdir()) == [
-        "notes.txt", "walk.json", "walk.mp4", "walk.video.json", "walk_keyframes.png"]  # fmt: skip
+    assert listing(run_dir) == [
+        "notes.txt", "walk.json", "walk.mp4", "walk.mp4.json", "walk_keyframes.png"]  # fmt: skip
 
 
 def test_rerun_with_nothing_changed_does_not_encode(tmp_path):
@@ -387,31 +389,35 @@ def test_cli_config_errors_exit_2(tmp_path):
 
 def test_help_names_every_flag():
     text = gv.build_parser().format_help()
-    for flag in ("--input_path", "--folder_name", "--output", "--format", "--crf", "--preset", "--audio",
+    for flag in ("--input_path", "--folder_name", "--output", "--format", "--crf", "--encode-preset", "--audio",
                  "--audio-fade", "--source", "--no-contact-sheet", "--sec_interpolation", "--sec_freeze",
                  "--clean", "--quiet"):  # fmt: skip
         assert flag in text
 
 
-def test_sec_flags_run_the_motion_stage_first(tmp_path, monkeypatch):
+def test_sec_flags_rerun_the_motion_stage_keeping_its_settings(tmp_path, monkeypatch):
     run_dir = make_run(tmp_path)
     seen = []
 
     def fake_run(cmd, **kw):
-        seen.append(cmd)
+        seen.append(cmd[1:])
         return subprocess.CompletedProcess(cmd, fake_run.code)
 
     monkeypatch.setattr(gv.subprocess, "run", fake_run)
     fake_run.code = 0
-    gv.run(cfg(run_dir, sec_interpolation=3, sec_freeze=0.5, contact_sheet=False))
-    assert seen == [[sys.executable, "-m", "frame_interpolation", str(run_dir),
-                     "--sec_interpolation", "3", "--sec_freeze", "0.5"]]  # fmt: skip
+    assert gv.main([str(run_dir), "--sec_interpolation", "3", "--sec_freeze", "0.5", "--no-contact-sheet",
+                    "-q"]) == 0
+    assert seen == [["-m", "frame_interpolation", str(run_dir), "--keep-settings", "--sec_interpolation=3.0",
+                     "--sec_freeze=0.5"]]  # fmt: skip
     seen.clear()
-    gv.run(cfg(run_dir, sec_freeze=2, contact_sheet=False))
-    assert seen[0][4:] == ["--sec_freeze", "2"]
+    write_frames_stage(run_dir, "upscaled", [solid(WHITE, (128, 96))] * 3, [0] * 12,
+                       upstream=sha256_file(run_dir / "frames/manifest.json"))
+    gv.main([str(run_dir), "--sec_freeze", "2", "-q"])
+    assert seen == [["-m", "frame_interpolation", str(run_dir), "--keep-settings", "--sec_freeze=2.0"],
+                    ["-m", "super_resolution", str(run_dir), "--keep-settings"]]  # then stage 3, as the run had it
     fake_run.code = 3
     with pytest.raises(StageOrderError, match=r"motion stage failed \(exit 3\)") as info:
-        gv.run(cfg(run_dir, sec_freeze=2))
+        gv.retime(run_dir, None, 2.0)
     assert info.value.exit_code == 3
 
 
@@ -428,7 +434,7 @@ def test_disk_full_is_one_line_and_leaves_nothing(tmp_path):
     proc = cli(run_dir, "--no-contact-sheet", "--quiet", preexec_fn=_limit_file_size)
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: no space left writing")
-    assert sorted(p.name for p in run_dir.iterdir()) == ["frames"]
+    assert listing(run_dir) == ["frames"]
 
 
 def test_sigterm_mid_encode_leaves_nothing(tmp_path):
@@ -437,7 +443,7 @@ def test_sigterm_mid_encode_leaves_nothing(tmp_path):
     noise = [rng.integers(0, 256, (240, 320, 3), dtype=np.uint8) for _ in range(4)]
     write_frames_stage(run_dir, "frames", noise, [i % 4 for i in range(2000)])
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    proc = subprocess.Popen([sys.executable, "generate_videos.py", str(run_dir), "--quiet", "--preset", "veryslow"],
+    proc = subprocess.Popen([sys.executable, "generate_videos.py", str(run_dir), "--quiet", "--encode-preset", "veryslow"],
                             cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while not leftovers(run_dir) and proc.poll() is None and time.monotonic() < deadline:
@@ -447,4 +453,4 @@ def test_sigterm_mid_encode_leaves_nothing(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 128 + signal.SIGTERM
-    assert sorted(p.name for p in run_dir.iterdir()) == ["frames"], err
+    assert listing(run_dir) == ["frames"], err

@@ -184,7 +184,7 @@ def test_temps_of_a_live_worker_survive_another_run(tmp_path):
     for d in (live, dead):
         d.mkdir()
         (d / "000001.png").write_bytes(b"x")
-    store = UnitStore(tmp_path / "stage")
+    store = UnitStore.open(tmp_path / "stage")
     assert live.is_dir() and not dead.exists()
     store.prune()  # another run's unit under construction is not this run's to remove
     assert live.is_dir()

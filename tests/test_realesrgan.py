@@ -19,12 +19,17 @@ from torch.nn import functional as F
 from artwalk.errors import ConfigError, InputError, WeightsMissingError
 from artwalk.models import REGISTRY, ModelSpec
 from conftest import EXAMPLES, run_cli, small_copy
-from super_resolution.engines import create_engine, target_size
-from super_resolution.realesrgan import (
-    RealESRGANEngine, UnsupportedModelError, interpolate_state_dicts, load_state_dict,
-)
+from artwalk.errors import UnsupportedWeightsError
+from artwalk.sizes import target_size
+from super_resolution.engines import ENGINES
+from super_resolution.realesrgan import RealESRGANEngine, interpolate_state_dicts, load_state_dict
 from super_resolution.rrdbnet import RRDBNet, RRDBParams
 from super_resolution.srvgg import SRVGGNetCompact, SRVGGParams
+
+def upscale(engine, rgb, width, height):
+    """One frame through the engine's interface."""
+    return engine.upscale_batch([rgb], width, height)[0]
+
 
 # name -> (network, how it is saved); small stand-ins for the official five.
 LAYOUTS = {
@@ -162,7 +167,7 @@ def test_odd_sizes_give_exact_shapes(weights, name):
     assert net_out.shape == (1, 3, 13 * e.scale, 9 * e.scale)
     assert float(net_out.min()) >= 0.0 and float(net_out.max()) <= 1.0
     for w, h in [(23, 31), (17, 13), (40, 26)]:  # up, down and odd targets: Lanczos/area to exact size
-        out = e.upscale(frame(13, 9), w, h)
+        out = upscale(e, frame(13, 9), w, h)
         assert out.shape == (h, w, 3) and out.dtype == np.float32
         assert 0.0 <= out.min() and out.max() <= 1.0
 
@@ -171,30 +176,30 @@ def test_odd_sizes_give_exact_shapes(weights, name):
 def test_tiled_equals_untiled(weights, name):
     h, w = 61, 54  # wider than a tile plus two receptive radii: inner tiles do not see the whole frame
     rgb = frame(h, w, seed=1)
-    whole = engine(weights[name]).upscale(rgb, w * 4, h * 4)
+    whole = upscale(engine(weights[name]), rgb, w * 4, h * 4)
     tiled_engine = engine(weights[name], tile=12)
-    np.testing.assert_allclose(tiled_engine.upscale(rgb, w * 4, h * 4), whole, atol=1e-5)
+    np.testing.assert_allclose(upscale(tiled_engine, rgb, w * 4, h * 4), whole, atol=1e-5)
     assert tiled_engine.identity() == engine(weights[name]).identity()  # exact tiling shares the cache
     rough = engine(weights[name], tile=12, tile_pad=0)  # no context: the seams show
-    assert np.abs(rough.upscale(rgb, w * 4, h * 4) - whole).max() > 1e-3
+    assert np.abs(upscale(rough, rgb, w * 4, h * 4) - whole).max() > 1e-3
     assert rough.identity() != tiled_engine.identity()
 
 
 def test_same_input_same_bytes_and_batches_match_single_frames(weights):
     path = weights["RealESRGAN_x2plus.pth"]
     a, b = frame(11, 15, seed=2), frame(11, 15, seed=3)
-    first = engine(path).upscale(a, 30, 22)
-    assert engine(path).upscale(a, 30, 22).tobytes() == first.tobytes()
+    first = upscale(engine(path), a, 30, 22)
+    assert upscale(engine(path), a, 30, 22).tobytes() == first.tobytes()
     batch = engine(path).upscale_batch([a, b, frame(7, 9)], 30, 22)
     np.testing.assert_allclose(batch[0], first, atol=1e-5)
-    np.testing.assert_allclose(batch[1], engine(path).upscale(b, 30, 22), atol=1e-5)
+    np.testing.assert_allclose(batch[1], upscale(engine(path), b, 30, 22), atol=1e-5)
     assert batch[2].shape == (22, 30, 3)
 
 
 def test_bfloat16_runs_on_cpu_and_is_in_the_identity(weights):
     e = engine(weights["realesr-animevideov3.safetensors"], dtype="bfloat16")
-    out = e.upscale(frame(9, 11), 44, 36)
-    ref = engine(weights["realesr-animevideov3.safetensors"]).upscale(frame(9, 11), 44, 36)
+    out = upscale(e, frame(9, 11), 44, 36)
+    ref = upscale(engine(weights["realesr-animevideov3.safetensors"]), frame(9, 11), 44, 36)
     assert out.dtype == np.float32 and np.abs(out - ref).mean() < 0.02
     assert e.identity()["dtype"] == "bfloat16"
 
@@ -254,7 +259,7 @@ def test_missing_weights_name_the_download_command(tmp_path, monkeypatch):
             "RealESRGAN_x4plus", "file", "https://example.invalid/RealESRGAN_x4plus.pth", "upscale", "BSD-3-Clause",
             "test stand-in", filename="RealESRGAN_x4plus.pth"))
     with pytest.raises(WeightsMissingError) as err:
-        create_engine("realesrgan", device="cpu")  # the default model
+        ENGINES.create("realesrgan", {"device": "cpu"})  # the default model
     message = str(err.value)
     assert "\n" not in message and "artwalk models download RealESRGAN_x4plus" in message
     with pytest.raises(WeightsMissingError, match="nowhere.pth"):
@@ -264,20 +269,23 @@ def test_missing_weights_name_the_download_command(tmp_path, monkeypatch):
 def test_unknown_layouts_and_unsafe_files_are_one_line_errors(tmp_path):
     odd = tmp_path / "odd.pth"
     torch.save({"params": {"encoder.weight": torch.zeros(3, 3)}}, odd)
-    with pytest.raises(UnsupportedModelError, match="not a Real-ESRGAN RRDBNet or SRVGGNetCompact") as err:
+    with pytest.raises(UnsupportedWeightsError, match="not a Real-ESRGAN RRDBNet or SRVGGNetCompact") as err:
         engine(odd)
     assert "\n" not in str(err.value)
     # An old-style ESRGAN / partial RRDB layout is refused too.
     sd = _state_dict("RealESRGAN_x4plus.pth", 0)
     del sd["conv_hr.weight"]
     torch.save({"params_ema": sd}, tmp_path / "partial.pth")
-    with pytest.raises(UnsupportedModelError):
+    with pytest.raises(UnsupportedWeightsError):
         engine(tmp_path / "partial.pth")
     pickled = tmp_path / "pickle.pth"
     torch.save({"params": {"x": Path("not a tensor")}}, pickled)
-    with pytest.raises(InputError, match="weights_only") as err:
+    with pytest.raises(InputError, match="holds Python objects besides tensors") as err:
         engine(pickled)
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and "weights_only" not in str(err.value)  # never suggests the unsafe load
+    (tmp_path / "notes.pth").write_text("hello world\n")  # a text file: torch.load raised KeyError before
+    with pytest.raises(InputError, match="notes.pth: cannot use these Real-ESRGAN weights: it is not a PyTorch"):
+        engine(tmp_path / "notes.pth")
 
 
 # ---------------------------------------------------------------- the stage, end to end

@@ -85,8 +85,15 @@ def test_segment_times_exact():
 
 def test_rejects_bad_settings():
     with pytest.raises(ConfigError, match="under one frame"):
-        TimelineSpec(24, 0.01, 1.0)
+        TimelineSpec(24, 0.01, 1.0, "linear")
     with pytest.raises(ConfigError, match="easing"):
         TimelineSpec(24, 1.0, 1.0, "bouncy")
     with pytest.raises(ConfigError, match="fps"):
-        TimelineSpec(0, 1.0, 1.0)
+        TimelineSpec(0, 1.0, 1.0, "linear")
+    for bad in (float("nan"), float("inf"), -1.0):  # a traceback before, from round(nan)
+        with pytest.raises(ConfigError, match="--sec_interpolation"):
+            TimelineSpec(24, bad, 1.0, "linear")
+        with pytest.raises(ConfigError, match="--sec_freeze"):
+            TimelineSpec(24, 1.0, bad, "linear")
+        with pytest.raises(ConfigError, match="--fps"):
+            TimelineSpec(bad, 1.0, 1.0, "linear")

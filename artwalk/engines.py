@@ -1,0 +1,129 @@
+"""One lazy engine registry for every stage.
+
+A stage lists its engines as :class:`EngineSpec` rows in an :class:`EngineRegistry`
+(``diffusion_models/engines.py``, ``frame_interpolation/engines.py``,
+``super_resolution/engines.py``). A row names the class that implements the engine
+as ``"module:Class"``; the module is imported only when the engine is created, so
+PyTorch is never imported for a classical engine. A row also says:
+
+- ``options``: the config options the engine takes. An option that is set but not
+  taken is a one-line error naming its flag, in every stage;
+- ``requires``: the modules it needs (checked with ``importlib.util.find_spec``, which
+  imports nothing), and ``install``, the command that provides them;
+- ``models``: the model slots it loads (:class:`ModelSlot`), so that a walk's plan can
+  check that the weights are here before any work starts;
+- ``neural``: whether it is a neural engine (the gpu preset's kind);
+- ``features``: what the stage may ask of it beyond its interface's core (stage 1:
+  ``inbetweens``, ``prompts``, ``outpaint``), so no stage probes an object with hasattr.
+
+The core knows no stage: the rows come from the stages, and ``create`` only resolves
+the strings they gave.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+from artwalk.errors import ConfigError
+from artwalk.models import check_present, pick_model
+
+# Arguments an engine may take that never change its output: passed when it takes them.
+CONTEXT = ("progress",)
+
+
+@dataclass(frozen=True)
+class ModelSlot:
+    """A model an engine loads: the option that names it, its default, and how it is kept.
+
+    ``kind`` is ``file`` (one weights file: a registry name or a path) or ``hub`` (a
+    diffusers folder: a registry name, a hub id or a local folder). ``role``: the
+    sub-folder that holds it when the engine's ``model`` option is a bundle folder.
+    ``when``: an option that must be set for the slot to be used (``outpaint``).
+    """
+
+    option: str
+    default: str
+    kind: str = "file"
+    role: str | None = None
+    when: str | None = None
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    name: str
+    target: str  # "package.module:Class"
+    summary: str
+    options: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
+    install: str = ""
+    neural: bool = False
+    models: tuple[ModelSlot, ...] = ()
+    features: tuple[str, ...] = ()  # what the stage may ask of it (keyframes: inbetweens, prompts, outpaint)
+
+    def installed(self) -> bool:
+        return all(importlib.util.find_spec(m) is not None for m in self.requires)
+
+    def model_for(self, option: str, options: Mapping[str, Any]) -> str:
+        """The model the slot named ``option`` loads, given the engine's options."""
+        slot = next(s for s in self.models if s.option == option)
+        return pick_model(slot.option, dict(options), slot.role, slot.default)
+
+    def check_models(self, options: Mapping[str, Any], **switches: Any) -> None:
+        """Raise a one-line :class:`WeightsMissingError` unless every model the engine would
+        load with ``options`` is on this machine. ``switches`` (outpaint) turn slots on."""
+        for slot in self.models:
+            if slot.when and not (switches.get(slot.when) or options.get(slot.when)):
+                continue
+            check_present(pick_model(slot.option, dict(options), slot.role, slot.default), slot.kind)
+
+
+def option_flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
+
+
+class EngineRegistry:
+    """The engines of one stage, by name."""
+
+    def __init__(self, stage: str, specs: Iterable[EngineSpec]) -> None:
+        self.stage = stage
+        self.specs = {s.name: s for s in specs}
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.specs)
+
+    def installed_names(self) -> tuple[str, ...]:
+        return tuple(n for n, s in self.specs.items() if s.installed())
+
+    def get(self, name: str) -> EngineSpec:
+        try:
+            return self.specs[name]
+        except KeyError:
+            raise ConfigError(f"unknown {self.stage} engine '{name}' (choose from {', '.join(self.specs)})") from None
+
+    def check(self, name: str, options: Mapping[str, Any], flag: Callable[[str], str] = option_flag) -> EngineSpec:
+        """The engine's spec, once it is known, installed, and takes every option given."""
+        spec = self.get(name)
+        if not spec.installed():
+            missing = [m for m in spec.requires if importlib.util.find_spec(m) is None]
+            raise ConfigError(f"{self.stage} engine '{name}' needs {', '.join(missing)}: {spec.install}")
+        refused = [k for k, v in options.items() if v is not None and k not in spec.options]
+        if refused:
+            takes = ", ".join(flag(k) for k in spec.options) or "no options"
+            raise ConfigError(f"{self.stage} engine '{name}' does not take {', '.join(flag(k) for k in refused)}"
+                              f" (it takes {takes})")
+        return spec
+
+    def create(self, name: str, options: Mapping[str, Any], flag: Callable[[str], str] = option_flag,
+               **context: Any):
+        """Build engine ``name`` with the ``options`` that are set; ``context`` (progress)
+        is passed where the engine takes it."""
+        spec = self.check(name, options, flag)
+        module, _, cls = spec.target.partition(":")
+        factory = getattr(importlib.import_module(module), cls)
+        kwargs = {k: v for k, v in options.items() if v is not None}
+        kwargs.update({k: v for k, v in context.items() if k in CONTEXT and k in spec.options})
+        return factory(**kwargs)

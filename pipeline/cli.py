@@ -1,0 +1,108 @@
+"""``artwalk``: the walk in one process, its plan for full_pipeline.sh, and the models.
+
+    artwalk run INPUT OUT [flags]                  plan, then the four stages
+    artwalk plan INPUT OUT [flags] [--stage-args FILE]
+    artwalk models list | download NAME
+
+``plan --stage-args FILE`` is how ``full_pipeline.sh`` learns what to run: FILE gets,
+NUL-separated, a status word (``run``, or ``done`` for a walk that is up to date),
+then for each stage (keyframes, motion, upscale, video) the number of its arguments
+and the arguments themselves: only the flags the user gave, plus the chosen engines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from artwalk import __version__
+from artwalk.cli import Parser, add_common_flags, run_cli
+from artwalk.fsutil import atomic_write_bytes
+from artwalk.runfolder import run_lock
+from pipeline.walk import add_walk_flags, plan_walk, run_walk, write_walk_json
+
+log = logging.getLogger("artwalk")
+
+
+def plan_command(args: argparse.Namespace) -> None:
+    """Check and plan the walk; write OUT/walk.json (and the stages' arguments)."""
+    walk = plan_walk(args)
+    with run_lock(walk.run_dir, walk.video.wait):
+        write_walk_json(walk)
+    if walk.up_to_date:
+        log.info("%s is up to date (the run folder was cleaned after it was made): nothing to do",
+                 walk.video.video_path)
+    if args.stage_args is not None:
+        words = ["done" if walk.up_to_date else "run"]
+        for argv in walk.stage_argv(quiet=args.quiet, verbose=args.verbose).values():
+            words += [str(len(argv)), *argv]
+        atomic_write_bytes(args.stage_args, b"".join(w.encode("utf-8") + b"\0" for w in words))
+    else:
+        print(walk.engines.keyframes, walk.engines.motion, walk.engines.upscale)
+
+
+def models_list(args: argparse.Namespace) -> None:
+    """Print the registry as a table: name, kind, stage, present, licence, source."""
+    from artwalk.download import format_models_table, list_models
+    from artwalk.models import cache_dir
+
+    print(f"file weights live in {cache_dir()}; hub models in the Hugging Face cache")
+    print(format_models_table(list_models()))
+
+
+def models_download(args: argparse.Namespace) -> None:
+    """Fetch one model's weights; print where they are."""
+    from artwalk.download import download
+
+    print(download(args.name, url=args.url, force=args.force, progress=not args.quiet))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="artwalk", description="Videos that walk from one artwork to the next.")
+    p.add_argument("--version", action="version", version=f"artwalk {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    r = sub.add_parser("run", help="render a folder of images into a walk video (all four stages)",
+                       description="Render INPUT's images into a walk video in OUT: keyframes, motion, "
+                       "upscaling, encode. Everything is checked before any work starts; rerunning resumes "
+                       "and reuses unchanged work. Each flag's default is its stage's.")
+    add_walk_flags(r)
+    add_common_flags(r)
+    r.set_defaults(func=run_walk)
+    pl = sub.add_parser("plan", help="check a walk, state its engines, frames and disk; write OUT/walk.json",
+                        description="Check everything the walk needs, log the preset and plan lines and write "
+                        "OUT/walk.json; print the keyframe, motion and upscale engine names on stdout. Writes "
+                        "nothing when a check fails.")
+    add_walk_flags(pl)
+    pl.add_argument("--stage-args", type=Path, metavar="FILE",
+                    help="write each stage's arguments to FILE, NUL-separated (used by full_pipeline.sh)")
+    add_common_flags(pl)
+    pl.set_defaults(func=plan_command)
+    m = sub.add_parser("models", help="list the models the engines use; fetch their weights",
+                       description="The model registry: short names, hub ids or URLs, checksums, licences.")
+    msub = m.add_subparsers(dest="models_command", required=True, parser_class=Parser)
+    ml = msub.add_parser("list", help="every registered model, whether it is here, its licence and source")
+    add_common_flags(ml)
+    ml.set_defaults(func=models_list)
+    md = msub.add_parser("download", help="fetch a model's weights (resumes; checks the sha256)",
+                         description="Fetch NAME (a name from `artwalk models list`, or a hub id owner/repo): "
+                         "a file model into the artwalk cache, resuming an interrupted transfer and placing it "
+                         "only once its checksum matched; a hub model into the Hugging Face cache. This is the "
+                         "only command that downloads.")
+    md.add_argument("name", metavar="NAME", help="registry name (see `artwalk models list`) or hub id")
+    md.add_argument("--url", help="fetch a file model from this URL instead (a mirror; a pinned checksum "
+                    "still applies)")
+    md.add_argument("--force", action="store_true", help="fetch again even if present, and trust what arrives "
+                    "when no checksum is pinned")
+    add_common_flags(md)
+    md.set_defaults(func=models_download)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(lambda a: a.func(a), build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

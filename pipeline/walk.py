@@ -1,0 +1,259 @@
+"""The walk: one run folder through the four stages, planned and checked before any work.
+
+::
+
+    artwalk run INPUT OUT [flags]     plan, then the four stages in this process
+    artwalk plan INPUT OUT [flags]    plan only (full_pipeline.sh then runs each stage)
+
+The walk's flags are the stages' own, made from their config dataclasses (so their
+defaults live there, once): stage 1's ``--engine``/``--model`` (also spelt
+``--keyframe-engine``/``--keyframe-model``), ``--motion-engine``/``--motion-model``,
+``--upscale-engine``/``--upscale-model``, and every other stage flag under its own
+name. ``--device``, ``--dtype`` and ``--batch`` go to every stage whose engine takes
+them; ``--loop``, ``--verify`` and ``--wait`` to every stage.
+
+The plan (:func:`plan_walk`) checks everything a walk needs before anything is
+written: each stage's settings, engine and weights, every input image, the
+soundtrack, the output paths and the disk space. It then states one plan line and
+writes ``OUT/walk.json`` (what was asked, the engines, the frames, and the walk's key).
+A walk whose run folder was cleaned (``--clean``) after its video was made, and whose
+inputs and settings have not changed since, is up to date: nothing runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import diffusion_models
+import frame_interpolation
+import generate_videos
+import super_resolution
+from artwalk import __version__
+from artwalk.config import add_flags, engine_option_names, given, key_settings, record, to_argv
+from artwalk.devices import cuda_available
+from artwalk.errors import ConfigError, InputError
+from artwalk.fsutil import atomic_write_json, check_writable, free_bytes, human_bytes, sha256_file
+from artwalk.plan import WalkPlan, plan_walk as plan_numbers
+from artwalk.runfolder import MANIFEST, cache_key, run_lock
+from artwalk.sizes import target_size
+from diffusion_models import KeyframeConfig
+from frame_interpolation import MotionConfig
+from generate_videos import VideoConfig
+from pipeline.presets import REGISTRIES, Engines, resolve_preset
+from super_resolution import UpscaleConfig
+
+log = logging.getLogger("artwalk")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    config: type
+    title: str
+    renamed: dict[str, tuple[tuple[str, ...], str]] = field(default_factory=dict)  # field -> (flags, dest)
+    exclude: tuple[str, ...] = ()
+
+    @property
+    def dests(self) -> dict[str, str]:
+        return {f: dest for f, (_, dest) in self.renamed.items()}
+
+
+STAGES = (
+    Stage("keyframes", KeyframeConfig, "stage 1, keyframes (python -m diffusion_models)",
+          {"engine": (("--engine", "--keyframe-engine"), "keyframe_engine"),
+           "model": (("--model", "--keyframe-model"), "keyframe_model")}),
+    Stage("motion", MotionConfig, "stage 2, motion (python -m frame_interpolation)",
+          {"engine": (("--motion-engine",), "motion_engine"), "model": (("--motion-model",), "motion_model")}),
+    Stage("upscale", UpscaleConfig, "stage 3, upscaling (python -m super_resolution)",
+          {"engine": (("--upscale-engine",), "upscale_engine"), "model": (("--upscale-model",), "upscale_model")}),
+    Stage("video", VideoConfig, "stage 4, video (python generate_videos.py)",
+          {"output": (("--video", "-o"), "video")}, exclude=("source",)),
+)
+# Flags that several stages have; given once, they go to each stage that takes them.
+SHARED = {
+    "loop": "also walk from the last image back to the first",
+    "verify": "check every reused unit's sha256, not only its size",
+    "wait": "if another process works in OUT, wait for it instead of stopping",
+    "device": "the neural engines' device: auto (CUDA when there), cpu, cuda, cuda:1, ...",
+    "dtype": "the neural engines' precision: auto (float16 on CUDA, float32 on CPU), float32, float16, bfloat16",
+    "batch": "frames per network call for the neural motion and upscale engines",
+}
+
+
+def add_walk_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", type=Path, metavar="INPUT",
+                   help="folder of input images (natural order; other files are skipped)")
+    p.add_argument("output", type=Path, metavar="OUT", help="run folder to write (reruns resume and reuse work)")
+    walk = p.add_argument_group("the walk")
+    walk.add_argument("--preset", default="auto", choices=["auto", "cpu", "gpu"],
+                      help="engine set: gpu (Kandinsky, FILM, Real-ESRGAN) or cpu (classical, no weights); auto "
+                      "picks gpu when CUDA and the gpu engines are there (default auto); --engine, "
+                      "--motion-engine and --upscale-engine override it per stage")
+    walk.add_argument("--no-upscale", action="store_true", help="skip stage 3; encode the frames as they are")
+    seen: set[str] = set()
+    for name, text in SHARED.items():  # in the walk's own words, as they serve several stages
+        owner = next(s for s in STAGES if name in {f.name for f in dataclasses.fields(s.config)})
+        add_flags(walk, owner.config, names=[name], seen=seen, helps={name: text})
+    for stage in STAGES:
+        add_flags(p.add_argument_group(stage.title), stage.config, exclude=stage.exclude, seen=seen,
+                  flags={f: spellings for f, (spellings, _) in stage.renamed.items()}, dests=stage.dests)
+
+
+@dataclass
+class Walk:
+    """A planned walk: the stages' configs, what the user gave each, the plan, the key."""
+
+    input_dir: Path
+    run_dir: Path
+    preset: str
+    reason: str
+    engines: Engines
+    keyframes: KeyframeConfig
+    motion: MotionConfig
+    upscale: UpscaleConfig | None
+    video: VideoConfig
+    given: dict[str, dict[str, Any]]  # stage -> {field: value} the user gave (and the engines)
+    keyframe_plan: diffusion_models.KeyframePlan | None = None
+    plan: WalkPlan | None = None
+    key: str = ""
+    up_to_date: bool = False
+
+    @property
+    def configs(self) -> tuple:
+        """The four stages' configs in order (upscale None with --no-upscale)."""
+        return self.keyframes, self.motion, self.upscale, self.video
+
+    def stage_argv(self, quiet: bool = False, verbose: bool = False) -> dict[str, list[str]]:
+        """Each stage's command-line arguments: only what was given, plus the engines."""
+        extra = (["--quiet"] if quiet else []) + (["--verbose"] if verbose else [])
+        argv = {
+            "keyframes": [*to_argv(KeyframeConfig, self.given["keyframes"]), *extra, "--",
+                          str(self.input_dir), str(self.run_dir)],
+            "motion": [*to_argv(MotionConfig, self.given["motion"]), *extra, "--", str(self.run_dir)],
+            "upscale": [] if self.upscale is None else
+            [*to_argv(UpscaleConfig, self.given["upscale"]), *extra, "--", str(self.run_dir)],
+            "video": [*to_argv(VideoConfig, {**self.given["video"], "source": self.video.source}), *extra, "--",
+                      str(self.run_dir)],
+        }
+        return argv
+
+
+def configure(args: argparse.Namespace) -> Walk:
+    """The stages' configs from the walk's flags (each config checks its own values)."""
+    preset, engines, reason = resolve_preset(args.preset)
+    values = {stage.name: given(args, stage.config, stage.dests) for stage in STAGES}
+    progress = not getattr(args, "quiet", False)
+    # The engines: given per stage, else the preset's; a keyframe --model alone implies its engine.
+    if "engine" not in values["keyframes"] and "model" not in values["keyframes"]:
+        values["keyframes"]["engine"] = engines.keyframes
+    for stage in ("motion", "upscale"):
+        values[stage].setdefault("engine", getattr(engines, stage))
+    _route_shared(args, values)
+    keyframes = KeyframeConfig(input_dir=args.input, run_dir=args.output, progress=progress, **values["keyframes"])
+    engines = Engines(keyframes.engine_name, values["motion"]["engine"], values["upscale"]["engine"])
+    motion = MotionConfig(run_dir=args.output, progress=progress, **values["motion"])
+    upscale = None if args.no_upscale else UpscaleConfig(run_dir=args.output, progress=progress,
+                                                         **values["upscale"])
+    video = VideoConfig(run_dir=args.output, progress=progress, source="frames" if args.no_upscale else "upscaled",
+                        **values["video"])
+    return Walk(Path(args.input), Path(args.output), preset, reason, engines, keyframes, motion, upscale, video,
+                values)
+
+
+def _route_shared(args: argparse.Namespace, values: dict[str, dict]) -> None:
+    """A shared engine option (--device, --dtype, --batch) stays only with the stages whose
+    engine takes it; one that no stage's engine takes is an error."""
+    for name in ("device", "dtype", "batch"):
+        if name not in vars(args):
+            continue
+        takers = []
+        for stage in STAGES[:3]:
+            if name not in values[stage.name]:
+                continue
+            if name in engine_option_names(stage.config):
+                engine = values[stage.name].get("engine")
+                spec = REGISTRIES[stage.name].get(engine) if engine else None
+                if spec is None or name not in spec.options:
+                    del values[stage.name][name]
+                    continue
+            takers.append(stage.name)
+        if not takers:
+            raise ConfigError(f"--{name}: no stage of this walk takes it (engines: "
+                              f"{', '.join(str(values[s.name].get('engine')) for s in STAGES[:3])})")
+
+
+def plan_walk(args: argparse.Namespace) -> Walk:
+    """Configure and check the whole walk; log the engines and the plan. Writes nothing."""
+    walk = configure(args)
+    log.info("artwalk %s: %s (%s)", __version__, walk.reason, walk.engines)
+    if walk.preset == "gpu" and not cuda_available():
+        log.warning("warning: --preset gpu without a CUDA device here: the neural engines will run on the CPU, "
+                    "very slowly")
+    check_writable(walk.run_dir, "run folder")
+    kf = diffusion_models.check(walk.keyframes, announce=True)
+    walk.keyframe_plan = kf
+    frame_interpolation.check(walk.motion)
+    if walk.upscale is not None:
+        super_resolution.check(walk.upscale)
+    audio_s = generate_videos.check(walk.video, walk.motion.fps)
+    video_path = walk.video.video_path.resolve()
+    if video_path.is_relative_to(walk.input_dir.resolve()):
+        raise ConfigError(f"{walk.video.video_path}: the video would be written inside the input folder, and its "
+                          "contact sheet read back as an image; write it elsewhere")
+
+    size = walk.keyframes.size
+    upscaled = target_size(walk.upscale.target, *size) if walk.upscale is not None else None
+    loop = walk.keyframes.loop or walk.motion.loop
+    walk.plan = plan_numbers(len(kf.images), kf.steps, walk.motion.spec, loop, size, upscaled)
+    log.info("%s", walk.plan.describe(walk.run_dir))
+    if audio_s is not None and audio_s + 1e-3 < walk.plan.duration_s:
+        log.warning("warning: the soundtrack is %.1f s, shorter than the %.1f s video: the end will be silent",
+                    audio_s, walk.plan.duration_s)
+    if walk.plan.disk_bytes > free_bytes(walk.run_dir):
+        raise InputError(f"{walk.run_dir}: not enough disk: the walk needs about "
+                         f"{human_bytes(walk.plan.disk_bytes)}, {human_bytes(free_bytes(walk.run_dir))} free")
+    walk.key = cache_key(
+        images=[[p.name, h] for p, h in zip(kf.images, kf.hashes)], engines=vars(walk.engines),
+        settings={s.name: key_settings(c) for s, c in zip(STAGES, walk.configs) if c is not None},
+        audio=sha256_file(walk.video.audio) if walk.video.audio is not None else None,
+    )
+    previous = generate_videos.video_record(walk.video)
+    walk.up_to_date = (not (walk.run_dir / "keyframes" / MANIFEST).is_file() and bool(previous.get("cleaned"))
+                       and previous.get("walk_key") == walk.key)
+    return walk
+
+
+def write_walk_json(walk: Walk) -> Path:
+    """OUT/walk.json: what was asked, the engines, the plan and the walk's key (call under the lock)."""
+    path = walk.run_dir / "walk.json"
+    atomic_write_json(path, {
+        "artwalk": __version__, "preset": walk.preset, "engines": vars(walk.engines),
+        "input": str(walk.input_dir), "images": [p.name for p in walk.keyframe_plan.images],
+        "settings": {s.name: record(c) for s, c in zip(STAGES, walk.configs) if c is not None},
+        "audio": None if walk.video.audio is None else str(walk.video.audio),
+        "format": walk.video.video_format, "video": str(walk.video.video_path),
+        "frames": walk.plan.frames, "duration_s": walk.plan.duration_s, "disk_bytes": walk.plan.disk_bytes,
+        "walk_key": walk.key,
+    })
+    return path
+
+
+def run_walk(args: argparse.Namespace) -> generate_videos.VideoResult | None:
+    """Plan, then all four stages in this process, holding the run folder's lock throughout."""
+    walk = plan_walk(args)
+    with run_lock(walk.run_dir, walk.video.wait):
+        write_walk_json(walk)
+        if walk.up_to_date:
+            log.info("%s is up to date (the run folder was cleaned after it was made): nothing to do",
+                     walk.video.video_path)
+            return None
+        diffusion_models.run(walk.keyframes, plan=walk.keyframe_plan)
+        frame_interpolation.run(walk.motion)
+        if walk.upscale is not None:
+            super_resolution.run(walk.upscale)
+        return generate_videos.run(walk.video)
