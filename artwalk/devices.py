@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import re
+from pathlib import Path
 from typing import Iterator
 
 from artwalk.errors import ConfigError, GpuMemoryError
@@ -16,8 +18,21 @@ DTYPES = ("float32", "float16", "bfloat16")
 
 
 def cuda_available() -> bool:
-    """Whether PyTorch is installed and sees a CUDA device (imports torch only if installed)."""
-    if importlib.util.find_spec("torch") is None:
+    """Whether PyTorch is installed and sees a CUDA device.
+
+    Cheap where the answer is no: without torch, or with a CPU-only build of it (its
+    ``torch/version.py`` says ``cuda = None`` and ``hip = None``), torch is not
+    imported (about 2 s).
+    """
+    spec = importlib.util.find_spec("torch")
+    if spec is None or spec.origin is None:
+        return False
+    try:
+        version = (Path(spec.origin).parent / "version.py").read_text("utf-8")
+    except OSError:
+        version = ""
+    cpu_only = all(re.search(rf"^{name}(: *Optional\[str\])? *= *None\s*$", version, re.M) for name in ("cuda", "hip"))
+    if cpu_only:  # (a ROCm build says cuda = None too, but has hip)
         return False
     import torch
 

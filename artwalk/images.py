@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from artwalk.errors import InputError
+from artwalk.errors import InputError, first_line
 from artwalk.fsutil import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -109,8 +109,7 @@ def _open_pil(path: Path, min_size: tuple[int, int] | None) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(f"{path}: image too large (over {Image.MAX_IMAGE_PIXELS} pixels)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"{path}: truncated or corrupt image ({reason})") from None
+        raise InputError(f"{path}: truncated or corrupt image ({first_line(exc)})") from None
 
 
 def _to_rgb_float(im: Image.Image) -> np.ndarray:

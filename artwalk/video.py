@@ -53,7 +53,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 from tqdm import tqdm
 
-from artwalk.errors import ConfigError, InputError
+from artwalk.errors import ConfigError, InputError, first_line
 from artwalk.fsutil import TMP_MARK, disk_errors, tmp_name, tmp_owner_alive
 from artwalk.progress import progress
 
@@ -185,11 +185,6 @@ class AudioInfo:
     duration_s: float  # measured by decoding, not read from the header
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text.strip()
-
-
 def probe_audio(path: Path | str) -> AudioInfo:
     """Check that ``path`` is a soundtrack PyAV can decode, and measure it by decoding it
     to its end (a truncated file's header claims more than it holds). Raise
@@ -219,7 +214,7 @@ def probe_audio(path: Path | str) -> AudioInfo:
                 raise InputError(f"{path}: audio stream holds no decodable sound")
             return AudioInfo(path, stream.codec_context.name, rate, stream.channels or 0, samples / rate)
     except av.FFmpegError as exc:
-        raise InputError(f"{path}: not an audio file this tool can read ({_reason(exc)})") from None
+        raise InputError(f"{path}: not an audio file this tool can read ({first_line(exc)})") from None
 
 
 def _audio_frames(
@@ -271,7 +266,7 @@ def _audio_frames(
             for chunk in resampler.resample(None):
                 yield from shape(chunk)
     except av.FFmpegError as exc:
-        raise InputError(f"{path}: audio could not be decoded ({_reason(exc)})") from None
+        raise InputError(f"{path}: audio could not be decoded ({first_line(exc)})") from None
 
 
 # --------------------------------------------------------------------------- output file

@@ -24,9 +24,9 @@ Timing (``time_mode``): the timeline asks for eased times ``t_k`` in (0, 1).
   same way, from already-made frames, until every asked time has its frame. Each call
   bridges two neighbouring frames at ``dt`` near 0.5: exactly 0.5 whenever the times
   allow (``N`` a power of two, linear easing); for the default timeline (24 fps, 3 s,
-  smoothstep: 71 times) the 71 calls have ``dt`` in [0.25, 0.75], median 0.5, mean
-  ``|dt - 0.5|`` 0.054, and the deepest frame is 10 calls away from the keyframes (linear
-  easing: [0.33, 0.67], depth 7; ``bisection_stats`` gives these numbers for
+  eased: 71 times) the 71 calls have ``dt`` in [0.33, 0.67], median 0.5, mean
+  ``|dt - 0.5|`` 0.032, and the deepest frame is 7 calls away from the keyframes
+  (smoothstep: [0.25, 0.75], depth 10; ``bisection_stats`` gives these numbers for
   any timeline). Frames are computed in an order that yields them as soon as all
   earlier ones are out, keeping about ``depth * batch`` frames in memory.
 - ``exact``: one network call per time, ``dt = t_k``, all from the two keyframes (one

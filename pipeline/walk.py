@@ -149,8 +149,10 @@ def configure(args: argparse.Namespace) -> Walk:
     values = {stage.name: given(args, stage.config, stage.dests) for stage in STAGES}
     progress = not getattr(args, "quiet", False)
     # The engines: given per stage, else the preset's; a keyframe --model alone implies its engine.
-    if "engine" not in values["keyframes"] and "model" not in values["keyframes"]:
-        values["keyframes"]["engine"] = engines.keyframes
+    if "engine" not in values["keyframes"]:
+        model = values["keyframes"].get("model")
+        values["keyframes"]["engine"] = engines.keyframes if model is None else \
+            KeyframeConfig(input_dir=args.input, run_dir=args.output, model=model).engine_name
     for stage in ("motion", "upscale"):
         values[stage].setdefault("engine", getattr(engines, stage))
     _route_shared(args, values)

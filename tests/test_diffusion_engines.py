@@ -406,32 +406,3 @@ def test_hub_id_loads_from_the_hf_cache_offline(tmp_path, tiny_bundles, monkeypa
             "--w", "32", "--h", "24", "--steps", "2", "-q", check=True)
     manifest = json.loads((out / "keyframes" / "manifest.json").read_text())
     assert manifest["engine"]["model"] == "artwalk-tests/tiny-sd" and manifest["inbetweens_per_pair"] == 1
-
-
-# --------------------------------------------------------------------------------------------
-# End to end: the four stages as a user runs them, into a video
-
-@pytest.mark.parametrize("name", NEURAL)
-def test_whole_pipeline_into_a_video(tmp_path, tiny_bundles, name):
-    av = pytest.importorskip("av")
-    inp = _images(tmp_path / "in", n=3, width=80)
-    out = tmp_path / "out"
-    run_cli("-m", "diffusion_models", str(inp), str(out), "--engine", name, "--model", str(tiny_bundles[name]),
-            "-S", "2", "--w", "64", "--h", "48", "--steps", str(STEPS), "-q", check=True)
-    fps, sec_i, sec_f = 8, 0.5, 0.25
-    run_cli("-m", "frame_interpolation", str(out), "--engine", "blend", "--fps", str(fps), "-I", str(sec_i),
-            "-F", str(sec_f), "-q", check=True)
-    run_cli("-m", "super_resolution", str(out), "--target", "x2", "-q", check=True)
-    run_cli("generate_videos.py", str(out), "-q", check=True)
-    videos = list(out.glob("*.mp4"))
-    assert len(videos) == 1
-    n, s = 3, 2
-    hold, big_n = max(1, round(sec_f * fps)), round(sec_i * fps)
-    expected = n * hold + (n - 1) * s + (n - 1) * (s + 1) * (big_n - 1)
-    with av.open(str(videos[0])) as container:
-        stream = container.streams.video[0]
-        frames = sum(1 for _ in container.decode(stream))
-        assert (stream.codec_context.width, stream.codec_context.height) == (128, 96)
-    assert frames == expected
-    manifest = json.loads((out / "keyframes" / "manifest.json").read_text())
-    assert manifest["engine"]["engine"] == name

@@ -11,6 +11,8 @@ conventions. No real weights are needed; nothing is downloaded.
 
 from __future__ import annotations
 
+import weakref
+
 import json
 import math
 import shutil
@@ -400,13 +402,24 @@ def test_bisection_plan_reaches_every_time_from_made_frames():
 
 
 class _CrossFade:
-    """Stands in for the network: frame ``dt`` of a pair is ``(1 - dt) x0 + dt x1``."""
+    """Stands in for the network: frame ``dt`` of a pair is ``(1 - dt) x0 + dt x1``.
+
+    It keeps a weak reference to every batch it returns, so a test can count how many
+    of them the engine still holds (a batch lives while any of its frames does)."""
 
     device = torch.device("cpu")
 
+    def __init__(self) -> None:
+        self.outputs: list[weakref.ref] = []
+
     def __call__(self, x0: torch.Tensor, x1: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
         dt = dt.view(-1, 1, 1, 1)
-        return (1 - dt) * x0 + dt * x1
+        out = (1 - dt) * x0 + dt * x1
+        self.outputs.append(weakref.ref(out))
+        return out
+
+    def alive(self) -> int:
+        return sum(ref() is not None for ref in self.outputs)
 
 
 @pytest.mark.parametrize("batch", [1, 4])
@@ -414,17 +427,16 @@ def test_bisection_lands_on_the_asked_times_in_order(port_export, batch):
     """With a cross-fade for a network, frame k of a bisection must be the cross-fade at
     t_k exactly: this checks the relative times, the order and the streaming."""
     engine = FilmEngine(port_export, batch=batch)
-    engine.runner = _CrossFade()
-    times = TimelineSpec(24, 3.0, 0.0, "smoothstep").segment_times()
+    engine.runner = runner = _CrossFade()
+    times = TimelineSpec(24, 3.0, 0.0, "smoothstep").segment_times()  # depth 10
     a, b = np.zeros((4, 4, 3), np.float32), np.ones((4, 4, 3), np.float32)
-    stream = engine.interpolate(a, b, times)
     held = 0
     means = []
-    for frame in stream:
+    for frame in engine.interpolate(a, b, times):
         means.append(float(frame.mean()))
-        held = max(held, len(stream.gi_frame.f_locals["frames"]))
+        held = max(held, runner.alive())
     np.testing.assert_allclose(means, times, atol=1e-6)
-    assert held <= 2 + 11 * batch  # the keyframes, and about depth (10 here) frames per batch slot
+    assert 2 <= held <= 11  # about depth (10 here) network outputs held at once, not the whole segment (71)
 
 
 def test_a_midpoint_is_the_same_in_both_time_modes(port_export, pair):

@@ -2,6 +2,8 @@
 
 The models are built from config, saved to a temporary folder in the published
 layouts, and given to the driver by path: the same loading code a GPU user runs.
+Each stage runs as its own CLI (``python -m diffusion_models`` ...), as the driver
+chains them. The device comes from ``ARTWALK_TEST_DEVICE`` (default cpu).
 """
 
 from __future__ import annotations
@@ -70,9 +72,9 @@ def test_neural_walk_into_a_video(tmp_path, tiny_weights, keyframes, motion, ups
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
         ["bash", str(REPO / "full_pipeline.sh"), "--input", str(inp), "--output", str(out), "--preset", "cpu",
-         "--model", keyframes, "--motion-engine", motion, "--upscale-engine", upscale, *models,
+         "--engine", keyframes, "--motion-engine", motion, "--upscale-engine", upscale, *models,
          "-S", "1", "-I", "0.5", "-F", "0.25", "--fps", "8", "--w", "64", "--h", "48", "--target", "x2",
-         "--loop", "-q"],
+         "--loop", "--device", os.environ.get("ARTWALK_TEST_DEVICE", "cpu"), "-q"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     n, s, hold, big_n = 3, 1, round(0.25 * 8), round(0.5 * 8)
@@ -82,3 +84,4 @@ def test_neural_walk_into_a_video(tmp_path, tiny_weights, keyframes, motion, ups
     engines = [json.loads((out / stage / "manifest.json").read_text())["engine"]["engine"]
                for stage in ("keyframes", "frames", "upscaled")]
     assert engines == [keyframes, motion, upscale]
+    assert (out / "out_keyframes.png").is_file() and json.loads((out / "walk.json").read_text())["frames"] == frames

@@ -1,0 +1,116 @@
+"""The ground floor's shared machinery: config fields, flags, the engine registry, devices."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import pytest
+
+from artwalk.cli import Parser
+from artwalk.config import add_flags, engine_options, from_args, given, key_settings, record, to_argv
+from artwalk.errors import ConfigError, GpuMemoryError
+from conftest import REPO, run_cli
+from diffusion_models import KeyframeConfig
+from frame_interpolation import MotionConfig
+from generate_videos import VideoConfig
+from super_resolution import UpscaleConfig
+
+
+def parse(cls, argv: list[str]) -> argparse.Namespace:
+    p = Parser(prog="t")
+    add_flags(p, cls)
+    return p.parse_args(argv)
+
+
+def test_defaults_live_on_the_config_and_only_given_flags_are_set():
+    args = parse(MotionConfig, ["-I", "1.5", "--no-loop"])
+    assert given(args, MotionConfig) == {"sec_interpolation": 1.5, "loop": False}
+    config = from_args(MotionConfig, args, run_dir="out")
+    assert (config.sec_interpolation, config.fps, config.easing, config.engine) == (1.5, 24.0, "eased", "flow")
+    assert engine_options(config) == {}  # None: the engine's own default
+    # An earlier record (--keep-settings) fills what was not given; a given flag still wins.
+    base = record(MotionConfig("out", fps=12.0, easing="linear", sec_interpolation=9.0))
+    kept = from_args(MotionConfig, args, base=base, run_dir="out")
+    assert (kept.fps, kept.easing, kept.sec_interpolation) == (12.0, "linear", 1.5)
+
+
+def test_values_go_back_to_the_same_flags():
+    values = {"width": 96, "square_crop": True, "no_originals": True, "loop": False, "prompt": "-a dash",
+              "interpolation_steps": 3}
+    argv = to_argv(KeyframeConfig, values)
+    assert "--square_crop" in argv and "--no_originals" in argv and "--no-loop" in argv
+    assert given(parse(KeyframeConfig, argv), KeyframeConfig) == values
+
+
+def test_what_enters_a_key_is_marked_on_the_field():
+    video = VideoConfig("out", crf=20, progress=False, clean=True, source="frames")
+    assert set(key_settings(video)) == {"format", "crf", "encode_preset", "audio", "audio_fade"}
+    assert "wait" not in record(video) and "run_dir" not in record(video)
+    assert "batch" not in key_settings(UpscaleConfig("out", batch=4))
+
+
+def test_parser_errors_are_one_line_and_dash_values_are_values(capsys):
+    p = Parser(prog="t")
+    add_flags(p, VideoConfig)
+    with pytest.raises(SystemExit) as exit_:
+        p.parse_args(["--crf"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and err.startswith("error: t: argument --crf")
+    assert p.parse_args(["--audio", "-song.wav"]).audio.name == "-song.wav"
+    with pytest.raises(SystemExit):
+        p.parse_args(["--audio", "--crf", "3"])  # a flag is never taken for a value
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["-m", "frame_interpolation", "{out}", "--engine", "flow", "--model", "x.pt"], "motion engine 'flow' does not take --model"),
+    (["-m", "frame_interpolation", "{out}", "--batch", "2"], "motion engine 'flow' does not take --batch"),
+    (["-m", "super_resolution", "{out}", "--tile", "64"], "upscale engine 'lanczos' does not take --tile"),
+    (["-m", "diffusion_models", "{inp}", "{out}", "--steps", "3"], "keyframes engine 'none' does not take --steps"),
+])
+def test_an_option_the_engine_does_not_take_is_an_error_in_every_stage(tmp_path, image_folder, argv, needle):
+    argv = [a.format(out=tmp_path / "out", inp=image_folder) for a in argv]
+    proc = run_cli(*argv)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
+    assert needle in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_the_walk_gives_shared_flags_only_to_stages_that_take_them(tmp_path, image_folder):
+    proc = run_cli("-m", "pipeline", "plan", str(image_folder), str(tmp_path / "out"), "--w", "64", "--h", "48",
+                   "--batch", "3", "-q")
+    assert proc.returncode == 0, proc.stderr  # stage 3 takes --batch; flow does not and is not given it
+    settings = json.loads((tmp_path / "out" / "walk.json").read_text())["settings"]
+    assert settings["upscale"]["batch"] == 3 and settings["motion"]["batch"] is None
+    proc = run_cli("-m", "pipeline", "plan", str(image_folder), str(tmp_path / "o2"), "--device", "cpu")
+    assert proc.returncode == 2 and "--device: no stage of this walk takes it" in proc.stderr
+
+
+def test_cuda_check_does_not_import_a_cpu_torch():
+    pytest.importorskip("torch")
+    code = ("import sys; from artwalk.devices import cuda_available; a = cuda_available(); "
+            "imported = 'torch' in sys.modules; import torch.version as v; "
+            "print(a, v.cuda is None and v.hip is None, imported)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    available, cpu_build, imported = out.stdout.split()
+    if cpu_build == "True":
+        assert (available, imported) == ("False", "False")
+
+
+def test_out_of_gpu_memory_is_one_line():
+    torch = pytest.importorskip("torch")
+    from artwalk.devices import gpu_memory
+
+    with pytest.raises(GpuMemoryError, match=r"^film on a block: out of GPU memory; lower --batch$"):
+        with gpu_memory("film on a block", "lower --batch"):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB ...")
+
+
+def test_a_config_refuses_what_its_stage_cannot_do():
+    with pytest.raises(ConfigError, match="--workers"):
+        UpscaleConfig("out", workers=-3)
+    with pytest.raises(ConfigError, match="--w must be between"):
+        KeyframeConfig("in", "out", width=0)
+    with pytest.raises(ConfigError, match="--sec_freeze"):
+        MotionConfig("out", sec_freeze=float("nan"))
