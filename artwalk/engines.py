@@ -27,6 +27,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
+from artwalk.config import engine_options, flag_of
 from artwalk.errors import ConfigError
 from artwalk.models import check_present, pick_model
 
@@ -116,6 +117,19 @@ class EngineRegistry:
             raise ConfigError(f"{self.stage} engine '{name}' does not take {', '.join(flag(k) for k in refused)}"
                               f" (it takes {takes})")
         return spec
+
+    def check_config(self, config: Any, name: str | None = None, **switches: Any) -> EngineSpec:
+        """:meth:`check` and :meth:`EngineSpec.check_models` for a stage config: its engine
+        (or ``name``) with its engine options, errors naming the config's own flags."""
+        options = engine_options(config)
+        spec = self.check(name or config.engine, options, lambda option: flag_of(type(config), option))
+        spec.check_models(options, **switches)
+        return spec
+
+    def create_for(self, config: Any, name: str | None = None):
+        """The engine of a stage config, built from its engine options (and its progress switch)."""
+        return self.create(name or config.engine, engine_options(config), lambda option: flag_of(type(config), option),
+                           progress=getattr(config, "progress", True))
 
     def create(self, name: str, options: Mapping[str, Any], flag: Callable[[str], str] = option_flag,
                **context: Any):

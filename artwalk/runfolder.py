@@ -91,7 +91,6 @@ def run_lock(run_dir: Path | str, wait: bool = False, create: bool = True) -> It
 
     ``create``: make the folder when it is missing (stage 1); else a missing folder is a
     :class:`StageOrderError` that names the stage to run first.
-
     Another process holding it: :class:`RunFolderBusyError` at once ("in use by PID n"),
     or with ``wait`` a wait until it is released. The OS releases the lock of a process
     that crashed or was killed, so a stale lock never blocks a rerun.
@@ -104,31 +103,16 @@ def run_lock(run_dir: Path | str, wait: bool = False, create: bool = True) -> It
         entry = _held.get(key)
         if entry is not None:
             entry[1] += 1
-    if entry is not None:
+    if entry is not None:  # this process holds it already (artwalk run around a stage)
         try:
             yield run_dir
         finally:
             with _held_guard:
                 entry[1] -= 1
         return
-    try:
-        import fcntl
-    except ImportError:  # no flock on this system: run unlocked
-        yield run_dir
-        return
     fd = os.open(key / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder(fd)
-            if not wait:
-                raise RunFolderBusyError(
-                    f"{run_dir} is in use by PID {holder}: let it finish, or rerun with --wait") from None
-            log.info("%s is in use by PID %s; waiting for it (--wait)", run_dir, holder)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        _acquire(fd, run_dir, wait)
         with _held_guard:
             _held[key] = [fd, 1]
         try:
@@ -136,9 +120,36 @@ def run_lock(run_dir: Path | str, wait: bool = False, create: bool = True) -> It
         finally:
             with _held_guard:
                 del _held[key]
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            _release(fd)
     finally:
         os.close(fd)
+
+
+def _acquire(fd: int, run_dir: Path, wait: bool) -> None:
+    """flock the open lock file (no flock on this system: run unlocked), and write our PID in it."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(fd)
+        if not wait:
+            raise RunFolderBusyError(
+                f"{run_dir} is in use by PID {holder}: let it finish, or rerun with --wait") from None
+        log.info("%s is in use by PID %s; waiting for it (--wait)", run_dir, holder)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+
+
+def _release(fd: int) -> None:
+    try:
+        import fcntl
+    except ImportError:
+        return
+    fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from artwalk.config import engine_options, flag_of, record, setting
+from artwalk.config import record, setting
 from artwalk.engines import EngineSpec
 from artwalk.errors import ConfigError, InputError
 from artwalk.fsutil import sha256_file
@@ -187,10 +187,6 @@ def image_seed(walk_seed: int, sha: str) -> int:
     return int(cache_key(seed=walk_seed, image=sha)[:8], 16)
 
 
-def _flag(option: str) -> str:
-    return flag_of(KeyframeConfig, option)
-
-
 def _input_sha256(path: Path) -> str:
     try:
         return sha256_file(path)
@@ -221,8 +217,7 @@ def check(config: KeyframeConfig, announce: bool | None = None) -> KeyframePlan:
     if announce is None:
         announce = not (Path(config.run_dir) / "walk.json").is_file()
     name = config.engine_name
-    options = engine_options(config)
-    spec = ENGINES.check(name, options, _flag)
+    spec = ENGINES.check_config(config, name, outpaint=config.outpaint)
     steps = config.interpolation_steps if "inbetweens" in spec.features else 0
     if config.no_originals and not steps:
         raise ConfigError("--no_originals leaves nothing to show without in-betweens (S = 0)")
@@ -230,7 +225,6 @@ def check(config: KeyframeConfig, announce: bool | None = None) -> KeyframePlan:
         raise ConfigError("--outpaint needs a diffusion engine; for a classical fill use --fit contain-blur")
     if config.prompts_csv is not None and "prompts" not in spec.features:
         raise ConfigError(f"engine '{name}' takes no prompts; --prompts-csv needs --engine sd or unclip")
-    spec.check_models(options, outpaint=config.outpaint)
     check_folders(config.input_dir, config.run_dir)
     images = list_images(config.input_dir, report=announce)
     prompts = None
@@ -239,7 +233,7 @@ def check(config: KeyframeConfig, announce: bool | None = None) -> KeyframePlan:
         unknown = sorted(set(prompts) - {p.name for p in images} - {p.stem for p in images})
         if unknown:
             log.warning("%s: no image named %s in %s", config.prompts_csv, ", ".join(unknown), config.input_dir)
-    engine = ENGINES.create(name, options, _flag, progress=config.progress)
+    engine = ENGINES.create_for(config, name)
     hashes = [_input_sha256(p) for p in images]
     plan = KeyframePlan(images, hashes, spec, engine, steps, [], prompts, config.prompt or "",
                         [image_seed(config.seed, h) for h in hashes])

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from artwalk.config import engine_options, flag_of, record, setting
+from artwalk.config import record, setting
 from artwalk.engines import EngineSpec
 from artwalk.errors import StageOrderError
 from artwalk.fsutil import sha256_file
@@ -104,15 +104,9 @@ class MotionResult:
     seconds: float
 
 
-def _flag(option: str) -> str:
-    return flag_of(MotionConfig, option)
-
-
 def check(config: MotionConfig) -> EngineSpec:
     """Everything that can be checked before stage 2 starts: engine, options, weights."""
-    spec = ENGINES.check(config.engine, engine_options(config), _flag)
-    spec.check_models(engine_options(config))
-    return spec
+    return ENGINES.check_config(config)
 
 
 def run(config: MotionConfig) -> MotionResult:
@@ -124,7 +118,7 @@ def run(config: MotionConfig) -> MotionResult:
         keys = keyframes["outputs"]
         loop = (config.loop or keyframes.get("loop", False)) and len(keys) > 1
         joins = [(i, i + 1) for i in range(len(keys) - 1)] + ([(len(keys) - 1, 0)] if loop else [])
-        engine = ENGINES.create(config.engine, engine_options(config), _flag)
+        engine = ENGINES.create_for(config)
         times = spec.segment_times()
         log.info("motion: %d segment(s) of %d frames, %s easing, engine %s, %g fps",
                  len(joins), len(times), spec.easing, engine.name, spec.fps)

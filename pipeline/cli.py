@@ -31,9 +31,6 @@ def plan_command(args: argparse.Namespace) -> None:
     walk = plan_walk(args)
     with run_lock(walk.run_dir, walk.video.wait):
         write_walk_json(walk)
-    if walk.up_to_date:
-        log.info("%s is up to date (the run folder was cleaned after it was made): nothing to do",
-                 walk.video.video_path)
     if args.stage_args is not None:
         words = ["done" if walk.up_to_date else "run"]
         for argv in walk.stage_argv(quiet=args.quiet, verbose=args.verbose).values():

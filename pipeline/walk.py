@@ -227,6 +227,9 @@ def plan_walk(args: argparse.Namespace) -> Walk:
     previous = generate_videos.video_record(walk.video)
     walk.up_to_date = (not (walk.run_dir / "keyframes" / MANIFEST).is_file() and bool(previous.get("cleaned"))
                        and previous.get("walk_key") == walk.key)
+    if walk.up_to_date:
+        log.info("%s is up to date (the run folder was cleaned after it was made): nothing to do",
+                 walk.video.video_path)
     return walk
 
 
@@ -251,8 +254,6 @@ def run_walk(args: argparse.Namespace) -> generate_videos.VideoResult | None:
     with run_lock(walk.run_dir, walk.video.wait):
         write_walk_json(walk)
         if walk.up_to_date:
-            log.info("%s is up to date (the run folder was cleaned after it was made): nothing to do",
-                     walk.video.video_path)
             return None
         diffusion_models.run(walk.keyframes, plan=walk.keyframe_plan)
         frame_interpolation.run(walk.motion)

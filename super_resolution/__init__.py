@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from artwalk.config import engine_options, flag_of, record, setting
+from artwalk.config import record, setting
 from artwalk.engines import EngineSpec
 from artwalk.errors import ConfigError
 from artwalk.images import read_frame
@@ -92,15 +92,9 @@ class UpscaleResult:
     seconds: float
 
 
-def _flag(option: str) -> str:
-    return flag_of(UpscaleConfig, option)
-
-
 def check(config: UpscaleConfig) -> EngineSpec:
     """Everything that can be checked before stage 3 starts: engine, options, weights."""
-    spec = ENGINES.check(config.engine, engine_options(config), _flag)
-    spec.check_models(engine_options(config))
-    return spec
+    return ENGINES.check_config(config)
 
 
 def run(config: UpscaleConfig) -> UpscaleResult:
@@ -110,7 +104,7 @@ def run(config: UpscaleConfig) -> UpscaleResult:
         source = read_manifest(run_dir, "frames")
         check_frames_current(run_dir, source)
         width, height = target_size(config.target, *source["size"])
-        engine = ENGINES.create(config.engine, engine_options(config), _flag)
+        engine = ENGINES.create_for(config)
         log.info("upscale: %d unique frame(s) %dx%d -> %dx%d with %s", len(source["frames"]),
                  *source["size"], width, height, engine.name)
         store = UnitStore.open(run_dir / STAGE, verify=config.verify)
