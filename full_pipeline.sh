@@ -58,6 +58,21 @@ stage_args="$(mktemp)"
 trap 'rm -f "$stage_args"' EXIT
 "$PYTHON" -m pipeline plan ${rest[@]+"${rest[@]}"} --stage-args "$stage_args" -- "$input" "$output" >/dev/null
 
+# Hold the run folder's lock for the whole walk, so no other run slips in between two
+# stages. The stages, our children, see ARTWALK_LOCK_PID and work under it.
+if command -v flock >/dev/null 2>&1; then
+    exec 9<>"$output/.artwalk.lock"
+    if ! flock -n 9; then
+        holder="$(head -c 32 "$output/.artwalk.lock" | tr -d '\n')"
+        case " ${rest[*]-} " in
+            *" --wait "*) echo "$output is in use by PID $holder; waiting for it (--wait)" >&2; flock 9 ;;
+            *) echo "error: $output is in use by PID $holder: let it finish, or rerun with --wait" >&2; exit 75 ;;
+        esac
+    fi
+    printf '%s\n' "$$" >"$output/.artwalk.lock"
+    export ARTWALK_LOCK_PID="$$"
+fi
+
 # The plan's answer: a status word, then per stage a count and that many arguments (NUL-separated).
 exec 3<"$stage_args"
 words=()

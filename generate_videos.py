@@ -119,7 +119,7 @@ class VideoConfig:
             object.__setattr__(self, "output", Path(self.output))
         if self.audio is not None:
             object.__setattr__(self, "audio", Path(self.audio))
-        self.settings(fps_fraction(24.0))  # validates format, crf, preset, fade
+        self.settings(fps_fraction(1.0))  # validates format, crf, preset and fade (any rate will do)
 
     @property
     def video_format(self) -> str:
@@ -306,7 +306,8 @@ def choose_source(run_dir: Path, source: str) -> tuple[str, dict]:
     upscaled = read_manifest(run_dir, "upscaled")
     if upscaled.get("upstream") != sha256_file(run_dir / "frames" / MANIFEST):
         raise StageOrderError(f"{run_dir / 'upscaled'} is out of date (made from an older frames/ manifest); "
-                              f"rerun `{STAGE_DIRS['upscaled']}`, or encode the frames as they are with --source frames")
+                              f"rerun `{STAGE_DIRS['upscaled']}`, or encode the frames as they are with "
+                              "--source frames")
     return "upscaled", upscaled
 
 

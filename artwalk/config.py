@@ -114,7 +114,7 @@ def add_flags(parser, cls, *, names: Iterable[str] | None = None, exclude: Itera
     ``flags`` respells fields, ``dests`` renames where their value lands in the
     namespace (default: the field name). A dest already in ``seen`` is not added again
     (fields shared by several stages of one walk); ``helps`` words a flag for such a
-    command. Returns the dests added.
+    command, as it is (no default added). Returns the dests added.
     """
     hints = _types(cls)
     wanted = set(names) if names is not None else None
@@ -131,7 +131,7 @@ def add_flags(parser, cls, *, names: Iterable[str] | None = None, exclude: Itera
         spellings = flags.get(f.name) or flag_names(f)
         kind = _base_type(hints[f.name])
         kw: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS,
-                              "help": helps.get(f.name, _meta(f, "help") or "") + _default_text(f)}
+                              "help": helps[f.name] if f.name in helps else (_meta(f, "help") or "") + _default_text(f)}
         if kind is bool:
             # A control switch is only ever turned on; a setting can be turned off too (--no-loop),
             # so that a flag given to --keep-settings or forwarded by a driver can say either.

@@ -14,7 +14,9 @@ PyTorch is never imported for a classical engine. A row also says:
   check that the weights are here before any work starts;
 - ``neural``: whether it is a neural engine (the gpu preset's kind);
 - ``features``: what the stage may ask of it beyond its interface's core (stage 1:
-  ``inbetweens``, ``prompts``, ``outpaint``), so no stage probes an object with hasattr.
+  ``inbetweens``, ``prompts``, ``outpaint``), so no stage probes an object with hasattr;
+- ``defaults``: the engine's own default for each option (a config's ``None``), read by
+  the engine and written into the stage's ``--help``, so it is stated once.
 
 The core knows no stage: the rows come from the stages, and ``create`` only resolves
 the strings they gave.
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from artwalk.config import engine_options, flag_of
@@ -63,6 +65,14 @@ class EngineSpec:
     neural: bool = False
     models: tuple[ModelSlot, ...] = ()
     features: tuple[str, ...] = ()  # what the stage may ask of it (keyframes: inbetweens, prompts, outpaint)
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # option -> the engine's default (models: slots)
+
+    def value(self, option: str, given: Any) -> Any:
+        """``given``, or this engine's default for ``option`` when it is None."""
+        if given is not None:
+            return given
+        slot = next((s for s in self.models if s.option == option), None)
+        return slot.default if slot is not None else self.defaults.get(option)
 
     def installed(self) -> bool:
         return all(importlib.util.find_spec(m) is not None for m in self.requires)
@@ -95,6 +105,16 @@ class EngineRegistry:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(self.specs)
+
+    def defaults_text(self, option: str) -> str:
+        """The engines' defaults for ``option``, for a flag's help: 'kandinsky 50, sd 50'."""
+        parts = []
+        for spec in self.specs.values():
+            if option in spec.options:
+                value = spec.value(option, None)
+                if value is not None:
+                    parts.append(f"{spec.name} {value}")
+        return ", ".join(parts)
 
     def installed_names(self) -> tuple[str, ...]:
         return tuple(n for n, s in self.specs.items() if s.installed())

@@ -147,7 +147,8 @@ def weights_file(name_or_path: str | Path) -> Path:
         raise ConfigError(f"model {spec.name} is a hub folder, not a weights file")
     path = cache_dir() / spec.filename
     if not path.is_file():
-        raise WeightsMissingError(f"weights for {spec.name} ({spec.filename}) are not in {cache_dir()}: {download_hint(spec.name)}")
+        raise WeightsMissingError(f"weights for {spec.name} ({spec.filename}) are not in {cache_dir()}: "
+                                  f"{download_hint(spec.name)}")
     expected = spec.sha256 or recorded_sha256(path)
     got = weights_sha256(path)
     if expected is None:
@@ -183,7 +184,8 @@ def hub_missing(name_or_id: str) -> WeightsMissingError:
     spec = REGISTRY.get(name_or_id)
     repo = spec.source if spec else name_or_id
     label = f"model {spec.name} ({repo})" if spec else f"model {repo}"
-    return WeightsMissingError(f"{label} is not in the Hugging Face cache: {download_hint(spec.name if spec else repo)}")
+    hint = download_hint(spec.name if spec else repo)
+    return WeightsMissingError(f"{label} is not in the Hugging Face cache: {hint}")
 
 
 def model_source(model: str) -> tuple[str, bool]:
@@ -191,6 +193,9 @@ def model_source(model: str) -> tuple[str, bool]:
     path = Path(model).expanduser()
     if path.is_dir():
         return str(path.resolve()), True
+    if path.is_file():
+        raise WeightsMissingError(f"{path} is a file, not a model: give a diffusers pipeline folder (with "
+                                  "model_index.json), a hub id or a registry name (see `artwalk models list`)")
     if model.startswith((".", "/", "~", "\\")) or model.count("/") > 1 or "\\" in model:
         raise WeightsMissingError(f"model folder {path} does not exist")
     return hub_id(model), False

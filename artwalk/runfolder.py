@@ -54,6 +54,7 @@ FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 UNIT_RECORD = "unit.json"
 LOCK_NAME = ".artwalk.lock"
+LOCK_PID_ENV = "ARTWALK_LOCK_PID"  # set by a driver that holds the lock for the stages it starts
 
 # Stage folder names inside a run folder, and the command that fills each.
 STAGE_DIRS = {
@@ -112,7 +113,7 @@ def run_lock(run_dir: Path | str, wait: bool = False, create: bool = True) -> It
         return
     fd = os.open(key / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        _acquire(fd, run_dir, wait)
+        locked = _acquire(fd, run_dir, wait)
         with _held_guard:
             _held[key] = [fd, 1]
         try:
@@ -120,21 +121,27 @@ def run_lock(run_dir: Path | str, wait: bool = False, create: bool = True) -> It
         finally:
             with _held_guard:
                 del _held[key]
-            _release(fd)
+            if locked:
+                _release(fd)
     finally:
         os.close(fd)
 
 
-def _acquire(fd: int, run_dir: Path, wait: bool) -> None:
-    """flock the open lock file (no flock on this system: run unlocked), and write our PID in it."""
+def _acquire(fd: int, run_dir: Path, wait: bool) -> bool:
+    """flock the open lock file and write our PID in it; False when it need not be taken:
+    no flock on this system (then the run is unlocked), or the driver that started this
+    process holds it for the whole walk (full_pipeline.sh sets ``ARTWALK_LOCK_PID``)."""
     try:
         import fcntl
     except ImportError:
-        return
+        log.debug("no fcntl here: %s is not locked", run_dir)
+        return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = _holder(fd)
+        if holder == os.environ.get(LOCK_PID_ENV) == str(os.getppid()):
+            return False
         if not wait:
             raise RunFolderBusyError(
                 f"{run_dir} is in use by PID {holder}: let it finish, or rerun with --wait") from None
@@ -142,6 +149,7 @@ def _acquire(fd: int, run_dir: Path, wait: bool) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX)
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    return True
 
 
 def _release(fd: int) -> None:

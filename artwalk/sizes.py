@@ -34,6 +34,11 @@ def _even(x: float) -> int:
     return max(2, 2 * round(x / 2))
 
 
+def check_target(target: str) -> None:
+    """One line unless ``target`` is a scale, a name or WxH (the frame size is not needed)."""
+    target_size(target, MIN_SIDE, MIN_SIDE)
+
+
 def target_size(target: str, width: int, height: int) -> tuple[int, int]:
     """The output (W, H) for a frame of (width, height) and a target string."""
     check_side("the frame width", width)

@@ -6,7 +6,8 @@ of hold on each original, and a frame rate fps::
     H = max(1, round(F * fps))     frames each original is shown (a held reference)
     N = round(I * fps)             frame intervals per motion segment
     segment k (k = 1..N-1) sits at t_k = ease(k / N), strictly between its ends;
-    the default curve's slope is 1/2 at both ends, so t_1 ~ 1/(2N) and 1 - t_{N-1} ~ 1/(2N)
+    the default curve's slope is 1/2 at both ends, so t_1 ~ 1/(2N), and no t_k is ever
+    closer to 0 or 1 than 1/255 (long segments are mapped affinely into [1/255, 254/255])
 
     keyframes:  A1, K1..KS, A2, K1..KS, A3, ... An      (--loop: ..., An, K1..KS, back to A1)
     total    =  n*H + P*S + P*(S+1)*(N-1)               P = n-1 pairs, or n with --loop
@@ -87,6 +88,21 @@ def ease(name: str, x: float) -> float:
     return curve(x)
 
 
+# The first and last motion frames of a segment are at least this far (in t) from their
+# keyframes: one 8-bit step of a pixel that goes from black to white. Nearer, they would
+# round to the keyframe's very bytes and show as a repeated frame at the join.
+MIN_STEP = 1.0 / 255.0
+
+
+def keep_off_the_ends(times: list[float]) -> list[float]:
+    """Times in (0, 1) moved off the ends: if the first is under :data:`MIN_STEP` from 0 or
+    the last from 1, all are mapped affinely, t -> MIN_STEP + (1 - 2 MIN_STEP) t, which
+    keeps their order and spacing (no clamping, which would repeat a time)."""
+    if not times or (times[0] >= MIN_STEP and 1.0 - times[-1] >= MIN_STEP):
+        return times
+    return [MIN_STEP + (1.0 - 2.0 * MIN_STEP) * t for t in times]
+
+
 MAX_FPS = 1000.0
 MAX_SECONDS = 3600.0
 
@@ -125,9 +141,10 @@ class TimelineSpec:
         return round(self.sec_interpolation * self.fps)
 
     def segment_times(self) -> list[float]:
-        """The eased times t_k = ease(k / N), k = 1..N-1, strictly inside (0, 1)."""
+        """The eased times t_k = ease(k / N), k = 1..N-1, strictly inside (0, 1), and never
+        closer to a keyframe than one 8-bit step (:data:`MIN_STEP`, see :func:`keep_off_the_ends`)."""
         n = self.intervals
-        return [ease(self.easing, k / n) for k in range(1, n)]
+        return keep_off_the_ends([ease(self.easing, k / n) for k in range(1, n)])
 
 
 def total_frames(n: int, s: int, spec: TimelineSpec, loop: bool = False) -> int:

@@ -87,27 +87,29 @@ class KeyframeConfig:
     verify: bool = setting(False, "check every reused unit's sha256, not only its size", control=True)
     wait: bool = setting(False, "if another process works in OUT, wait for it instead of stopping", control=True)
     # The neural engines' options; None: the engine's own default.
-    model: str | None = setting(None, "the engine's model: registry name, hub id or folder: kandinsky's "
-                                "decoder (kandinsky-2-2-decoder), unclip's pipeline (sd21-unclip), sd's checkpoint "
-                                "(sd15), or a bundle folder with prior/, decoder/, unclip/, sd/, inpaint/ inside",
+    model: str | None = setting(None, "the engine's model: registry name, hub id or folder: kandinsky's decoder, "
+                                "unclip's pipeline, sd's checkpoint, or a bundle folder with prior/, decoder/, "
+                                f"unclip/, sd/, inpaint/ inside ({ENGINES.defaults_text('model')})",
                                 flags=("--model", "--model-path"), engine=True, metavar="NAME|ID|DIR")
-    prior_model: str | None = setting(None, "kandinsky: the prior (kandinsky-2-2-prior)", engine=True,
+    prior_model: str | None = setting(None, f"the prior ({ENGINES.defaults_text('prior_model')})", engine=True,
                                       metavar="NAME|ID|DIR")
     outpaint_model: str | None = setting(None, "the inpainting model for --outpaint "
-                                         "(kandinsky-2-2-decoder-inpaint; sd2-inpaint)", engine=True,
+                                         f"({ENGINES.defaults_text('outpaint_model')})", engine=True,
                                          metavar="NAME|ID|DIR")
     device: str | None = setting(None, "auto (cuda when there, else cpu), cpu, cuda, cuda:1, ...",
                                  engine=True)
     dtype: str | None = setting(None, "auto (float16 on cuda, float32 on cpu), float32, float16, bfloat16",
                                 engine=True, choices=("auto", "float32", "float16", "bfloat16"))
-    steps: int | None = setting(None, "denoising steps (kandinsky 50, unclip 20, sd 50)", engine=True, metavar="N")
-    guidance: float | None = setting(None, "classifier-free guidance scale (kandinsky 4, unclip 10, sd 7.5)",
+    steps: int | None = setting(None, f"denoising steps ({ENGINES.defaults_text('steps')})", engine=True,
+                                metavar="N")
+    guidance: float | None = setting(None, f"classifier-free guidance scale ({ENGINES.defaults_text('guidance')})",
                                      engine=True, metavar="G")
-    strength: float | None = setting(None, "sd: img2img strength from the slerped latents (0.6); kandinsky: "
-                                     "below 1 starts each in-between from the nearer original, anchoring it to "
-                                     "the real paintings (1: off)", engine=True, metavar="S")
-    noise_level: int | None = setting(None, "unclip: noise added to the image embeddings, 0-999 (0)", engine=True,
-                                      metavar="N")
+    strength: float | None = setting(None, "sd: img2img strength from the slerped latents; kandinsky: below 1 "
+                                     "starts each in-between from the nearer original, anchoring it to the real "
+                                     f"paintings, 1 is off ({ENGINES.defaults_text('strength')})", engine=True,
+                                     metavar="S")
+    noise_level: int | None = setting(None, "unclip: noise added to the image embeddings, 0-999 "
+                                      f"({ENGINES.defaults_text('noise_level')})", engine=True, metavar="N")
     prompt: str | None = setting(None, "unclip, sd: text prompt for every in-between (default none)", engine=True)
     negative_prompt: str | None = setting(None, "what to steer away from (kandinsky: through the prior)",
                                           engine=True, metavar="TEXT")

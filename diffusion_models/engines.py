@@ -91,7 +91,7 @@ ENGINES = EngineRegistry("keyframes", [
         models=(ModelSlot("model", KANDINSKY_DECODER, "hub", "decoder"),
                 ModelSlot("prior_model", "kandinsky-2-2-prior", "hub", "prior"),
                 ModelSlot("outpaint_model", "kandinsky-2-2-decoder-inpaint", "hub", "inpaint", when="outpaint")),
-        features=("inbetweens", "outpaint"), **_NEURAL,
+        features=("inbetweens", "outpaint"), defaults={"steps": 50, "guidance": 4.0, "strength": 1.0}, **_NEURAL,
     ),
     EngineSpec(
         "unclip", "diffusion_models.unclip:UnclipEngine",
@@ -100,7 +100,8 @@ ENGINES = EngineRegistry("keyframes", [
                  "vae_tiling", *_RUNTIME),
         models=(ModelSlot("model", "sd21-unclip", "hub", "unclip"),
                 ModelSlot("outpaint_model", "sd2-inpaint", "hub", "inpaint", when="outpaint")),
-        features=("inbetweens", "prompts", "outpaint"), **_NEURAL,
+        features=("inbetweens", "prompts", "outpaint"), defaults={"steps": 20, "guidance": 10.0, "noise_level": 0},
+        **_NEURAL,
     ),
     EngineSpec(
         "sd", "diffusion_models.sd:StableDiffusionEngine",
@@ -109,7 +110,8 @@ ENGINES = EngineRegistry("keyframes", [
                  "vae_tiling", *_RUNTIME),
         models=(ModelSlot("model", "sd15", "hub", "sd"),
                 ModelSlot("outpaint_model", "sd2-inpaint", "hub", "inpaint", when="outpaint")),
-        features=("inbetweens", "prompts", "outpaint"), **_NEURAL,
+        features=("inbetweens", "prompts", "outpaint"), defaults={"steps": 50, "guidance": 7.5, "strength": 0.6},
+        **_NEURAL,
     ),
 ])
 

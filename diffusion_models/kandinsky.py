@@ -52,8 +52,9 @@ PRIOR_GUIDANCE = 4.0
 
 
 class KandinskyEngine:
+    """Defaults of every option: the engine's row in :data:`diffusion_models.engines.ENGINES`."""
+
     name = "kandinsky"
-    STEPS, GUIDANCE, STRENGTH = 50, 4.0, 1.0
 
     def __init__(
         self, model: str | None = None, prior_model: str | None = None, outpaint_model: str | None = None,
@@ -61,16 +62,16 @@ class KandinskyEngine:
         negative_prompt: str | None = None, device: str | None = None, dtype: str | None = None,
         attention_slicing: bool = False, cpu_offload: bool = False, progress: bool = True,
     ) -> None:
-        self.steps = int(self.STEPS if steps is None else steps)
-        self.guidance = float(self.GUIDANCE if guidance is None else guidance)
-        self.strength = float(self.STRENGTH if strength is None else strength)
+        spec = ENGINES.get(self.name)
+        self.steps = int(spec.value("steps", steps))
+        self.guidance = float(spec.value("guidance", guidance))
+        self.strength = float(spec.value("strength", strength))
         check_range("steps", self.steps, 1, 1000)
         check_range("guidance", self.guidance, 0.0, 100.0)
         check_range("strength", self.strength, 0.0, 1.0, low_open=True)
         if self.strength < 1.0 and int(self.steps * self.strength) < 1:
             raise ConfigError(f"--strength {self.strength} with --steps {self.steps} leaves no denoising step; "
                               "raise either")
-        spec = ENGINES.get(self.name)
         models = {"model": model, "prior_model": prior_model, "outpaint_model": outpaint_model}
         self.decoder_model = spec.model_for("model", models)
         self.prior_model = spec.model_for("prior_model", models)

@@ -73,25 +73,24 @@ class SDFamilyEngine:
     first use), text embeddings, identity and outpainting.
 
     Subclasses set ``name``, the main pipeline's diffusers class ``PIPELINE`` and its
-    ``LABEL``, the defaults ``STEPS`` and ``GUIDANCE``, and ``inbetweens``.
+    ``LABEL``, and ``inbetweens``. Every option's default is on the engine's row in
+    :data:`diffusion_models.engines.ENGINES`.
     """
 
     name: str
     PIPELINE: str
     LABEL: str
     PIPELINE_KWARGS: dict = {}
-    STEPS: int
-    GUIDANCE: float
 
     def __init__(self, model: str | None = None, outpaint_model: str | None = None, steps: int | None = None,
                  guidance: float | None = None, prompt: str | None = None, negative_prompt: str | None = None,
                  device: str | None = None, dtype: str | None = None, attention_slicing: bool = False,
                  vae_tiling: bool = False, cpu_offload: bool = False, progress: bool = True) -> None:
-        self.steps = int(self.STEPS if steps is None else steps)
-        self.guidance = float(self.GUIDANCE if guidance is None else guidance)
+        self.spec = spec = ENGINES.get(self.name)
+        self.steps = int(spec.value("steps", steps))
+        self.guidance = float(spec.value("guidance", guidance))
         check_range("steps", self.steps, 1, 1000)
         check_range("guidance", self.guidance, 0.0, 100.0)
-        spec = ENGINES.get(self.name)
         models = {"model": model, "outpaint_model": outpaint_model}
         self.model, self.inpaint_model = spec.model_for("model", models), spec.model_for("outpaint_model", models)
         self.prompt, self.negative_prompt = prompt or "", negative_prompt or ""
@@ -149,11 +148,10 @@ class StableDiffusionEngine(SDFamilyEngine):
     PIPELINE = "StableDiffusionImg2ImgPipeline"
     LABEL = "Stable Diffusion model"
     PIPELINE_KWARGS = _NO_SAFETY_CHECKER
-    STEPS, GUIDANCE, STRENGTH = 50, 7.5, 0.6
 
     def __init__(self, strength: float | None = None, **options) -> None:
         super().__init__(**options)
-        self.strength = float(self.STRENGTH if strength is None else strength)
+        self.strength = float(self.spec.value("strength", strength))
         check_range("strength", self.strength, 0.0, 1.0, low_open=True)
         if int(self.steps * self.strength) < 1:
             raise ConfigError(f"--strength {self.strength} with --steps {self.steps} leaves no denoising step; "

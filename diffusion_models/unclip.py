@@ -41,11 +41,10 @@ class UnclipEngine(SDFamilyEngine):
     name = "unclip"
     PIPELINE = "StableUnCLIPImg2ImgPipeline"
     LABEL = "unCLIP model"
-    STEPS, GUIDANCE = 20, 10.0
 
     def __init__(self, noise_level: int | None = None, **options) -> None:
         super().__init__(**options)
-        self.noise_level = int(0 if noise_level is None else noise_level)
+        self.noise_level = int(self.spec.value("noise_level", noise_level))
         check_range("noise_level", self.noise_level, 0, 999)
 
     def _own_identity(self) -> dict:

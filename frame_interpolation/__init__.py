@@ -22,7 +22,7 @@ Engines (:mod:`frame_interpolation.engines`): ``flow`` (the default, classical),
 :mod:`frame_interpolation.film`).
 
 ``check(config)`` checks what needs no earlier stage (timeline, engine, options,
-weights); ``run(MotionConfig(...)) -> MotionResult``. The CLI is
+weights) and returns the engine; ``run(MotionConfig(...), engine=None) -> MotionResult``. The CLI is
 ``python -m frame_interpolation``.
 """
 
@@ -34,14 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from artwalk.config import record, setting
-from artwalk.engines import EngineSpec
 from artwalk.errors import StageOrderError
 from artwalk.fsutil import sha256_file
 from artwalk.images import read_frame
 from artwalk.progress import progress
 from artwalk.runfolder import UnitStore, cache_key, read_manifest, run_lock, write_manifest
 from artwalk.timeline import DEFAULT_EASING, EASINGS, Keyframe, TimelineSpec, build_timeline
-from frame_interpolation.engines import ENGINES
+from frame_interpolation.engines import ENGINES, MotionEngine
 
 log = logging.getLogger(__name__)
 
@@ -66,23 +65,24 @@ class MotionConfig:
     # film's options; None: the engine's default
     model: str | None = setting(None, "film: registry name (film: film_net_fp32.pt, film-fp16: film_net_fp16.pt) "
                                 "or a weights file: the PyTorch port's TorchScript export, or a .pt / .safetensors "
-                                "state dict (default film)", engine=True, metavar="NAME|FILE")
-    film_mode: str | None = setting(None, "film: module runs our FILM network with the file's weights (default); "
-                                    "torchscript runs the TorchScript file as it is", engine=True,
+                                f"state dict ({ENGINES.defaults_text('model')})", engine=True, metavar="NAME|FILE")
+    film_mode: str | None = setting(None, "film: module runs our FILM network with the file's weights; "
+                                    "torchscript runs the TorchScript file as it is "
+                                    f"({ENGINES.defaults_text('film_mode')})", engine=True,
                                     choices=("module", "torchscript"))
     time_mode: str | None = setting(None, "film: bisect makes recursive midpoints that land on the exact times, "
-                                    "as FILM was trained at t = 0.5 (default); exact asks the network for each time",
-                                    engine=True, choices=("bisect", "exact"))
+                                    "as FILM was trained at t = 0.5; exact asks the network for each time "
+                                    f"({ENGINES.defaults_text('time_mode')})", engine=True, choices=("bisect", "exact"))
     device: str | None = setting(None, "film: auto (CUDA when there), cpu, cuda, cuda:1, ...", engine=True)
     dtype: str | None = setting(None, "film: float32, float16 or bfloat16 (default float16 on CUDA, float32 on "
                                 "CPU)", engine=True, choices=("auto", "float32", "float16", "bfloat16"))
-    batch: int | None = setting(None, "film: network calls per forward pass (default 1)", engine=True, key=False,
-                                metavar="N")
+    batch: int | None = setting(None, f"film: network calls per forward pass ({ENGINES.defaults_text('batch')})",
+                                engine=True, key=False, metavar="N")
     block_size: int | None = setting(None, "film: frames with a side over this many pixels run in overlapping "
-                                     "blocks, to bound memory (default 2560; 0: never)", engine=True,
-                                     metavar="PX")
-    block_overlap: int | None = setting(None, "film: pixels shared by neighbouring blocks (default 256)",
-                                        engine=True, metavar="PX")
+                                     f"blocks, to bound memory; 0: never ({ENGINES.defaults_text('block_size')})",
+                                     engine=True, metavar="PX")
+    block_overlap: int | None = setting(None, "film: pixels shared by neighbouring blocks "
+                                        f"({ENGINES.defaults_text('block_overlap')})", engine=True, metavar="PX")
 
     def __post_init__(self) -> None:
         self.spec  # validates fps, seconds and easing
@@ -104,21 +104,22 @@ class MotionResult:
     seconds: float
 
 
-def check(config: MotionConfig) -> EngineSpec:
-    """Everything that can be checked before stage 2 starts: engine, options, weights."""
-    return ENGINES.check_config(config)
+def check(config: MotionConfig) -> MotionEngine:
+    """Everything that can be checked before stage 2 starts: the engine, its options and weights;
+    returns the engine, made (its constructor checks the option values and reads the weights)."""
+    ENGINES.check_config(config)
+    return ENGINES.create_for(config)
 
 
-def run(config: MotionConfig) -> MotionResult:
+def run(config: MotionConfig, engine: MotionEngine | None = None) -> MotionResult:
     start = time.monotonic()
-    check(config)
+    engine = engine or check(config)
     spec = config.spec
     with run_lock(config.run_dir, config.wait, create=False) as run_dir:
         keyframes = read_manifest(run_dir, "keyframes")
         keys = keyframes["outputs"]
         loop = (config.loop or keyframes.get("loop", False)) and len(keys) > 1
         joins = [(i, i + 1) for i in range(len(keys) - 1)] + ([(len(keys) - 1, 0)] if loop else [])
-        engine = ENGINES.create_for(config)
         times = spec.segment_times()
         log.info("motion: %d segment(s) of %d frames, %s easing, engine %s, %g fps",
                  len(joins), len(times), spec.easing, engine.name, spec.fps)

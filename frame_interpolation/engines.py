@@ -37,5 +37,6 @@ ENGINES = EngineRegistry("motion", [
         options=("model", "film_mode", "time_mode", "device", "dtype", "batch", "block_size", "block_overlap"),
         requires=("torch", "safetensors"), install="pip install -r requirements/motion.txt", neural=True,
         models=(ModelSlot("model", "film"),),
+        defaults={"film_mode": "module", "time_mode": "bisect", "batch": 1, "block_size": 2560, "block_overlap": 256},
     ),
 ])

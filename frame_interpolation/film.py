@@ -94,16 +94,14 @@ from torch.nn import functional as F
 from artwalk.devices import gpu_memory, resolve_device, resolve_dtype
 from artwalk.errors import ConfigError
 from artwalk.models import weights_file, weights_sha256
+from frame_interpolation.engines import ENGINES
 from frame_interpolation.film_net import FilmConfig, load_film_weights
 from frame_interpolation.flow import check_inputs
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "film"
 MODES = ("module", "torchscript")
 TIME_MODES = ("bisect", "exact")
-DEFAULT_BLOCK_SIZE = 2560
-DEFAULT_BLOCK_OVERLAP = 256
 VERSION = 1  # bump when the output bytes of the same weights and settings change
 
 
@@ -190,7 +188,7 @@ class FilmRunner:
     """
 
     def __init__(self, net, align: int, device: torch.device, dtype: torch.dtype, block_size: int = 0,
-                 block_overlap: int = DEFAULT_BLOCK_OVERLAP, scripted: bool = False):
+                 block_overlap: int = 0, scripted: bool = False):
         if block_size < 0 or block_overlap < 0:
             raise ConfigError(f"--block-size and --block-overlap must be >= 0, got {block_size} and {block_overlap}")
         self.net = net.to(device=device, dtype=dtype).eval()
@@ -295,18 +293,22 @@ class FilmEngine:
 
     name = "film"
 
-    def __init__(self, model: str | Path = DEFAULT_MODEL, film_mode: str = "module", time_mode: str = "bisect",
-                 device: str | None = None, dtype: str | None = None, batch: int = 1,
-                 block_size: int = DEFAULT_BLOCK_SIZE, block_overlap: int = DEFAULT_BLOCK_OVERLAP,
+    def __init__(self, model: str | Path | None = None, film_mode: str | None = None, time_mode: str | None = None,
+                 device: str | None = None, dtype: str | None = None, batch: int | None = None,
+                 block_size: int | None = None, block_overlap: int | None = None,
                  pyramid_levels: int | None = None):
-        mode = film_mode
+        spec = ENGINES.get(self.name)  # every option's default
+        model, mode, time_mode = spec.value("model", model), spec.value("film_mode", film_mode), \
+            spec.value("time_mode", time_mode)
+        batch, block_size = spec.value("batch", batch), spec.value("block_size", block_size)
+        block_overlap = spec.value("block_overlap", block_overlap)
         if mode not in MODES:
             raise ConfigError(f"unknown --film-mode '{mode}' (choose from {', '.join(MODES)})")
         if time_mode not in TIME_MODES:
             raise ConfigError(f"unknown --time-mode '{time_mode}' (choose from {', '.join(TIME_MODES)})")
         if int(batch) < 1:
             raise ConfigError(f"--batch must be >= 1, got {batch}")
-        self.model, self.mode, self.time_mode, self.batch = str(model or DEFAULT_MODEL), mode, time_mode, int(batch)
+        self.model, self.mode, self.time_mode, self.batch = str(model), mode, time_mode, int(batch)
         self.path = weights_file(self.model)
         weights = load_film_weights(self.path, pyramid_levels)
         self.config: FilmConfig = weights.config

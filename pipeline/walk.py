@@ -34,7 +34,8 @@ import frame_interpolation
 import generate_videos
 import super_resolution
 from artwalk import __version__
-from artwalk.config import add_flags, engine_option_names, given, key_settings, record, to_argv
+from artwalk.config import add_flags, engine_option_names, engine_options, flag_of, given, key_settings, record, \
+    to_argv
 from artwalk.devices import cuda_available
 from artwalk.errors import ConfigError, InputError
 from artwalk.fsutil import atomic_write_json, check_writable, free_bytes, human_bytes, sha256_file
@@ -57,20 +58,28 @@ class Stage:
     title: str
     renamed: dict[str, tuple[tuple[str, ...], str]] = field(default_factory=dict)  # field -> (flags, dest)
     exclude: tuple[str, ...] = ()
+    helps: dict[str, str] = field(default_factory=dict)  # the walk's own words for a flag
 
     @property
     def dests(self) -> dict[str, str]:
         return {f: dest for f, (_, dest) in self.renamed.items()}
 
+    def flag(self, option: str) -> str:
+        """How the walk spells a field of this stage (--motion-model, not the stage's --model)."""
+        return self.renamed[option][0][0] if option in self.renamed else flag_of(self.config, option)
+
 
 STAGES = (
     Stage("keyframes", KeyframeConfig, "stage 1, keyframes (python -m diffusion_models)",
           {"engine": (("--engine", "--keyframe-engine"), "keyframe_engine"),
-           "model": (("--model", "--keyframe-model"), "keyframe_model")}),
+           "model": (("--model", "--keyframe-model"), "keyframe_model")},
+          helps={"engine": "keyframe engine (default: the preset's, or the engine --model belongs to)"}),
     Stage("motion", MotionConfig, "stage 2, motion (python -m frame_interpolation)",
-          {"engine": (("--motion-engine",), "motion_engine"), "model": (("--motion-model",), "motion_model")}),
+          {"engine": (("--motion-engine",), "motion_engine"), "model": (("--motion-model",), "motion_model")},
+          helps={"engine": "motion engine (default: the preset's)"}),
     Stage("upscale", UpscaleConfig, "stage 3, upscaling (python -m super_resolution)",
-          {"engine": (("--upscale-engine",), "upscale_engine"), "model": (("--upscale-model",), "upscale_model")}),
+          {"engine": (("--upscale-engine",), "upscale_engine"), "model": (("--upscale-model",), "upscale_model")},
+          helps={"engine": "upscale engine (default: the preset's)"}),
     Stage("video", VideoConfig, "stage 4, video (python generate_videos.py)",
           {"output": (("--video", "-o"), "video")}, exclude=("source",)),
 )
@@ -101,7 +110,8 @@ def add_walk_flags(p: argparse.ArgumentParser) -> None:
         add_flags(walk, owner.config, names=[name], seen=seen, helps={name: text})
     for stage in STAGES:
         add_flags(p.add_argument_group(stage.title), stage.config, exclude=stage.exclude, seen=seen,
-                  flags={f: spellings for f, (spellings, _) in stage.renamed.items()}, dests=stage.dests)
+                  flags={f: spellings for f, (spellings, _) in stage.renamed.items()}, dests=stage.dests,
+                  helps=stage.helps)
 
 
 @dataclass
@@ -119,6 +129,8 @@ class Walk:
     video: VideoConfig
     given: dict[str, dict[str, Any]]  # stage -> {field: value} the user gave (and the engines)
     keyframe_plan: diffusion_models.KeyframePlan | None = None
+    motion_engine: object = None  # made by the plan's checks, used by the run
+    upscale_engine: object = None
     plan: WalkPlan | None = None
     key: str = ""
     up_to_date: bool = False
@@ -197,11 +209,15 @@ def plan_walk(args: argparse.Namespace) -> Walk:
         log.warning("warning: --preset gpu without a CUDA device here: the neural engines will run on the CPU, "
                     "very slowly")
     check_writable(walk.run_dir, "run folder")
+    for stage, config in zip(STAGES, walk.configs):  # in the walk's own spelling of the flags first
+        if stage.name in REGISTRIES and config is not None:
+            name = walk.engines.keyframes if stage.name == "keyframes" else config.engine
+            REGISTRIES[stage.name].check(name, engine_options(config), stage.flag)
     kf = diffusion_models.check(walk.keyframes, announce=True)
     walk.keyframe_plan = kf
-    frame_interpolation.check(walk.motion)
+    walk.motion_engine = frame_interpolation.check(walk.motion)
     if walk.upscale is not None:
-        super_resolution.check(walk.upscale)
+        walk.upscale_engine = super_resolution.check(walk.upscale)
     audio_s = generate_videos.check(walk.video, walk.motion.fps)
     video_path = walk.video.video_path.resolve()
     if video_path.is_relative_to(walk.input_dir.resolve()):
@@ -216,9 +232,12 @@ def plan_walk(args: argparse.Namespace) -> Walk:
     if audio_s is not None and audio_s + 1e-3 < walk.plan.duration_s:
         log.warning("warning: the soundtrack is %.1f s, shorter than the %.1f s video: the end will be silent",
                     audio_s, walk.plan.duration_s)
-    if walk.plan.disk_bytes > free_bytes(walk.run_dir):
+    # What a rerun finds in OUT already (units it reuses, or rewrites in place) needs no new space.
+    there = sum(p.stat().st_size for p in walk.run_dir.rglob("*") if p.is_file()) if walk.run_dir.is_dir() else 0
+    if walk.plan.disk_bytes - there > free_bytes(walk.run_dir):
         raise InputError(f"{walk.run_dir}: not enough disk: the walk needs about "
-                         f"{human_bytes(walk.plan.disk_bytes)}, {human_bytes(free_bytes(walk.run_dir))} free")
+                         f"{human_bytes(walk.plan.disk_bytes - there)} more, {human_bytes(free_bytes(walk.run_dir))} "
+                         "free")
     walk.key = cache_key(
         images=[[p.name, h] for p, h in zip(kf.images, kf.hashes)], engines=vars(walk.engines),
         settings={s.name: key_settings(c) for s, c in zip(STAGES, walk.configs) if c is not None},
@@ -256,7 +275,7 @@ def run_walk(args: argparse.Namespace) -> generate_videos.VideoResult | None:
         if walk.up_to_date:
             return None
         diffusion_models.run(walk.keyframes, plan=walk.keyframe_plan)
-        frame_interpolation.run(walk.motion)
+        frame_interpolation.run(walk.motion, walk.motion_engine)
         if walk.upscale is not None:
-            super_resolution.run(walk.upscale)
+            super_resolution.run(walk.upscale, walk.upscale_engine)
         return generate_videos.run(walk.video)

@@ -17,7 +17,7 @@ time). Targets are the core's (:mod:`artwalk.sizes`); the engines are listed in
 :mod:`super_resolution.realesrgan`.
 
 ``check(config)`` checks everything that needs no earlier stage (engine, options,
-weights, target); ``run(UpscaleConfig(...)) -> UpscaleResult``. The CLI is
+weights, target) and returns the engine; ``run(UpscaleConfig(...), engine=None) -> UpscaleResult``. The CLI is
 ``python -m super_resolution``.
 """
 
@@ -31,14 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from artwalk.config import record, setting
-from artwalk.engines import EngineSpec
 from artwalk.errors import ConfigError
 from artwalk.images import read_frame
 from artwalk.progress import progress
 from artwalk.runfolder import UnitStore, cache_key, check_frames_current, read_manifest, run_lock, write_manifest
 from artwalk.fsutil import sha256_file
-from artwalk.sizes import NAMED_TARGETS, target_size
-from super_resolution.engines import ENGINES
+from artwalk.sizes import NAMED_TARGETS, check_target, target_size
+from super_resolution.engines import ENGINES, UpscaleEngine
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +61,9 @@ class UpscaleConfig:
     # realesrgan's options; None: the engine's default
     model: str | None = setting(None, "realesrgan: registry name (RealESRGAN_x4plus, RealESRGAN_x2plus, "
                                 "realesr-general-x4v3, realesr-animevideov3) or a .pth / .safetensors file "
-                                "(default RealESRGAN_x4plus)", engine=True, metavar="NAME|FILE")
-    tile: int | None = setting(None, "realesrgan: tiles of this many input pixels a side, to bound memory "
-                               "(default 0: whole frames)", engine=True, metavar="PX")
+                                f"({ENGINES.defaults_text('model')})", engine=True, metavar="NAME|FILE")
+    tile: int | None = setting(None, "realesrgan: tiles of this many input pixels a side, to bound memory; 0: "
+                               f"whole frames ({ENGINES.defaults_text('tile')})", engine=True, metavar="PX")
     tile_pad: int | None = setting(None, "realesrgan: context pixels around each tile (default: the network's "
                                    "receptive radius, so tiles match whole frames; smaller is faster, approximate)",
                                    engine=True, metavar="PX")
@@ -72,12 +71,13 @@ class UpscaleConfig:
                                 "float32 on CPU)", engine=True, choices=("auto", "float32", "float16", "bfloat16"))
     device: str | None = setting(None, "realesrgan: auto (CUDA when there), cpu, cuda, cuda:1, ...", engine=True)
     denoise_strength: float | None = setting(None, "realesrgan, realesr-general-x4v3 only: 0 keeps noise, "
-                                             "1 removes it (default 0.5)", engine=True, metavar="D")
+                                             f"1 removes it ({ENGINES.defaults_text('denoise_strength')})",
+                                             engine=True, metavar="D")
 
     def __post_init__(self) -> None:
         if self.workers < 0 or self.batch < 1:
             raise ConfigError(f"--workers must be 0 or more and --batch 1 or more (got {self.workers}, {self.batch})")
-        target_size(self.target, 1280, 720)  # validates the target's syntax
+        check_target(self.target)
 
 
 @dataclass
@@ -92,19 +92,20 @@ class UpscaleResult:
     seconds: float
 
 
-def check(config: UpscaleConfig) -> EngineSpec:
-    """Everything that can be checked before stage 3 starts: engine, options, weights."""
-    return ENGINES.check_config(config)
+def check(config: UpscaleConfig) -> UpscaleEngine:
+    """Everything that can be checked before stage 3 starts: the engine, its options and weights;
+    returns the engine, made (its constructor checks the option values and reads the weights)."""
+    ENGINES.check_config(config)
+    return ENGINES.create_for(config)
 
 
-def run(config: UpscaleConfig) -> UpscaleResult:
+def run(config: UpscaleConfig, engine: UpscaleEngine | None = None) -> UpscaleResult:
     start = time.monotonic()
-    check(config)
+    engine = engine or check(config)
     with run_lock(config.run_dir, config.wait, create=False) as run_dir:
         source = read_manifest(run_dir, "frames")
         check_frames_current(run_dir, source)
         width, height = target_size(config.target, *source["size"])
-        engine = ENGINES.create_for(config)
         log.info("upscale: %d unique frame(s) %dx%d -> %dx%d with %s", len(source["frames"]),
                  *source["size"], width, height, engine.name)
         store = UnitStore.open(run_dir / STAGE, verify=config.verify)

@@ -36,5 +36,6 @@ ENGINES = EngineRegistry("upscale", [
         options=("model", "tile", "tile_pad", "dtype", "device", "denoise_strength"),
         requires=("torch", "safetensors"), install="pip install -r requirements/upscale.txt", neural=True,
         models=(ModelSlot("model", "RealESRGAN_x4plus"),),
+        defaults={"tile": 0, "denoise_strength": 0.5},
     ),
 ])

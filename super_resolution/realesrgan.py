@@ -49,13 +49,12 @@ from artwalk.images import resize
 from artwalk.models import REGISTRY, download_hint, weights_file, weights_sha256
 from artwalk.weights import read_weights, tensors_of
 from super_resolution import rrdbnet, srvgg
+from super_resolution.engines import ENGINES
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "RealESRGAN_x4plus"
 GENERAL = "realesr-general-x4v3"
 GENERAL_WDN = "realesr-general-wdn-x4v3"
-DEFAULT_DENOISE = 0.5
 VERSION = 1  # bump when the output bytes of the same weights and settings change
 
 
@@ -118,7 +117,7 @@ def _model_files(model: str, denoise_strength: float | None) -> tuple[Path, Path
         if denoise_strength is not None:
             raise ConfigError(f"--denoise-strength applies only to {GENERAL}, not to model {model}")
         return main, None, None
-    strength = DEFAULT_DENOISE if denoise_strength is None else float(denoise_strength)
+    strength = float(ENGINES.get("realesrgan").value("denoise_strength", denoise_strength))
     if not 0.0 <= strength <= 1.0:
         raise ConfigError(f"--denoise-strength must be in [0, 1], got {denoise_strength}")
     if strength == 1.0:
@@ -213,9 +212,10 @@ class RealESRGANEngine:
 
     name = "realesrgan"
 
-    def __init__(self, model: str = DEFAULT_MODEL, tile: int = 0, tile_pad: int | None = None,
+    def __init__(self, model: str | None = None, tile: int | None = None, tile_pad: int | None = None,
                  dtype: str | None = None, device: str | None = None, denoise_strength: float | None = None):
-        model = str(model or DEFAULT_MODEL)
+        spec = ENGINES.get(self.name)  # every option's default
+        model, tile = str(spec.value("model", model)), int(spec.value("tile", tile))
         path, wdn, strength = _model_files(model, denoise_strength)
         state = load_state_dict(path)
         if wdn is not None:

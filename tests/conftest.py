@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The device the neural engines' tests run on: cpu here, `ARTWALK_TEST_DEVICE=cuda` on a GPU machine.
+DEVICE = os.environ.get("ARTWALK_TEST_DEVICE", "cpu")
 
 
 @pytest.fixture(autouse=True)

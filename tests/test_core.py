@@ -65,7 +65,8 @@ def test_parser_errors_are_one_line_and_dash_values_are_values(capsys):
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["-m", "frame_interpolation", "{out}", "--engine", "flow", "--model", "x.pt"], "motion engine 'flow' does not take --model"),
+    (["-m", "frame_interpolation", "{out}", "--engine", "flow", "--model", "x.pt"],
+     "motion engine 'flow' does not take --model"),
     (["-m", "frame_interpolation", "{out}", "--batch", "2"], "motion engine 'flow' does not take --batch"),
     (["-m", "super_resolution", "{out}", "--tile", "64"], "upscale engine 'lanczos' does not take --tile"),
     (["-m", "diffusion_models", "{inp}", "{out}", "--steps", "3"], "keyframes engine 'none' does not take --steps"),

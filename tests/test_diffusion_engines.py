@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from artwalk.errors import ConfigError, InputError, WeightsMissingError
-from conftest import EXAMPLES, run_cli, small_copy
+from artwalk.errors import ConfigError, GpuMemoryError, InputError, WeightsMissingError
+from conftest import DEVICE, EXAMPLES, run_cli, small_copy
 from diffusion_models import outpaint as op
 from diffusion_models.conform import conform
 from diffusion_models.engines import ENGINES, engine_for_model
@@ -27,7 +27,6 @@ from diffusion_models.runtime import crop_to, pad_to, padded_size
 from diffusion_models.slerp import angle, slerp
 
 NEURAL = ["kandinsky", "unclip", "sd"]
-DEVICE = os.environ.get("ARTWALK_TEST_DEVICE", "cpu")
 
 
 def create_engine(name: str, progress: bool = False, **options):
@@ -406,3 +405,21 @@ def test_hub_id_loads_from_the_hf_cache_offline(tmp_path, tiny_bundles, monkeypa
             "--w", "32", "--h", "24", "--steps", "2", "-q", check=True)
     manifest = json.loads((out / "keyframes" / "manifest.json").read_text())
     assert manifest["engine"]["model"] == "artwalk-tests/tiny-sd" and manifest["inbetweens_per_pair"] == 1
+
+
+@pytest.mark.parametrize("name", NEURAL)
+def test_out_of_gpu_memory_is_one_line_in_every_engine(engines, pair, name):
+    import torch
+
+    engine = engines[name]
+    unet = engine.decoder.unet if name == "kandinsky" else engine.pipe.unet
+
+    def out_of_memory(module, args, kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    hook = unet.register_forward_pre_hook(out_of_memory, with_kwargs=True)
+    try:
+        with pytest.raises(GpuMemoryError, match=rf"^{name} at \d+x\d+: out of GPU memory; try --attention-slicing"):
+            list(engine.inbetweens(*pair, [0.5], seed=1))
+    finally:
+        hook.remove()

@@ -27,8 +27,8 @@ from skimage import data
 from torch import nn
 from torch.nn import functional as F
 
-from conftest import EXAMPLES, run_cli, small_copy
-from artwalk.errors import ConfigError, InputError, WeightsMissingError
+from conftest import DEVICE, EXAMPLES, run_cli, small_copy
+from artwalk.errors import ConfigError, GpuMemoryError, InputError, WeightsMissingError
 from artwalk.timeline import TimelineSpec
 from frame_interpolation.film import FilmEngine, bisection_plan, block_spans
 from frame_interpolation.film_net import (
@@ -298,8 +298,8 @@ def _net_frame(net: FilmNet, a: np.ndarray, b: np.ndarray, t: float, align: int 
 @pytest.mark.parametrize("time_mode", ["exact", "bisect"])
 def test_export_runs_the_same_mapped_and_as_torchscript(port_export, tiny_net, pair, time_mode):
     times = [0.2, 0.5, 0.7]
-    mapped = FilmEngine(port_export, film_mode="module", time_mode=time_mode)
-    scripted = FilmEngine(port_export, film_mode="torchscript", time_mode=time_mode)
+    mapped = FilmEngine(port_export, film_mode="module", time_mode=time_mode, device=DEVICE)
+    scripted = FilmEngine(port_export, film_mode="torchscript", time_mode=time_mode, device=DEVICE)
     assert mapped.config == TINY  # read from the shapes and the export's pyramid_levels
     a = _frames(mapped, pair, times)
     b = _frames(scripted, pair, times)
@@ -314,7 +314,7 @@ def test_export_runs_the_same_mapped_and_as_torchscript(port_export, tiny_net, p
 
 
 def test_other_layouts_load_to_the_same_network(port_export, tiny_net, pair, tmp_path):
-    reference = _frames(FilmEngine(port_export, time_mode="exact"), pair, [0.5])
+    reference = _frames(FilmEngine(port_export, time_mode="exact", device=DEVICE), pair, [0.5])
     state = ours_to_port(tiny_net.state_dict(), TINY)
     # The port's v1.0.0 export: convs without activation are bare (no ".0." level): the
     # fusion's 2x2 convs and each flow head's last conv (index 2 here, one 3x3 conv each).
@@ -329,11 +329,12 @@ def test_other_layouts_load_to_the_same_network(port_export, tiny_net, pair, tmp
     save_film_weights(tiny_net, tmp_path / "ours.safetensors")
     save_film_weights(tiny_net, tmp_path / "ours.pt")
     for name in ["v100.pt", "plain.pt", "ours.safetensors", "ours.pt"]:
-        engine = FilmEngine(tmp_path / name, time_mode="exact", pyramid_levels=None if "ours" in name else 4)
+        engine = FilmEngine(tmp_path / name, time_mode="exact", pyramid_levels=None if "ours" in name else 4,
+                            device=DEVICE)
         assert engine.config == TINY, name
         np.testing.assert_allclose(_frames(engine, pair, [0.5]), reference, atol=1e-6, err_msg=name)
     with pytest.raises(ConfigError, match="torchscript needs a TorchScript file"):
-        FilmEngine(tmp_path / "plain.pt", film_mode="torchscript", pyramid_levels=4)
+        FilmEngine(tmp_path / "plain.pt", film_mode="torchscript", pyramid_levels=4, device=DEVICE)
 
 
 def test_a_file_that_does_not_fit_is_one_clear_error(tiny_net, tmp_path):
@@ -362,7 +363,7 @@ def test_a_file_that_does_not_fit_is_one_clear_error(tiny_net, tmp_path):
 @pytest.mark.parametrize("size", [(W, H), (64, 64), (13, 7)])
 def test_any_size_is_padded_and_cropped_back(port_export, tiny_net, size):
     a, b = _photo("coffee", size), _photo("coffee", size, shift=2.0)
-    frames = _frames(FilmEngine(port_export, time_mode="exact"), (a, b), [0.3, 0.6])
+    frames = _frames(FilmEngine(port_export, time_mode="exact", device=DEVICE), (a, b), [0.3, 0.6])
     assert frames.shape == (2, size[1], size[0], 3) and frames.dtype == np.float32
     assert frames.min() >= 0.0 and frames.max() <= 1.0
     for frame, t in zip(frames, [0.3, 0.6]):
@@ -372,17 +373,18 @@ def test_any_size_is_padded_and_cropped_back(port_export, tiny_net, size):
 @pytest.mark.parametrize("time_mode", ["exact", "bisect"])
 def test_same_inputs_give_the_same_bytes(port_export, pair, time_mode):
     times = TimelineSpec(12, 1.0, 0.0, "smoothstep").segment_times()
-    first = _frames(FilmEngine(port_export, time_mode=time_mode), pair, times)
-    again = _frames(FilmEngine(port_export, time_mode=time_mode), pair, times)
+    first = _frames(FilmEngine(port_export, time_mode=time_mode, device=DEVICE), pair, times)
+    again = _frames(FilmEngine(port_export, time_mode=time_mode, device=DEVICE), pair, times)
     assert first.tobytes() == again.tobytes()
 
 
 @pytest.mark.parametrize("time_mode", ["exact", "bisect"])
 def test_batching_times_matches_one_at_a_time(port_export, pair, time_mode):
     times = TimelineSpec(8, 1.0, 0.0, "smoothstep").segment_times()  # 7 uneven times
-    one = _frames(FilmEngine(port_export, time_mode=time_mode, batch=1), pair, times)
+    one = _frames(FilmEngine(port_export, time_mode=time_mode, batch=1, device=DEVICE), pair, times)
     for batch in (3, 8):
-        np.testing.assert_allclose(_frames(FilmEngine(port_export, time_mode=time_mode, batch=batch), pair, times),
+        batched = FilmEngine(port_export, time_mode=time_mode, batch=batch, device=DEVICE)
+        np.testing.assert_allclose(_frames(batched, pair, times),
                                    one, atol=1e-5)
 
 
@@ -426,7 +428,7 @@ class _CrossFade:
 def test_bisection_lands_on_the_asked_times_in_order(port_export, batch):
     """With a cross-fade for a network, frame k of a bisection must be the cross-fade at
     t_k exactly: this checks the relative times, the order and the streaming."""
-    engine = FilmEngine(port_export, batch=batch)
+    engine = FilmEngine(port_export, batch=batch, device=DEVICE)
     engine.runner = runner = _CrossFade()
     times = TimelineSpec(24, 3.0, 0.0, "smoothstep").segment_times()  # depth 10
     a, b = np.zeros((4, 4, 3), np.float32), np.ones((4, 4, 3), np.float32)
@@ -440,15 +442,16 @@ def test_bisection_lands_on_the_asked_times_in_order(port_export, batch):
 
 
 def test_a_midpoint_is_the_same_in_both_time_modes(port_export, pair):
-    exact = _frames(FilmEngine(port_export, time_mode="exact"), pair, [0.5])
-    bisect = _frames(FilmEngine(port_export, time_mode="bisect"), pair, [0.25, 0.5, 0.75])
+    exact = _frames(FilmEngine(port_export, time_mode="exact", device=DEVICE), pair, [0.5])
+    bisect = _frames(FilmEngine(port_export, time_mode="bisect", device=DEVICE), pair, [0.25, 0.5, 0.75])
     np.testing.assert_allclose(bisect[1], exact[0], atol=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["module", "torchscript"])
 def test_half_precision_runs_and_stays_close(port_export, pair, mode):
-    full = _frames(FilmEngine(port_export, film_mode=mode, time_mode="exact"), pair, [0.5])
-    half = _frames(FilmEngine(port_export, film_mode=mode, time_mode="exact", dtype="bfloat16", batch=2), pair, [0.5])
+    full = _frames(FilmEngine(port_export, film_mode=mode, time_mode="exact", device=DEVICE), pair, [0.5])
+    half = _frames(FilmEngine(port_export, film_mode=mode, time_mode="exact", dtype="bfloat16", batch=2,
+                              device=DEVICE), pair, [0.5])
     assert half.dtype == np.float32 and np.abs(half - full).max() < 0.1
 
 
@@ -471,13 +474,15 @@ def test_blocks_match_the_whole_frame_where_the_network_sees_enough(tmp_path):
     path = save_film_weights(net, tmp_path / "still.safetensors")
     x0, x1 = _photo("astronaut", (400, 282)), _photo("chelsea", (400, 282))
     times = [0.3, 0.6]
-    whole = _frames(FilmEngine(path, time_mode="exact", block_size=0), (x0, x1), times)
-    blocked_engine = FilmEngine(path, time_mode="exact", block_size=2 * overlap, block_overlap=overlap)
+    whole = _frames(FilmEngine(path, time_mode="exact", block_size=0, device=DEVICE), (x0, x1), times)
+    blocked_engine = FilmEngine(path, time_mode="exact", block_size=2 * overlap, block_overlap=overlap,
+                                device=DEVICE)
     assert len(blocked_engine.runner._blocks(288, 400)) == 6  # 3 x 2 blocks of the padded frame
     blocked = _frames(blocked_engine, (x0, x1), times)
     np.testing.assert_allclose(blocked, whole, atol=1e-5)
     # Too little overlap for the radius: the seams show (the margin is what makes it exact).
-    thin = _frames(FilmEngine(path, time_mode="exact", block_size=2 * overlap, block_overlap=8), (x0, x1), times)
+    thin = _frames(FilmEngine(path, time_mode="exact", block_size=2 * overlap, block_overlap=8, device=DEVICE),
+                   (x0, x1), times)
     assert np.abs(thin - whole).max() > 1e-4
     for spans in (block_spans(400, 208, 104, 8), block_spans(3840, 2560, 256, 64)):
         assert spans[0][0] == 0 and all(s1 - s0 in (208, 2560) for s0, s1 in spans)
@@ -492,7 +497,7 @@ def test_missing_weights_say_what_to_download(tmp_path, monkeypatch):
     for model, hint in (("film", "artwalk models download film"), ("film-fp16", "artwalk models download film-fp16"),
                         (str(tmp_path / "nowhere.pt"), "nowhere.pt")):
         with pytest.raises(WeightsMissingError) as err:
-            FilmEngine(model)
+            FilmEngine(model, device=DEVICE)
         assert hint in str(err.value) and "\n" not in str(err.value)
 
 
@@ -536,3 +541,18 @@ def test_stage_writes_every_motion_frame_with_film(keyframes_run, port_export, t
         with open(run_dir / f["path"], "rb") as fh:
             img = cv2.imdecode(np.frombuffer(fh.read(), np.uint8), cv2.IMREAD_UNCHANGED)
         assert img.shape == (64, 96, 3)
+
+
+def test_out_of_gpu_memory_is_one_line_that_says_what_to_lower(port_export, pair):
+    engine = FilmEngine(port_export, time_mode="exact", device=DEVICE)
+    conv = next(m for m in engine.runner.net.modules() if isinstance(m, torch.nn.Conv2d))
+
+    def out_of_memory(module, args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    hook = conv.register_forward_pre_hook(out_of_memory)
+    try:
+        with pytest.raises(GpuMemoryError, match=r"^film on a \d+x\d+ block, batch 1: out of GPU memory; lower --batch"):
+            _frames(engine, pair, [0.5])
+    finally:
+        hook.remove()

@@ -18,8 +18,8 @@ from torch.nn import functional as F
 
 from artwalk.errors import ConfigError, InputError, WeightsMissingError
 from artwalk.models import REGISTRY, ModelSpec
-from conftest import EXAMPLES, run_cli, small_copy
-from artwalk.errors import UnsupportedWeightsError
+from conftest import DEVICE, EXAMPLES, run_cli, small_copy
+from artwalk.errors import GpuMemoryError, UnsupportedWeightsError
 from artwalk.sizes import target_size
 from super_resolution.engines import ENGINES
 from super_resolution.realesrgan import RealESRGANEngine, interpolate_state_dicts, load_state_dict
@@ -82,7 +82,7 @@ def frame(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 def engine(path: Path, **options) -> RealESRGANEngine:
-    return RealESRGANEngine(model=str(path), device="cpu", **options)
+    return RealESRGANEngine(model=str(path), device=DEVICE, **options)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -243,11 +243,11 @@ def test_registry_names_find_the_wdn_companion_in_the_cache(weights, tmp_path, m
                                                       "upscale", "BSD-3-Clause", "test", filename=f"{name}.pth"))
     (cache / "realesr-general-x4v3.pth").write_bytes(weights["realesr-general-x4v3.pth"].read_bytes())
     with pytest.raises(WeightsMissingError) as err:
-        RealESRGANEngine(model="realesr-general-x4v3", device="cpu")
+        RealESRGANEngine(model="realesr-general-x4v3", device=DEVICE)
     assert "artwalk models download realesr-general-wdn-x4v3" in str(err.value)
     assert "--denoise-strength 1" in str(err.value) and "\n" not in str(err.value)
     (cache / "realesr-general-wdn-x4v3.pth").write_bytes(weights["realesr-general-wdn-x4v3.pth"].read_bytes())
-    by_name = RealESRGANEngine(model="realesr-general-x4v3", device="cpu", denoise_strength=0.3)
+    by_name = RealESRGANEngine(model="realesr-general-x4v3", device=DEVICE, denoise_strength=0.3)
     by_path = engine(weights["realesr-general-x4v3.pth"], denoise_strength=0.3)
     assert by_name.identity() == by_path.identity()
 
@@ -259,7 +259,7 @@ def test_missing_weights_name_the_download_command(tmp_path, monkeypatch):
             "RealESRGAN_x4plus", "file", "https://example.invalid/RealESRGAN_x4plus.pth", "upscale", "BSD-3-Clause",
             "test stand-in", filename="RealESRGAN_x4plus.pth"))
     with pytest.raises(WeightsMissingError) as err:
-        ENGINES.create("realesrgan", {"device": "cpu"})  # the default model
+        ENGINES.create("realesrgan", {"device": DEVICE})  # the default model
     message = str(err.value)
     assert "\n" not in message and "artwalk models download RealESRGAN_x4plus" in message
     with pytest.raises(WeightsMissingError, match="nowhere.pth"):
@@ -339,3 +339,19 @@ def test_stage_cli_missing_weights_is_one_error_line(run_folder, tmp_path, monke
     assert len(lines) == 1 and Path(model).name in lines[0]
     if model == "RealESRGAN_x4plus":
         assert "artwalk models download RealESRGAN_x4plus" in lines[0]
+
+
+def _out_of_memory(module, args):
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+def test_out_of_gpu_memory_is_one_line_that_says_what_to_lower(weights):
+    e = engine(weights["RealESRGAN_x4plus.pth"])
+    hook = e.upscaler.net.register_forward_pre_hook(_out_of_memory)
+    try:
+        with pytest.raises(GpuMemoryError, match=r"^realesrgan on a 13x9 input, batch 1: out of GPU memory; lower "
+                                                 r"--batch, or pass --tile") as err:
+            e.upscale_batch([frame(9, 13)], 52, 36)
+    finally:
+        hook.remove()
+    assert "\n" not in str(err.value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from artwalk.errors import ConfigError
-from artwalk.timeline import EASINGS, Keyframe, TimelineSpec, build_timeline, ease, total_frames
+from artwalk.timeline import MIN_STEP, EASINGS, Keyframe, TimelineSpec, build_timeline, ease, total_frames
 
 
 def walk(n: int, s: int, spec: TimelineSpec, loop: bool) -> list[int]:
@@ -81,6 +81,22 @@ def test_segment_times_exact():
     alpha = TimelineSpec(fps=50, sec_interpolation=1.0, sec_freeze=1.0, easing="alpha").segment_times()
     assert alpha[16] == pytest.approx(0.25)  # t = 17/50 = 0.34 maps to a quarter
     assert alpha[32] == pytest.approx(0.75)  # t = 0.66 maps to three quarters
+    eased = TimelineSpec(fps=4, sec_interpolation=1.0, sec_freeze=1.0, easing="eased").segment_times()
+    assert eased == pytest.approx([(0.15625 + 0.25) / 2, 0.5, (0.84375 + 0.75) / 2])
+
+
+@pytest.mark.parametrize("easing", list(EASINGS))
+@pytest.mark.parametrize("seconds", [1, 3, 6, 10, 20, 60])
+def test_no_time_is_within_one_8_bit_step_of_a_keyframe(easing, seconds):
+    times = TimelineSpec(24, seconds, 0.0, easing).segment_times()
+    assert times[0] >= MIN_STEP and 1 - times[-1] >= MIN_STEP
+    assert all(a < b for a, b in zip(times, times[1:]))  # still rising strictly: no repeated time
+    n = round(seconds * 24)
+    raw = [ease(easing, k / n) for k in range(1, n)]
+    if raw[0] >= MIN_STEP and 1 - raw[-1] >= MIN_STEP:
+        assert times == raw  # curves that keep off the ends by themselves are untouched
+    else:  # moved by one affine map: the midpoint of a symmetric curve stays the midpoint
+        assert times == pytest.approx([MIN_STEP + (1 - 2 * MIN_STEP) * t for t in raw])
 
 
 def test_rejects_bad_settings():
