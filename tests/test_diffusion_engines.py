@@ -9,7 +9,6 @@ tested without torch.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import replace
 from pathlib import Path

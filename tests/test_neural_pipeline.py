@@ -1,9 +1,10 @@
-"""full_pipeline.sh with neural engines on tiny random models, into a video.
+"""The drivers with neural engines on tiny random models, into a video.
 
 The models are built from config, saved to a temporary folder in the published
 layouts, and given to the driver by path: the same loading code a GPU user runs.
-Each stage runs as its own CLI (``python -m diffusion_models`` ...), as the driver
-chains them. The device comes from ``ARTWALK_TEST_DEVICE`` (default cpu).
+full_pipeline.sh runs each stage as its own CLI (``python -m diffusion_models`` ...);
+``artwalk run`` runs them in one process. The device comes from ``ARTWALK_TEST_DEVICE``
+(default cpu).
 """
 
 from __future__ import annotations
@@ -55,10 +56,12 @@ def tiny_weights(tmp_path_factory) -> dict[str, Path]:
     return weights
 
 
-# kandinsky runs with every stage neural; unclip and sd with the classical motion and upscale.
-@pytest.mark.parametrize("keyframes,motion,upscale", [
-    ("kandinsky", "film", "realesrgan"), ("unclip", "blend", "lanczos"), ("sd", "flow", "lanczos")])
-def test_neural_walk_into_a_video(tmp_path, tiny_weights, keyframes, motion, upscale):
+# kandinsky runs with every stage neural, through full_pipeline.sh (each stage its own CLI);
+# unclip and sd with the classical motion and upscale, through `artwalk run` (one process).
+@pytest.mark.parametrize("driver,keyframes,motion,upscale", [
+    ("full_pipeline.sh", "kandinsky", "film", "realesrgan"), ("artwalk run", "unclip", "blend", "lanczos"),
+    ("artwalk run", "sd", "flow", "lanczos")])
+def test_neural_walk_into_a_video(tmp_path, tiny_weights, driver, keyframes, motion, upscale):
     inp = tmp_path / "in"
     inp.mkdir()
     for k, src in enumerate(sorted(EXAMPLES.glob("0*"))[:3], start=1):
@@ -70,9 +73,10 @@ def test_neural_walk_into_a_video(tmp_path, tiny_weights, keyframes, motion, ups
     if upscale == "realesrgan":
         models += ["--upscale-model", str(tiny_weights["realesrgan"])]
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1"}
+    command = (["bash", str(REPO / "full_pipeline.sh"), "--input", str(inp), "--output", str(out)]
+               if driver == "full_pipeline.sh" else [sys.executable, "-m", "pipeline", "run", str(inp), str(out)])
     proc = subprocess.run(
-        ["bash", str(REPO / "full_pipeline.sh"), "--input", str(inp), "--output", str(out), "--preset", "cpu",
-         "--engine", keyframes, "--motion-engine", motion, "--upscale-engine", upscale, *models,
+        [*command, "--preset", "cpu", "--engine", keyframes, "--motion-engine", motion, "--upscale-engine", upscale, *models,
          "-S", "1", "-I", "0.5", "-F", "0.25", "--fps", "8", "--w", "64", "--h", "48", "--target", "x2",
          "--loop", "--device", os.environ.get("ARTWALK_TEST_DEVICE", "cpu"), "-q"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
