@@ -29,13 +29,16 @@ usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
 input=""
 output=""
 rest=()
+fail() { echo "error: full_pipeline.sh: $1 (see --help)" >&2; exit 2; }
+
 if [[ $# -gt 0 && "$1" != -* ]]; then
-    if [[ $# -lt 7 ]]; then usage >&2; exit 2; fi
+    if [[ $# -lt 7 ]]; then fail "the positional form takes INPATH FOLDER_NAME OUTPATH S I F MODEL [h w]; got $# of 7"; fi
     input="$1/$2"; output="$3/$2"
     rest=(-S "$4" -I "$5" -F "$6")
     if [[ "$7" != "auto" ]]; then rest+=(--engine "$7"); fi
     shift 7
-    if [[ $# -ge 2 && "$1" != -* && "$2" != -* ]]; then
+    if [[ $# -ge 1 && "$1" != -* ]]; then
+        if [[ $# -lt 2 || "$2" == -* ]]; then fail "give both h and w after MODEL, or neither"; fi
         rest+=(--h "$1" --w "$2")
         shift 2
     fi
@@ -44,7 +47,7 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; echo; "$PYTHON" -m pipeline run --help; exit 0 ;;
         --input|--output)
-            if [[ $# -lt 2 ]]; then echo "error: full_pipeline.sh: $1 needs a folder (see --help)" >&2; exit 2; fi
+            if [[ $# -lt 2 ]]; then fail "$1 needs a folder"; fi
             if [[ "$1" == --input ]]; then input="$2"; else output="$2"; fi
             shift 2 ;;
         --input=*) input="${1#--input=}"; shift ;;
@@ -52,7 +55,8 @@ while [[ $# -gt 0 ]]; do
         *) rest+=("$1"); shift ;;
     esac
 done
-if [[ -z "$input" || -z "$output" ]]; then usage >&2; exit 2; fi
+if [[ -z "$input" ]]; then fail "give the images with --input DIR (or use the positional form)"; fi
+if [[ -z "$output" ]]; then fail "give the run folder with --output OUT"; fi
 
 stage_args="$(mktemp)"
 trap 'rm -f "$stage_args"' EXIT

@@ -95,7 +95,7 @@ class VideoConfig:
     output: Path | None = setting(None, "the video to write (default: OUT/<run folder name>.mp4, or .webm/.gif "
                                   "with --format)", flags=("--output", "-o"), metavar="PATH", key=False)
     format: str | None = setting(None, "mp4 (H.264 + AAC), webm (VP9 + Opus) or gif (no sound); default: from "
-                                 "--output's extension, else mp4", choices=FORMATS)
+                                 "the video path's extension, else mp4", choices=FORMATS)
     crf: int = setting(18, "constant quality, lower is better and bigger: 0-51 for mp4, 0-63 for webm "
                        "(18 is visually lossless); ignored for gif")
     encode_preset: str = setting("medium", "encoder speed/size trade-off, x264 names from ultrafast to veryslow; "
@@ -181,9 +181,11 @@ def check(config: VideoConfig, fps: float | None = None) -> float | None:
     check_writable(config.video_path.parent, "video's folder")
     if fps is not None and config.video_format == "gif":
         check_gif_fps(fps)
-    if config.audio is None or config.video_format == "gif":
+    if config.audio is None:
         return None
-    info = probe_audio(config.audio)
+    info = probe_audio(config.audio)  # even for a gif, which drops it: a missing file is still a mistake
+    if config.video_format == "gif":
+        return None
     log.info("soundtrack %s: %s, %d Hz, %d channel(s), %.1f s", info.path.name, info.codec, info.sample_rate,
              info.channels, info.duration_s)
     return info.duration_s
@@ -404,10 +406,8 @@ def _stage(args: list[str], what: str) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
     code = subprocess.run(cmd, env=env, check=False).returncode
-    if code != 0:
-        err = StageOrderError(f"the {what} stage failed (exit {code}): `{shown}`; see its message above")
-        err.exit_code = code if 0 < code < 256 else 1
-        raise err
+    if code != 0:  # it has said why, in its one line: exit with its code and add none
+        raise SystemExit(code if 0 < code < 256 else 1)
 
 
 # --------------------------------------------------------------------------- contact sheet
@@ -457,7 +457,7 @@ def write_contact_sheet(run_dir: Path, path: Path) -> Path | None:
         thumb = cv2.resize(rgb, (THUMB_WIDTH, thumb_h), interpolation=cv2.INTER_AREA)
         sheet.paste(Image.fromarray(thumb), (x, y))
         original = entry.get("kind") == "original"
-        name = str(entry.get("source") or rel.name) if original else "in-between"
+        name = " ".join(str(entry.get("source") or rel.name).split()) if original else "in-between"  # one line
         label = _fit(draw, f"{i + 1}  {name}", font, THUMB_WIDTH - 4)
         draw.text((x + 2, y + thumb_h + 5), label, font=font,
                   fill=(235, 235, 235) if original else (150, 150, 150))  # fmt: skip

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from artwalk import __version__
 from artwalk.errors import ChecksumError, ConfigError, DiskFullError, DownloadError, WeightsMissingError
-from artwalk.fsutil import disk_errors, free_bytes, human_bytes, sha256_file
+from artwalk.fsutil import disk_errors, free_bytes, human_bytes, make_dir, sha256_file
 from artwalk.models import REGISTRY, ModelSpec, cache_dir, get_spec, hf_offline, record_sha256, recorded_sha256, \
     weights_file
 from artwalk.progress import progress as progress_bar
@@ -110,8 +110,7 @@ def _spec_for(name: str) -> ModelSpec:
 # File models
 
 def _download_file(spec: ModelSpec, url: str, *, force: bool, progress: bool) -> Path:
-    folder = cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_dir(cache_dir(), "model cache (ARTWALK_CACHE)")
     final = folder / spec.filename
     part = final.with_name(final.name + ".part")
     if force:

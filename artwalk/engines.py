@@ -133,7 +133,7 @@ class EngineRegistry:
             raise ConfigError(f"{self.stage} engine '{name}' needs {', '.join(missing)}: {spec.install}")
         refused = [k for k, v in options.items() if v is not None and k not in spec.options]
         if refused:
-            takes = ", ".join(flag(k) for k in spec.options) or "no options"
+            takes = ", ".join(flag(k) for k in spec.options if k not in CONTEXT) or "no options"
             raise ConfigError(f"{self.stage} engine '{name}' does not take {', '.join(flag(k) for k in refused)}"
                               f" (it takes {takes})")
         return spec

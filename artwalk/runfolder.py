@@ -43,7 +43,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from artwalk import __version__
-from artwalk.errors import RunFolderBusyError, StageOrderError
+from artwalk.errors import InputError, RunFolderBusyError, StageOrderError
 from artwalk.images import encode_png
 from artwalk.fsutil import TMP_MARK, atomic_dir, atomic_write_bytes, atomic_write_json, make_dir, \
     remove_stale_temps, sha256_file
@@ -192,6 +192,15 @@ def read_manifest(run_dir: Path, stage: str) -> dict:
     return manifest
 
 
+def check_layout(run_dir: Path | str) -> None:
+    """One line unless each stage folder of ``run_dir`` (and its ``units/``) is a folder, or absent."""
+    for stage in STAGE_DIRS:
+        for path in (Path(run_dir) / stage, Path(run_dir) / stage / "units"):
+            if path.exists() and not path.is_dir():
+                raise InputError(f"{path}: a file stands where the run folder's {stage} stage keeps its work; "
+                                 "move it away")
+
+
 def previous_config(run_dir: Path, stage: str) -> dict | None:
     """The config a stage last ran with in ``run_dir`` (its manifest's ``config``), if any."""
     try:
@@ -274,7 +283,7 @@ class UnitStore:
         """The store a stage's run works in: its folder made, and what a killed run left
         half-built removed. (The plain constructor touches nothing: it can ask ``has``.)"""
         store = cls(Path(stage_dir), verify=verify)
-        store.root.mkdir(parents=True, exist_ok=True)
+        make_dir(store.root, "stage's units folder")
         removed = remove_stale_temps(store.root) + remove_stale_temps(store.stage_dir)
         if removed:
             log.info("removed %d unfinished item(s) left by an interrupted run", removed)

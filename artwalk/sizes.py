@@ -36,7 +36,7 @@ def _even(x: float) -> int:
 
 def check_target(target: str) -> None:
     """One line unless ``target`` is a scale, a name or WxH (the frame size is not needed)."""
-    target_size(target, MIN_SIDE, MIN_SIDE)
+    target_size(target, 1024, 1024)  # (a scale's own range; the real frame's size is checked with it)
 
 
 def target_size(target: str, width: int, height: int) -> tuple[int, int]:
@@ -53,6 +53,8 @@ def target_size(target: str, width: int, height: int) -> tuple[int, int]:
         if not 0 < scale <= 16:
             raise ConfigError(f"--target: an upscale factor must be in (0, 16], got {target!r}")
         size = _even(width * scale), _even(height * scale)
+        if min(size) < MIN_SIDE:
+            raise ConfigError(f"--target {target} makes {size[0]}x{size[1]} frames, under {MIN_SIDE} pixels a side")
         if max(size) > MAX_SIDE:
             raise ConfigError(f"--target {target} makes {size[0]}x{size[1]} frames, over {MAX_SIDE} pixels a side")
         return size
@@ -62,4 +64,8 @@ def target_size(target: str, width: int, height: int) -> tuple[int, int]:
     if min(box) < MIN_SIDE or max(box) > MAX_SIDE:
         raise ConfigError(f"--target {target!r} must be between {MIN_SIDE} and {MAX_SIDE} pixels a side")
     scale = min(box[0] / width, box[1] / height)
-    return min(_even(width * scale), box[0] - box[0] % 2), min(_even(height * scale), box[1] - box[1] % 2)
+    size = min(_even(width * scale), box[0] - box[0] % 2), min(_even(height * scale), box[1] - box[1] % 2)
+    if min(size) < MIN_SIDE:
+        raise ConfigError(f"--target {target}: a {width}x{height} frame fits it at {size[0]}x{size[1]}, under "
+                          f"{MIN_SIDE} pixels a side")
+    return size

@@ -190,6 +190,8 @@ def probe_audio(path: Path | str) -> AudioInfo:
     to its end (a truncated file's header claims more than it holds). Raise
     :class:`InputError` naming the file otherwise."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an audio file")
     if not path.is_file():
         raise InputError(f"{path}: audio file not found")
     if not os.access(path, os.R_OK):

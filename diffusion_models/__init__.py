@@ -47,7 +47,7 @@ from artwalk.errors import ConfigError, InputError
 from artwalk.fsutil import sha256_file
 from artwalk.images import list_images, load_image, read_frame
 from artwalk.progress import progress
-from artwalk.runfolder import UnitStore, cache_key, run_lock, write_manifest
+from artwalk.runfolder import UnitStore, cache_key, check_layout, run_lock, write_manifest
 from artwalk.sizes import check_side
 from diffusion_models import outpaint as outpainting
 from diffusion_models.conform import FIT_MODES, conform
@@ -219,7 +219,8 @@ def check(config: KeyframeConfig, announce: bool | None = None) -> KeyframePlan:
     if announce is None:
         announce = not (Path(config.run_dir) / "walk.json").is_file()
     name = config.engine_name
-    spec = ENGINES.check_config(config, name, outpaint=config.outpaint)
+    engine = ENGINES.create_for(config, name)  # checks the options' values; loads no model yet
+    spec = ENGINES.check_config(config, name, outpaint=config.outpaint)  # are the weights here?
     steps = config.interpolation_steps if "inbetweens" in spec.features else 0
     if config.no_originals and not steps:
         raise ConfigError("--no_originals leaves nothing to show without in-betweens (S = 0)")
@@ -228,6 +229,7 @@ def check(config: KeyframeConfig, announce: bool | None = None) -> KeyframePlan:
     if config.prompts_csv is not None and "prompts" not in spec.features:
         raise ConfigError(f"engine '{name}' takes no prompts; --prompts-csv needs --engine sd or unclip")
     check_folders(config.input_dir, config.run_dir)
+    check_layout(config.run_dir)
     images = list_images(config.input_dir, report=announce)
     prompts = None
     if config.prompts_csv is not None:
@@ -235,7 +237,6 @@ def check(config: KeyframeConfig, announce: bool | None = None) -> KeyframePlan:
         unknown = sorted(set(prompts) - {p.name for p in images} - {p.stem for p in images})
         if unknown:
             log.warning("%s: no image named %s in %s", config.prompts_csv, ", ".join(unknown), config.input_dir)
-    engine = ENGINES.create_for(config, name)
     hashes = [_input_sha256(p) for p in images]
     plan = KeyframePlan(images, hashes, spec, engine, steps, [], prompts, config.prompt or "",
                         [image_seed(config.seed, h) for h in hashes])

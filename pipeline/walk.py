@@ -40,7 +40,7 @@ from artwalk.devices import cuda_available
 from artwalk.errors import ConfigError, InputError
 from artwalk.fsutil import atomic_write_json, check_writable, free_bytes, human_bytes, sha256_file
 from artwalk.plan import WalkPlan, plan_walk as plan_numbers
-from artwalk.runfolder import MANIFEST, cache_key, run_lock
+from artwalk.runfolder import MANIFEST, cache_key, check_layout, run_lock
 from artwalk.sizes import target_size
 from diffusion_models import KeyframeConfig
 from frame_interpolation import MotionConfig
@@ -160,6 +160,11 @@ def configure(args: argparse.Namespace) -> Walk:
     preset, engines, reason = resolve_preset(args.preset)
     values = {stage.name: given(args, stage.config, stage.dests) for stage in STAGES}
     progress = not getattr(args, "quiet", False)
+    if args.no_upscale:  # stage 3's own flags would do nothing: say so rather than drop them
+        dropped = [STAGES[2].flag(f) for f in values["upscale"] if f not in SHARED]
+        if dropped:
+            raise ConfigError(f"--no-upscale skips stage 3, so {', '.join(dropped)} would do nothing; drop one or "
+                              "the other")
     # The engines: given per stage, else the preset's; a keyframe --model alone implies its engine.
     if "engine" not in values["keyframes"]:
         model = values["keyframes"].get("model")
@@ -187,7 +192,7 @@ def _route_shared(args: argparse.Namespace, values: dict[str, dict]) -> None:
             continue
         takers = []
         for stage in STAGES[:3]:
-            if name not in values[stage.name]:
+            if name not in values[stage.name] or (stage.name == "upscale" and args.no_upscale):
                 continue
             if name in engine_option_names(stage.config):
                 engine = values[stage.name].get("engine")
@@ -209,6 +214,7 @@ def plan_walk(args: argparse.Namespace) -> Walk:
         log.warning("warning: --preset gpu without a CUDA device here: the neural engines will run on the CPU, "
                     "very slowly")
     check_writable(walk.run_dir, "run folder")
+    check_layout(walk.run_dir)
     for stage, config in zip(STAGES, walk.configs):  # in the walk's own spelling of the flags first
         if stage.name in REGISTRIES and config is not None:
             name = walk.engines.keyframes if stage.name == "keyframes" else config.engine

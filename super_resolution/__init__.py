@@ -75,8 +75,10 @@ class UpscaleConfig:
                                              engine=True, metavar="D")
 
     def __post_init__(self) -> None:
-        if self.workers < 0 or self.batch < 1:
-            raise ConfigError(f"--workers must be 0 or more and --batch 1 or more (got {self.workers}, {self.batch})")
+        if self.workers < 0:
+            raise ConfigError(f"--workers must be 0 or more (0: one per CPU core), got {self.workers}")
+        if self.batch < 1:
+            raise ConfigError(f"--batch must be 1 or more, got {self.batch}")
         check_target(self.target)
 
 

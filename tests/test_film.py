@@ -552,7 +552,8 @@ def test_out_of_gpu_memory_is_one_line_that_says_what_to_lower(port_export, pair
 
     hook = conv.register_forward_pre_hook(out_of_memory)
     try:
-        with pytest.raises(GpuMemoryError, match=r"^film on a \d+x\d+ block, batch 1: out of GPU memory; lower --batch"):
+        with pytest.raises(GpuMemoryError, match=r"^film on a \d+x\d+ block, batch 1: out of GPU memory; "
+                                                 r"lower --batch"):
             _frames(engine, pair, [0.5])
     finally:
         hook.remove()

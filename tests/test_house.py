@@ -497,3 +497,37 @@ def test_no_frame_is_repeated_at_a_join(tmp_path, sec):
         a, b = (read_frame_u8(out / f["path"]) for f in frames[:2])
         assert not np.array_equal(read_frame_u8(out / first["path"]), a), easing
         assert not np.array_equal(read_frame_u8(out / last["path"]), b), easing
+
+
+# ------------------------------------------------------------------------------------ found by a new user
+
+
+def test_what_a_new_user_tried_next(tmp_path):
+    inp = images(tmp_path / "in", n=2, width=48)
+    # A file name with a newline: the contact sheet labels it on one line (a traceback after the encode before).
+    shutil.copy(inp / "art 1.png", inp / "b\nnewline.PNG")
+    run_cli("-m", "pipeline", "run", str(inp), str(tmp_path / "nl"), *SMALL, "-q", check=True)
+    assert (tmp_path / "nl" / "nl.mp4.json").is_file()
+    (inp / "b\nnewline.PNG").unlink()
+    # A missing soundtrack for a gif, which drops sound, is still named.
+    one_error_line(run_cli("-m", "pipeline", "run", str(inp), str(tmp_path / "g"), *SMALL, "--format", "gif",
+                           "--audio", str(tmp_path / "none.wav")), "none.wav: audio file not found")
+    # A file where a stage keeps its work: refused before stage 1 runs.
+    (tmp_path / "sf").mkdir()
+    (tmp_path / "sf" / "frames").write_text("x")
+    one_error_line(run_cli("-m", "pipeline", "run", str(inp), str(tmp_path / "sf"), *SMALL), "sf/frames")
+    assert not (tmp_path / "sf" / "keyframes").exists()
+    # Flags that would do nothing, and targets under the smallest frame.
+    one_error_line(run_cli("-m", "pipeline", "plan", str(inp), str(tmp_path / "n"), *SMALL, "--no-upscale"),
+                   "--no-upscale skips stage 3, so --target")
+    one_error_line(run_cli("-m", "pipeline", "plan", str(inp), str(tmp_path / "n"), "--w", "64", "--h", "48",
+                           "--target", "x0.05"), "under 16 pixels")
+    # A cache that is a file.
+    (tmp_path / "cache").write_text("x")
+    proc = run_cli("-m", "pipeline", "models", "download", "film", env={"ARTWALK_CACHE": str(tmp_path / "cache")})
+    one_error_line(proc, "is a file")
+    # full_pipeline.sh without its folders, or with h but no w.
+    one_error_line(shell(), "--input")
+    one_error_line(shell("--input", str(inp)), "--output")
+    one_error_line(shell(str(tmp_path), "in", str(tmp_path / "o"), "1", "0.5", "0.25", "none", "48"), "h and w")
+    assert not (tmp_path / "n").exists()

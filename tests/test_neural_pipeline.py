@@ -76,7 +76,8 @@ def test_neural_walk_into_a_video(tmp_path, tiny_weights, driver, keyframes, mot
     command = (["bash", str(REPO / "full_pipeline.sh"), "--input", str(inp), "--output", str(out)]
                if driver == "full_pipeline.sh" else [sys.executable, "-m", "pipeline", "run", str(inp), str(out)])
     proc = subprocess.run(
-        [*command, "--preset", "cpu", "--engine", keyframes, "--motion-engine", motion, "--upscale-engine", upscale, *models,
+        [*command, "--preset", "cpu", "--engine", keyframes, "--motion-engine", motion, "--upscale-engine", upscale,
+         *models,
          "-S", "1", "-I", "0.5", "-F", "0.25", "--fps", "8", "--w", "64", "--h", "48", "--target", "x2",
          "--loop", "--device", os.environ.get("ARTWALK_TEST_DEVICE", "cpu"), "-q"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
