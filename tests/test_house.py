@@ -49,6 +49,32 @@ def one_error_line(proc: subprocess.CompletedProcess, *needles: str) -> str:
     return errors[0]
 
 
+@pytest.fixture
+def walk(capsys):
+    """``artwalk ARGS`` in this process (the console command's own main), as a CompletedProcess:
+    as a user sees it, without a new interpreter's start-up for each of the many refusals."""
+    import logging
+
+    from pipeline.cli import main
+
+    def call(*args: str, check: bool = False) -> subprocess.CompletedProcess:
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse refuses a flag by exiting
+            code = exit_.code
+        finally:
+            out = capsys.readouterr()
+            root.handlers[:], root.level = handlers, level
+        if check and code != 0:
+            raise AssertionError(f"{args} failed ({code}):\n{out.err}")
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+    return call
+
+
 def counts(stderr: str, stage: str) -> tuple[int, int]:
     """(reused, recomputed) from a stage's closing line, e.g. 'motion: ...; 3 unit(s) reused, 0 recomputed'."""
     m = re.findall(rf"^{stage}: .*?(\d+) unit\(s\) reused, (\d+) recomputed$", stderr, re.M)
@@ -59,16 +85,16 @@ def counts(stderr: str, stage: str) -> tuple[int, int]:
 # ------------------------------------------------------------------------------------ 1. folders
 
 
-def test_output_folder_inside_the_input_is_refused_before_any_write(tmp_path):
+def test_output_folder_inside_the_input_is_refused_before_any_write(tmp_path, walk):
     inp = images(tmp_path / "imgs")
     before = sorted(p.name for p in inp.iterdir())
     for out in (inp, inp / "walk"):
-        proc = run_cli("-m", "pipeline", "run", str(inp), str(out), *SMALL)
+        proc = walk("run", str(inp), str(out), *SMALL)
         one_error_line(proc, "inside the input folder")
     assert sorted(p.name for p in inp.iterdir()) == before  # no walk.json, no video, no sheet
     outer = tmp_path / "outer"
     images(outer / "imgs")
-    one_error_line(run_cli("-m", "pipeline", "run", str(outer / "imgs"), str(outer), *SMALL),
+    one_error_line(walk("run", str(outer / "imgs"), str(outer), *SMALL),
                    "input folder is inside the run folder")
     one_error_line(run_cli("-m", "diffusion_models", str(inp), str(inp)), "inside the input folder")
 
@@ -188,26 +214,26 @@ def test_a_killed_holder_never_blocks_a_rerun(tmp_path):
     (["--target", "x99"], "--target"),
     (["--fps", "0"], "--fps must be a number"),
 ])
-def test_bad_settings_are_one_line_before_any_write(tmp_path, flags, needle):
+def test_bad_settings_are_one_line_before_any_write(tmp_path, flags, needle, walk):
     inp = images(tmp_path / "in", n=2, width=48)
     out = tmp_path / "run"
     for command in ("run", "plan"):
-        one_error_line(run_cli("-m", "pipeline", command, str(inp), str(out), *SMALL, *flags), needle)
+        one_error_line(walk(command, str(inp), str(out), *SMALL, *flags), needle)
         assert not out.exists()
 
 
-def test_paths_in_the_way_are_one_line(tmp_path):
+def test_paths_in_the_way_are_one_line(tmp_path, walk):
     inp = images(tmp_path / "in", n=2, width=48)
     a_file = tmp_path / "file"
     a_file.write_text("x")
-    one_error_line(run_cli("-m", "pipeline", "run", str(inp), str(a_file), *SMALL), "is a file, not a folder")
-    one_error_line(run_cli("-m", "pipeline", "run", str(a_file), str(tmp_path / "o"), *SMALL),
+    one_error_line(walk("run", str(inp), str(a_file), *SMALL), "is a file, not a folder")
+    one_error_line(walk("run", str(a_file), str(tmp_path / "o"), *SMALL),
                    "is a file, not a folder of images")
     (tmp_path / "X.mp4").mkdir()
-    one_error_line(run_cli("-m", "pipeline", "run", str(inp), str(tmp_path / "o"), *SMALL, "--video",
+    one_error_line(walk("run", str(inp), str(tmp_path / "o"), *SMALL, "--video",
                            str(tmp_path / "X.mp4")), "X.mp4: the video path is a folder")
     (tmp_path / "Y_keyframes.png").mkdir()  # found only after the whole encode before
-    one_error_line(run_cli("-m", "pipeline", "run", str(inp), str(tmp_path / "o"), *SMALL, "-o",
+    one_error_line(walk("run", str(inp), str(tmp_path / "o"), *SMALL, "-o",
                            str(tmp_path / "Y.mp4")), "Y_keyframes.png: the contact sheet path is a folder")
     assert not (tmp_path / "o").exists()
 
@@ -268,13 +294,13 @@ def test_missing_upscale_weights_stop_the_plan_before_stage_one(tmp_path):
         assert not out.exists()  # today: hours of stages 1 and 2 first
 
 
-def test_bad_inputs_and_soundtracks_leave_no_run_folder(tmp_path):
+def test_bad_inputs_and_soundtracks_leave_no_run_folder(tmp_path, walk):
     inp = images(tmp_path / "in", n=2, width=48)
     (tmp_path / "song.mp3").write_bytes(b"ID3 not really an mp3" * 50)
-    one_error_line(run_cli("-m", "pipeline", "plan", str(inp), str(tmp_path / "a"), *SMALL, "--audio",
+    one_error_line(walk("plan", str(inp), str(tmp_path / "a"), *SMALL, "--audio",
                            str(tmp_path / "song.mp3")), "song.mp3")
     (inp / "broken.png").write_bytes(b"not a png")
-    one_error_line(run_cli("-m", "pipeline", "plan", str(inp), str(tmp_path / "b"), *SMALL), "broken.png")
+    one_error_line(walk("plan", str(inp), str(tmp_path / "b"), *SMALL), "broken.png")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # walk.json was written before
 
 
@@ -350,17 +376,17 @@ def test_hub_models_are_never_fetched_by_a_run(tmp_path):
 # ------------------------------------------------------------------------------------ 8. broken entries
 
 
-def test_broken_entries_in_the_input_folder_are_named(tmp_path):
+def test_broken_entries_in_the_input_folder_are_named(tmp_path, walk):
     inp = images(tmp_path / "in", n=2, width=48)
     (inp / "loop.png").symlink_to("loop.png")
-    one_error_line(run_cli("-m", "pipeline", "plan", str(inp), str(tmp_path / "a"), *SMALL), "loop.png",
+    one_error_line(walk("plan", str(inp), str(tmp_path / "a"), *SMALL), "loop.png",
                    "broken symbolic link")
     (inp / "loop.png").unlink()
     (inp / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
-    one_error_line(run_cli("-m", "pipeline", "plan", str(inp), str(tmp_path / "a"), *SMALL), "gone.jpg")
+    one_error_line(walk("plan", str(inp), str(tmp_path / "a"), *SMALL), "gone.jpg")
     (inp / "gone.jpg").unlink()
     (inp / "x.png").mkdir()
-    proc = run_cli("-m", "pipeline", "plan", str(inp), str(tmp_path / "a"), *SMALL, check=True)
+    proc = walk("plan", str(inp), str(tmp_path / "a"), *SMALL, check=True)
     assert "x.png: a folder, not an image" in proc.stderr
 
 
