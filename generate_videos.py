@@ -267,7 +267,8 @@ def _cleaned_and_current(config: VideoConfig) -> VideoResult | None:
     previous = video_record(config)
     if not previous.get("cleaned"):
         return None
-    if key_settings(config) != {k: v for k, v in previous.get("config", {}).items() if k in key_settings(config)}:
+    asked = key_settings(config)
+    if asked != {k: v for k, v in previous.get("config", {}).items() if k in asked}:
         raise StageOrderError(f"{config.run_dir} was cleaned (--clean) after its video was made, so new settings "
                               "cannot be applied: rerun the whole walk")
     log.info("%s is up to date (the run folder was cleaned after it was made): nothing to do", config.video_path)

@@ -12,7 +12,6 @@ PyTorch is never imported for a classical engine. A row also says:
   imports nothing), and ``install``, the command that provides them;
 - ``models``: the model slots it loads (:class:`ModelSlot`), so that a walk's plan can
   check that the weights are here before any work starts;
-- ``neural``: whether it is a neural engine (the gpu preset's kind);
 - ``features``: what the stage may ask of it beyond its interface's core (stage 1:
   ``inbetweens``, ``prompts``, ``outpaint``), so no stage probes an object with hasattr;
 - ``defaults``: the engine's own default for each option (a config's ``None``), read by
@@ -62,7 +61,6 @@ class EngineSpec:
     options: tuple[str, ...] = ()
     requires: tuple[str, ...] = ()
     install: str = ""
-    neural: bool = False
     models: tuple[ModelSlot, ...] = ()
     features: tuple[str, ...] = ()  # what the stage may ask of it (keyframes: inbetweens, prompts, outpaint)
     defaults: Mapping[str, Any] = field(default_factory=dict)  # option -> the engine's default (models: slots)
@@ -115,9 +113,6 @@ class EngineRegistry:
                 if value is not None:
                     parts.append(f"{spec.name} {value}")
         return ", ".join(parts)
-
-    def installed_names(self) -> tuple[str, ...]:
-        return tuple(n for n, s in self.specs.items() if s.installed())
 
     def get(self, name: str) -> EngineSpec:
         try:

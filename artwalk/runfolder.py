@@ -73,7 +73,7 @@ def cache_key(**parts: Any) -> str:
 # ---------------------------------------------------------------------------------------------
 # The lock: one process per run folder
 
-_held: dict[Path, list] = {}  # resolved run folder -> [fd, depth]: re-entrant within a process
+_held: set[Path] = set()  # run folders (resolved) this process holds: the lock is re-entrant within it
 _held_guard = threading.Lock()
 
 
@@ -101,26 +101,20 @@ def run_lock(run_dir: Path | str, wait: bool = False, create: bool = True) -> It
     run_dir = make_dir(run_dir, "run folder")
     key = run_dir.resolve()
     with _held_guard:
-        entry = _held.get(key)
-        if entry is not None:
-            entry[1] += 1
-    if entry is not None:  # this process holds it already (artwalk run around a stage)
-        try:
-            yield run_dir
-        finally:
-            with _held_guard:
-                entry[1] -= 1
+        held = key in _held
+    if held:  # this process holds it already (artwalk run around a stage), until its outer block ends
+        yield run_dir
         return
     fd = os.open(key / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         locked = _acquire(fd, run_dir, wait)
         with _held_guard:
-            _held[key] = [fd, 1]
+            _held.add(key)
         try:
             yield run_dir
         finally:
             with _held_guard:
-                del _held[key]
+                _held.discard(key)
             if locked:
                 _release(fd)
     finally:
@@ -246,11 +240,6 @@ class UnitBuilder:
 
     def save_png(self, name: str, rgb: np.ndarray) -> dict:
         return self.add_bytes(name, encode_png(rgb))
-
-    def add_file(self, name: str) -> dict:
-        """Record a file the caller wrote into the folder itself."""
-        path = self.folder / name
-        return self._note(name, sha256_file(path), path.stat().st_size)
 
     def _note(self, name: str, sha: str, size: int) -> dict:
         entry = {"name": name, "sha256": sha, "bytes": size}

@@ -77,8 +77,7 @@ class NoneEngine:
 
 
 _RUNTIME = ("device", "dtype", "attention_slicing", "cpu_offload", "progress")
-_NEURAL = dict(requires=("torch", "diffusers", "transformers"), install="pip install -r requirements/keyframes.txt",
-               neural=True)
+_NEURAL = dict(requires=("torch", "diffusers", "transformers"), install="pip install -r requirements/keyframes.txt")
 KANDINSKY_DECODER = "kandinsky-2-2-decoder"
 
 ENGINES = EngineRegistry("keyframes", [

@@ -35,7 +35,7 @@ ENGINES = EngineRegistry("motion", [
     EngineSpec(
         "film", "frame_interpolation.film:FilmEngine", "FILM frame interpolation (our PyTorch network)",
         options=("model", "film_mode", "time_mode", "device", "dtype", "batch", "block_size", "block_overlap"),
-        requires=("torch", "safetensors"), install="pip install -r requirements/motion.txt", neural=True,
+        requires=("torch", "safetensors"), install="pip install -r requirements/motion.txt",
         models=(ModelSlot("model", "film"),),
         defaults={"film_mode": "module", "time_mode": "bisect", "batch": 1, "block_size": 2560, "block_overlap": 256},
     ),

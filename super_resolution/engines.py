@@ -34,7 +34,7 @@ ENGINES = EngineRegistry("upscale", [
         "realesrgan", "super_resolution.realesrgan:RealESRGANEngine",
         "Real-ESRGAN RRDBNet / SRVGG-compact on the official weights, then Lanczos to the exact size",
         options=("model", "tile", "tile_pad", "dtype", "device", "denoise_strength"),
-        requires=("torch", "safetensors"), install="pip install -r requirements/upscale.txt", neural=True,
+        requires=("torch", "safetensors"), install="pip install -r requirements/upscale.txt",
         models=(ModelSlot("model", "RealESRGAN_x4plus"),),
         defaults={"tile": 0, "denoise_strength": 0.5},
     ),
