@@ -9,9 +9,10 @@
 #     h x w the walk size.
 # Named:
 #   bash full_pipeline.sh --input DIR --output OUT [flags]
+#   bash full_pipeline.sh --prompts SCHEDULE --output OUT [flags]   a prompt walk
 #
 # The flags are those of `artwalk run` (`python -m pipeline run --help` lists them
-# all, each with its stage's default): --preset auto|cpu|gpu, -S, -I, -F, --fps,
+# all, each with its stage's default; a prompt walk's: `python -m pipeline prompts --help`): --preset auto|cpu|gpu, -S, -I, -F, --fps,
 # --easing, --w, --h, --engine, --model, --motion-engine, --upscale-engine,
 # --target, --loop, --audio, --format, --crf, --quiet, ...
 #
@@ -24,10 +25,11 @@ set -euo pipefail
 
 PYTHON="${PYTHON:-python}"
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 
 input=""
 output=""
+prompts=0
 rest=()
 fail() { echo "error: full_pipeline.sh: $1 (see --help)" >&2; exit 2; }
 
@@ -52,15 +54,22 @@ while [[ $# -gt 0 ]]; do
             shift 2 ;;
         --input=*) input="${1#--input=}"; shift ;;
         --output=*) output="${1#--output=}"; shift ;;
+        --prompts|--prompts=*) prompts=1; rest+=("$1"); shift ;;
         *) rest+=("$1"); shift ;;
     esac
 done
-if [[ -z "$input" ]]; then fail "give the images with --input DIR (or use the positional form)"; fi
+if [[ "$prompts" == 1 && -n "$input" ]]; then fail "give --input DIR or --prompts SCHEDULE, not both"; fi
+if [[ "$prompts" == 0 && -z "$input" ]]; then
+    fail "give the images with --input DIR (or use the positional form), or a schedule with --prompts FILE"
+fi
 if [[ -z "$output" ]]; then fail "give the run folder with --output OUT"; fi
+source_args=()
+if [[ -n "$input" ]]; then source_args=("$input"); fi
 
 stage_args="$(mktemp)"
 trap 'rm -f "$stage_args"' EXIT
-"$PYTHON" -m pipeline plan ${rest[@]+"${rest[@]}"} --stage-args "$stage_args" -- "$input" "$output" >/dev/null
+"$PYTHON" -m pipeline plan ${rest[@]+"${rest[@]}"} --stage-args "$stage_args" -- ${source_args[@]+"${source_args[@]}"} \
+    "$output" >/dev/null
 
 # Hold the run folder's lock for the whole walk, so no other run slips in between two
 # stages. The stages, our children, see ARTWALK_LOCK_PID and work under it.

@@ -47,6 +47,8 @@ TIMEOUT_S = 60.0  # per socket operation, not for the whole transfer
 # copies; a diffusers pipeline needs only its folders (used when diffusers is absent).
 HUB_ALLOW = ["model_index.json", "*/*.json", "*/*.txt", "*/*.model", "*/*.safetensors"]
 HUB_IGNORE = ["*.fp16.*", "*non_ema*", "*.ckpt", "*.msgpack", "*.onnx*", "*.pb"]
+# A transformers model (config.json at the top): its config, tokenizer files and weights.
+MODEL_ALLOW = ["*.json", "*.txt", "*.model", "*.safetensors", "pytorch_model*.bin"]
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ def is_present(spec: ModelSpec) -> bool:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return False
-    return isinstance(try_to_load_from_cache(spec.source, "model_index.json"), str)
+    return isinstance(try_to_load_from_cache(spec.source, spec.index), str)
 
 
 def download(name: str, *, url: str | None = None, force: bool = False, progress: bool = True) -> Path:
@@ -244,7 +246,7 @@ def _download_hub(spec: ModelSpec, *, force: bool, progress: bool) -> Path:
         if silence:
             disable_progress_bars()
         huggingface_hub.HfApi().model_info(spec.source)  # one quick call: network, missing or gated repo
-        folder = _hub_fetch(spec.source, force)
+        folder = _hub_fetch(spec, force)
     except GatedRepoError:
         raise DownloadError(
             f"{what} is gated on the Hugging Face hub: accept its licence on huggingface.co/{spec.source}"
@@ -281,13 +283,16 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
     return errors
 
 
-def _hub_fetch(repo_id: str, force: bool) -> str:
-    """The files ``from_pretrained`` will read: diffusers chooses them when it is installed."""
+def _hub_fetch(spec: ModelSpec, force: bool) -> str:
+    """The files ``from_pretrained`` will read: for a pipeline, diffusers chooses them when it
+    is installed; a transformers model (no model_index.json) takes its top-level files."""
+    from huggingface_hub import snapshot_download
+
+    if spec.index != "model_index.json":
+        return snapshot_download(spec.source, allow_patterns=MODEL_ALLOW, force_download=force)
     try:
         from diffusers import DiffusionPipeline
     except ImportError:
-        from huggingface_hub import snapshot_download
-
-        return snapshot_download(repo_id, allow_patterns=HUB_ALLOW, ignore_patterns=HUB_IGNORE,
+        return snapshot_download(spec.source, allow_patterns=HUB_ALLOW, ignore_patterns=HUB_IGNORE,
                                  force_download=force)
-    return str(DiffusionPipeline.download(repo_id, force_download=force))
+    return str(DiffusionPipeline.download(spec.source, force_download=force))

@@ -67,3 +67,9 @@ def first_line(exc: BaseException) -> str:
         if line.strip():
             return line.strip()
     return type(exc).__name__
+
+
+class ScheduleError(InputError):
+    """A prompt or numeric schedule that cannot be read or evaluated; the one-line message names
+    the schedule (its file, or the flag that carried it), the line and the column, what was found
+    there and what was expected."""

@@ -34,8 +34,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 from artwalk.errors import ConfigError, WeightsMissingError
 from artwalk.fsutil import atomic_write_bytes, sha256_file
@@ -53,6 +54,11 @@ class ModelSpec:
     description: str
     filename: str | None = None  # file kind: its name in the cache
     sha256: str | None = None  # file kind: pinned checksum, when known
+    # What the model needs to run as it was made to (few-step checkpoints): default steps,
+    # guidance, and the scheduler class with its settings.
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    # hub kind: the file that marks a complete copy (a transformers model has config.json)
+    index: str = "model_index.json"
 
 
 REGISTRY: dict[str, ModelSpec] = {}
@@ -74,6 +80,14 @@ def get_spec(name: str) -> ModelSpec:
         return REGISTRY[name]
     except KeyError:
         raise ConfigError(f"unknown model '{name}' (see `artwalk models list`)") from None
+
+
+def model_settings(model: str | None) -> Mapping[str, Any]:
+    """The registry's run settings of ``model`` (a short name or its hub id), else none."""
+    if model is None:
+        return {}
+    spec = REGISTRY.get(model) or next((s for s in REGISTRY.values() if s.source == model), None)
+    return spec.settings if spec is not None else {}
 
 
 def cache_dir() -> Path:
@@ -281,6 +295,27 @@ for _name, _repo, _licence, _what in [
      " (keyframes, fills letterbox borders)"),
 ]:
     register(ModelSpec(_name, "hub", _repo, "keyframes", _licence, _what))
+
+# MagicPrompt: a GPT-2 fine-tuned on about 80,000 prompts from Lexica.art (MIT, per its model
+# card); `artwalk inspire` continues a topic with it. A transformers folder, not a diffusers one.
+register(ModelSpec(
+    "magicprompt", "hub", "Gustavosta/MagicPrompt-Stable-Diffusion", "keyframes", "MIT (credit: Gustavosta)",
+    "MagicPrompt, GPT-2 prompt generator for Stable Diffusion (artwalk inspire --engine magicprompt)",
+    index="config.json"))
+
+# Text to image for prompt walks (keyframes engine sd). The turbo checkpoints are distilled
+# for one to four steps without classifier-free guidance, on Euler with trailing timesteps.
+_TURBO = {"steps": 1, "guidance": 0.0, "scheduler": {"class": "EulerDiscreteScheduler", "timestep_spacing": "trailing"}}
+_SAI_NC = "Stability AI Non-Commercial Research Community License (no commercial use)"
+register(ModelSpec("sdxl", "hub", "stabilityai/stable-diffusion-xl-base-1.0", "keyframes",
+                   "CreativeML Open RAIL++-M (use restrictions apply)",
+                   "Stable Diffusion XL 1.0 base, 1024x1024 (keyframes engine sd: prompt walks)"))
+register(ModelSpec("sd-turbo", "hub", "stabilityai/sd-turbo", "keyframes", _SAI_NC,
+                   "SD-Turbo: SD 2.1 distilled to 1-4 steps, 512x512, guidance off (keyframes engine sd: prompt "
+                   "walks)", settings=_TURBO))
+register(ModelSpec("sdxl-turbo", "hub", "stabilityai/sdxl-turbo", "keyframes", _SAI_NC,
+                   "SDXL-Turbo: SDXL distilled to 1-4 steps, 512x512, guidance off (keyframes engine sd: prompt "
+                   "walks)", settings=_TURBO))
 
 # FILM: the official TF2 weights (Google Research, Apache-2.0) exported to a TorchScript
 # archive by the PyTorch port dajes/frame-interpolation-pytorch. No public checksum found:

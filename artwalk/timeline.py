@@ -14,6 +14,11 @@ of hold on each original, and a frame rate fps::
 
 No keyframe is ever repeated at a join, and no segment is quantised to 2^k + 1
 frames. Rounding is Python's round (half to even), stated once here.
+
+Keyframes at explicit frames (a prompt schedule's ``60: a lion``): keyframe i sits at
+exactly frame p_i; the L - 1 motion frames between p_i and p_i+1 (L = p_i+1 - p_i)
+sit at ease(k / L); frames before the first keyframe show it, and frames after the
+last hold it up to the walk's length (:func:`positioned_timeline`, :func:`gap_times`).
 """
 
 from __future__ import annotations
@@ -179,4 +184,33 @@ def build_timeline(
         timeline.extend([key.ref] * (spec.hold if key.original else 1))
         if i < len(segments):
             timeline.extend(segments[i])
+    return timeline
+
+
+def gap_times(length: int, easing: str) -> list[float]:
+    """The L - 1 eased times between two keyframes L frames apart (kept off the ends)."""
+    return keep_off_the_ends([ease(easing, k / length) for k in range(1, length)])
+
+
+def positioned_timeline(refs: Sequence[int], positions: Sequence[int], segments: Sequence[Sequence[int]],
+                        total: int) -> list[int]:
+    """The walk as frame references when keyframe ``refs[i]`` sits at frame ``positions[i]``.
+
+    ``segments[i]`` holds exactly ``positions[i+1] - positions[i] - 1`` references, the
+    frames between keyframes i and i+1. The first keyframe also shows on the frames
+    before it, and the last is held up to ``total`` frames.
+    """
+    if not refs or len(refs) != len(positions) or len(segments) != len(refs) - 1:
+        raise ValueError("need one position per keyframe and one segment per join")
+    if positions[0] < 0 or positions[-1] >= total or any(b <= a for a, b in zip(positions, positions[1:])):
+        raise ValueError(f"keyframe positions {list(positions)} must increase from 0 and stay under {total}")
+    timeline = [refs[0]] * positions[0]
+    for i, ref in enumerate(refs):
+        timeline.append(ref)
+        if i < len(segments):
+            if len(segments[i]) != positions[i + 1] - positions[i] - 1:
+                raise ValueError(f"segment {i} has {len(segments[i])} frames, its gap "
+                                 f"{positions[i + 1] - positions[i] - 1}")
+            timeline.extend(segments[i])
+    timeline.extend([refs[-1]] * (total - 1 - positions[-1]))
     return timeline

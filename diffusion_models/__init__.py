@@ -31,27 +31,38 @@ The run, in four steps a reader can follow in :func:`run`:
    pair's contents, so inserting an image elsewhere does not change it;
 4. the walk order, then the manifest (last), then the units no longer used go.
 
+A prompt walk (``--prompts SCHEDULE`` instead of INPUT) takes its keyframes from a
+prompt schedule instead: text to image at each scheduled frame, and with ``--diffuse``
+diffused in-betweens between them (:mod:`diffusion_models.prompt_walk`). The library
+functions :func:`keyframe_from_prompt` and :func:`interpolate` are the same two
+operations for callers that hold conditionings themselves (the studio).
+
 ``run(KeyframeConfig(...)) -> KeyframeResult``; the CLI is ``python -m diffusion_models``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from artwalk.config import record, setting
+from artwalk.config import engine_options, record, setting
 from artwalk.engines import EngineSpec
 from artwalk.errors import ConfigError, InputError
 from artwalk.fsutil import sha256_file
+from artwalk.timeline import DEFAULT_EASING, EASINGS
 from artwalk.images import list_images, load_image, read_frame
 from artwalk.progress import progress
 from artwalk.runfolder import UnitStore, cache_key, check_layout, run_lock, write_manifest
+from artwalk.schedule import keyframe_seed, parse_prompt
 from artwalk.sizes import check_side
 from diffusion_models import outpaint as outpainting
+from diffusion_models import prompt_walk
 from diffusion_models.conform import FIT_MODES, conform
 from diffusion_models.engines import ENGINES, KeyframeEngine, engine_for_model
+from diffusion_models.prompt_walk import PromptPlan, describe_density, parse_density, plan_prompts, run_prompts
 from diffusion_models.prompts import prompt_for, read_prompts_csv
 
 log = logging.getLogger(__name__)
@@ -63,8 +74,24 @@ OUTPAINT_VERSION = 1  # bump when outpaint's geometry (mask, feather, composite)
 
 @dataclass(frozen=True)
 class KeyframeConfig:
-    input_dir: Path = setting(help="folder of input images (natural order; other files are skipped)", cli=False)
-    run_dir: Path = setting(help="run folder to write (OUT)", cli=False)
+    input_dir: Path | None = setting(None, "folder of input images (natural order; other files are skipped)",
+                                     cli=False)
+    run_dir: Path = setting(None, "run folder to write (OUT)", cli=False)
+    prompts: str | None = setting(None, "a prompt walk: a schedule file, or its text ('0: a corgi\\n60: a lion'), "
+                                  "instead of INPUT (see `artwalk schedule`)", metavar="FILE|TEXT")
+    frames: int | None = setting(None, "prompt walks: the walk's length in frames, max_f in the schedule (default "
+                                 "the last keyframe's frame + 1; frames after it hold it)", metavar="N")
+    diffuse: str | None = setting(None, "prompt walks: every (every frame diffused), keyframes (only the "
+                                  "keyframes; the motion engine fills the rest) or N (N diffused in-betweens per "
+                                  "segment, motion between them) (default keyframes)", metavar="every|keyframes|N")
+    fps: float = setting(24.0, "frames per second of the video (prompt walks: what a schedule's 2.5s means)")
+    easing: str = setting(DEFAULT_EASING, "timing curve between keyframes (prompt walks with --diffuse every: of "
+                          "the diffused frames)", choices=EASINGS)
+    guidance_schedule: str | None = setting(None, "prompt walks: guidance per frame, a numeric schedule such as "
+                                            "'0:(7.5), 30:(12)' (default: --guidance)", metavar="SCHEDULE")
+    seed_schedule: str | None = setting(None, "prompt walks: each keyframe's seed, a numeric schedule such as "
+                                        "'0:(42), 60:(7)' (default: from --seed and the prompt's text)",
+                                        metavar="SCHEDULE")
     width: int = setting(1280, "frame width of the walk, before upscaling", flags=("--w", "--width"), metavar="W")
     height: int = setting(720, "frame height of the walk, before upscaling", flags=("--h", "--height"),
                           metavar="H")
@@ -111,8 +138,9 @@ class KeyframeConfig:
     noise_level: int | None = setting(None, "unclip: noise added to the image embeddings, 0-999 "
                                       f"({ENGINES.defaults_text('noise_level')})", engine=True, metavar="N")
     prompt: str | None = setting(None, "unclip, sd: text prompt for every in-between (default none)", engine=True)
-    negative_prompt: str | None = setting(None, "what to steer away from (kandinsky: through the prior)",
-                                          engine=True, metavar="TEXT")
+    negative_prompt: str | None = setting(None, "what to steer away from (kandinsky: through the prior); prompt "
+                                          "walks: joined with each line's --neg", engine=True, metavar="TEXT",
+                                          flags=("--negative-prompt", "--negative"))
     attention_slicing: bool | None = setting(None, "less GPU memory, a little slower", engine=True)
     vae_tiling: bool | None = setting(None, "unclip, sd: decode large frames in tiles", engine=True)
     cpu_offload: bool | None = setting(None, "keep models on the CPU and move each to the GPU only while "
@@ -123,6 +151,24 @@ class KeyframeConfig:
         check_side("--h", self.height)
         if self.interpolation_steps < 0:
             raise ConfigError(f"--interpolation_steps must be 0 or more, got {self.interpolation_steps}")
+        if self.prompts is None:
+            given = [flag for flag, value in (("--diffuse", self.diffuse), ("--frames", self.frames),
+                                              ("--guidance-schedule", self.guidance_schedule),
+                                              ("--seed-schedule", self.seed_schedule)) if value is not None]
+            if given:
+                raise ConfigError(f"{', '.join(given)}: for prompt walks (--prompts); an image walk makes -S "
+                                  "in-betweens per pair")
+        else:
+            parse_density(self.diffuse)
+            if self.frames is not None and self.frames < 1:
+                raise ConfigError(f"--frames must be 1 or more, got {self.frames}")
+            if self.loop:
+                raise ConfigError("--loop: a prompt walk returns to its start when its schedule says so; end the "
+                                  "schedule with the first prompt again")
+            for flag, value in (("--outpaint", self.outpaint), ("--prompts-csv", self.prompts_csv),
+                                ("--no_originals", self.no_originals)):
+                if value:
+                    raise ConfigError(f"{flag} is for image walks, not prompt walks (--prompts)")
 
     @property
     def size(self) -> tuple[int, int]:
@@ -174,6 +220,7 @@ class KeyframePlan:
     prompts: dict[str, str] | None = None
     default_prompt: str = ""
     seeds: list[int] = field(default_factory=list)  # per original, for outpainting
+    prompt_walk: PromptPlan | None = None  # a prompt walk's keyframes and in-betweens
 
     def prompt_of(self, path: Path) -> str | None:
         return None if self.prompts is None else prompt_for(path.name, self.prompts, self.default_prompt)
@@ -216,11 +263,23 @@ def check(config: KeyframeConfig, announce: bool | None = None) -> KeyframePlan:
     ``announce``: log what is skipped (non-image files; in-betweens an engine cannot
     make). Default: unless OUT/walk.json shows that a walk's plan has said it already.
     """
+    if config.run_dir is None:
+        raise ConfigError("give the run folder OUT")
+    if (config.input_dir is None) == (config.prompts is None):
+        raise ConfigError("give a folder of images (INPUT) or a prompt schedule (--prompts), not both"
+                          if config.prompts is not None else "give a folder of images (INPUT) or --prompts")
     if announce is None:
         announce = not (Path(config.run_dir) / "walk.json").is_file()
     name = config.engine_name
+    if config.prompts is not None and "text2image" not in ENGINES.get(name).features:
+        raise ConfigError(f"a prompt walk makes its keyframes from text: engine '{name}' cannot; use --engine "
+                          f"{' or '.join(n for n, s in ENGINES.specs.items() if 'text2image' in s.features)}")
     engine = ENGINES.create_for(config, name)  # checks the options' values; loads no model yet
     spec = ENGINES.check_config(config, name, outpaint=config.outpaint)  # are the weights here?
+    if config.prompts is not None:
+        check_layout(config.run_dir)
+        walk = plan_prompts(config, engine.text_identity())
+        return KeyframePlan([], [], spec, engine, 0, [], prompt_walk=walk)
     steps = config.interpolation_steps if "inbetweens" in spec.features else 0
     if config.no_originals and not steps:
         raise ConfigError("--no_originals leaves nothing to show without in-betweens (S = 0)")
@@ -267,6 +326,8 @@ def run(config: KeyframeConfig, plan: KeyframePlan | None = None) -> KeyframeRes
     """The stage; ``plan``: what :func:`check` found for this config (a walk's plan made it)."""
     start = time.monotonic()
     plan = plan or check(config)
+    if plan.prompt_walk is not None:
+        return _run_prompt_walk(config, plan, start)
     width, height = config.size
     log.info("%d image(s) from %s, conformed to %dx%d (%s)", len(plan.images), config.input_dir, width, height,
              "contain + outpaint" if config.outpaint else config.effective_fit)
@@ -286,6 +347,29 @@ def run(config: KeyframeConfig, plan: KeyframePlan | None = None) -> KeyframeRes
     inbetweens = sum(len(p) for p in pairs)
     log.info("keyframes: %d original(s), %d in-between(s); %s", len(plan.images), inbetweens, store.summary())
     return KeyframeResult(run_dir=run_dir, manifest=manifest, originals=len(plan.images), inbetweens=inbetweens,
+                          reused=store.reused, computed=store.computed, seconds=time.monotonic() - start)
+
+
+def _run_prompt_walk(config: KeyframeConfig, plan: KeyframePlan, start: float) -> KeyframeResult:
+    walk = plan.prompt_walk
+    width, height = config.size
+    log.info("%d prompt keyframe(s) over %d frames at %dx%d: %s", len(walk.keyframes), walk.frames, width, height,
+             describe_density(walk.density))
+    with run_lock(config.run_dir, config.wait) as run_dir:
+        store = UnitStore.open(run_dir / STAGE, verify=config.verify)
+        outputs = run_prompts(config, walk, plan.engine, store, run_dir)
+        manifest = write_manifest(
+            run_dir / STAGE, STAGE, config=record(config), engine=plan.engine.text_identity(),
+            inputs=[{"prompts": walk.schedule.source,
+                     "keyframes": [{"frame": k.frame, "prompt": k.text, "negative": k.negative, "seed": k.seed}
+                                   for k in walk.keyframes]}],
+            outputs=outputs, size=[width, height], frames=walk.frames, originals=0,
+            inbetweens_per_pair=0, loop=False, density=walk.density,
+        )
+        store.prune()
+    log.info("keyframes: %d prompt keyframe(s), %d diffused in-between(s); %s", len(walk.keyframes),
+             walk.inbetweens, store.summary())
+    return KeyframeResult(run_dir=run_dir, manifest=manifest, originals=0, inbetweens=walk.inbetweens,
                           reused=store.reused, computed=store.computed, seconds=time.monotonic() - start)
 
 
@@ -356,6 +440,44 @@ def _walk_order(config: KeyframeConfig, plan: KeyframePlan, originals: list[tupl
         if i < len(pairs):
             outputs.extend(pairs[i])
     return outputs
+
+
+# ---------------------------------------------------------------------------------------------
+# The two operations of a prompt walk, for callers that hold conditionings (the studio)
+
+_ENGINES: dict[str, KeyframeEngine] = {}
+
+
+def _text_engine(settings: KeyframeConfig) -> KeyframeEngine:
+    """The engine of ``settings``, made once per process for the same options."""
+    name = settings.engine_name
+    if "text2image" not in ENGINES.get(name).features:
+        raise ConfigError(f"engine '{name}' makes no images from text; use --engine sd or kandinsky")
+    options = engine_options(settings)
+    tag = json.dumps([name, options], sort_keys=True, default=str)
+    if tag not in _ENGINES:
+        ENGINES.check_config(settings, name)
+        _ENGINES[tag] = ENGINES.create_for(settings, name)
+    return _ENGINES[tag]
+
+
+def keyframe_from_prompt(prompt: str, settings: KeyframeConfig):
+    """Text to image of one prompt (the text of a schedule line: composable parts with
+    weights, ``--neg``), at ``settings``' size, engine and model. Returns ``(image,
+    conditioning)``: RGB float32 (H, W, 3) in [0, 1], and the
+    :class:`~diffusion_models.conditioning.Conditioning` to hand to :func:`interpolate`.
+    The seed derives from ``settings.seed`` and the prompt's text, as in a prompt walk."""
+    key = parse_prompt(prompt)
+    engine = _text_engine(settings)
+    negative = ", ".join(n for n in (settings.negative_prompt, key.negative) if n)
+    cond = engine.conditioning(key.parts, negative, keyframe_seed(settings.seed, key), None, settings.size)
+    return engine.render(cond), cond
+
+
+def interpolate(cond_a, cond_b, times, settings: KeyframeConfig) -> list:
+    """The images at ``times`` in [0, 1] from conditioning ``cond_a`` to ``cond_b``: text
+    embeddings per part and noise SLERPed (:func:`diffusion_models.conditioning.mix`)."""
+    return list(prompt_walk.interpolate(cond_a, cond_b, times, _text_engine(settings)))
 
 
 def outpaint_original(engine: KeyframeEngine, rgb, width: int, height: int, seed: int, prompt: str | None = None):

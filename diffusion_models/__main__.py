@@ -1,4 +1,5 @@
-"""``python -m diffusion_models INPUT OUT``: stage 1, keyframes. See the package docstring."""
+"""``python -m diffusion_models INPUT OUT`` (or ``--prompts SCHEDULE OUT``): stage 1, keyframes.
+See the package docstring."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ def build_parser(prog: str = "python -m diffusion_models") -> argparse.ArgumentP
     p = Parser(
         prog=prog,
         description="Stage 1: conform the input images to W x H and make S in-between "
-        "artworks per pair. Writes OUT/keyframes/ (a unit folder per original and per "
-        "pair, and manifest.json). Reruns reuse every unchanged unit.",
+        "artworks per pair; or, with --prompts SCHEDULE OUT, text to image at each keyframe of a "
+        "prompt schedule and the diffused in-betweens --diffuse asks for. Writes OUT/keyframes/ (a "
+        "unit folder per keyframe and per pair or segment, and manifest.json). Reruns reuse every "
+        "unchanged unit.",
     )
     p.add_argument("input", nargs="?", type=Path, metavar="INPUT", help="folder of input images (natural order)")
     p.add_argument("output", nargs="?", type=Path, metavar="OUT", help="run folder to write")
@@ -41,8 +44,10 @@ def build_parser(prog: str = "python -m diffusion_models") -> argparse.ArgumentP
 def config_from_args(args: argparse.Namespace) -> KeyframeConfig:
     inp, out = artwalks_paths(args)
     inp, out = inp or args.input, out or args.output
-    if inp is None or out is None:
-        raise ConfigError("give INPUT and OUT folders (or --input_path/--folder_name)")
+    if getattr(args, "prompts", None) is not None and out is None:  # --prompts SCHEDULE OUT
+        inp, out = None, inp
+    elif inp is None or out is None:
+        raise ConfigError("give INPUT and OUT folders (or --input_path/--folder_name, or --prompts SCHEDULE OUT)")
     base = previous_config(out, STAGE) if args.keep_settings else None
     return from_args(KeyframeConfig, args, base=base, input_dir=inp, run_dir=out, progress=not args.quiet)
 

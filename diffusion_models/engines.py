@@ -13,10 +13,15 @@ added. An engine has:
 - ``outpaint(canvas, region, seed, prompt=None)``: ``canvas`` with the boolean (H, W)
   ``region`` painted by the inpainting model (the stage keeps the original's pixels
   elsewhere, :mod:`diffusion_models.outpaint`), and ``outpaint_identity()``, part of
-  the cache key of every outpainted original.
+  the cache key of every outpainted original;
+- prompt walks: ``conditioning(parts, negative, seed, guidance, size)``, a keyframe's
+  :class:`~diffusion_models.conditioning.Conditioning` (``guidance`` None: the
+  engine's); ``render(conditioning)``, its W x H image; ``text_identity()``, what
+  changes those bytes.
 
 What an engine can do is on its registry row (``features``): ``inbetweens``,
-``prompts``, ``outpaint``. The stage asks the row, never the object.
+``prompts`` (``--prompts-csv``), ``outpaint``, ``text2image`` (prompt walks). The
+stage asks the row, never the object.
 
 ``none`` conforms the originals only. The neural engines (``kandinsky``, ``unclip``,
 ``sd``) import PyTorch and diffusers only when created, so the base install needs
@@ -84,13 +89,14 @@ ENGINES = EngineRegistry("keyframes", [
     EngineSpec("none", "diffusion_models.engines:NoneEngine", "conform the originals only; no in-betweens"),
     EngineSpec(
         "kandinsky", "diffusion_models.kandinsky:KandinskyEngine",
-        "Kandinsky 2.2: SLERP of the prior's image embeddings, one shared noise per pair",
+        "Kandinsky 2.2: SLERP of the prior's image embeddings, one shared noise per pair; prompt walks: text "
+        "to image through the prior",
         options=("model", "prior_model", "outpaint_model", "steps", "guidance", "strength", "negative_prompt",
                  *_RUNTIME),
         models=(ModelSlot("model", KANDINSKY_DECODER, "hub", "decoder"),
                 ModelSlot("prior_model", "kandinsky-2-2-prior", "hub", "prior"),
                 ModelSlot("outpaint_model", "kandinsky-2-2-decoder-inpaint", "hub", "inpaint", when="outpaint")),
-        features=("inbetweens", "outpaint"), defaults={"steps": 50, "guidance": 4.0, "strength": 1.0}, **_NEURAL,
+        features=("inbetweens", "outpaint", "text2image"), defaults={"steps": 50, "guidance": 4.0, "strength": 1.0}, **_NEURAL,
     ),
     EngineSpec(
         "unclip", "diffusion_models.unclip:UnclipEngine",
@@ -104,12 +110,14 @@ ENGINES = EngineRegistry("keyframes", [
     ),
     EngineSpec(
         "sd", "diffusion_models.sd:StableDiffusionEngine",
-        "Stable Diffusion 1.x/2.x img2img on slerped VAE latents with shared noise",
+        "Stable Diffusion 1.x/2.x img2img on slerped VAE latents with shared noise; prompt walks: SD 1.x/2.x/XL "
+        "text to image with slerped text embeddings and noise",
         options=("model", "outpaint_model", "steps", "guidance", "strength", "prompt", "negative_prompt",
                  "vae_tiling", *_RUNTIME),
         models=(ModelSlot("model", "sd15", "hub", "sd"),
                 ModelSlot("outpaint_model", "sd2-inpaint", "hub", "inpaint", when="outpaint")),
-        features=("inbetweens", "prompts", "outpaint"), defaults={"steps": 50, "guidance": 7.5, "strength": 0.6},
+        features=("inbetweens", "prompts", "outpaint", "text2image"),
+        defaults={"steps": 50, "guidance": 7.5, "strength": 0.6},
         **_NEURAL,
     ),
 ])

@@ -24,6 +24,12 @@ KandinskyV22Img2ImgPipeline) because the latter swaps width and height when it
 preprocesses a non-square image, and neither lets a pair share one noise latent
 in img2img mode. Outpainting uses diffusers' KandinskyV22InpaintPipeline.
 
+Prompt walks (text to image): each composable part's text goes through the prior
+(seeded by the keyframe) to a CLIP image embedding, and the decoder renders the
+composable sum over those embeddings (:mod:`diffusion_models.conditioning`); the
+unconditional embedding is the prior's zero-image embedding. The prior reads 77
+tokens: a longer prompt is cut at a word, with one warning naming the words dropped.
+
 Models: ``--model`` the decoder (default ``kandinsky-2-2-decoder``), ``--prior-model``
 (default ``kandinsky-2-2-prior``), ``--outpaint-model`` (default
 ``kandinsky-2-2-decoder-inpaint``); or a bundle folder with prior/, decoder/, inpaint/.
@@ -82,10 +88,12 @@ class KandinskyEngine:
         # Only the prior's image encoder is needed, unless a negative prompt asks for the prior itself.
         skip = {} if negative_prompt else dict(prior=None, text_encoder=None, tokenizer=None, scheduler=None)
         self.pipes.add("prior", "KandinskyV22PriorPipeline", self.prior_model, "Kandinsky prior", None, **skip)
+        self.pipes.add("prior_text", "KandinskyV22PriorPipeline", self.prior_model, "Kandinsky prior", None)
         self.pipes.add("decoder", "KandinskyV22Pipeline", self.decoder_model, "Kandinsky decoder", None)
         self.pipes.add("inpaint", "KandinskyV22InpaintPipeline", self.inpaint_model, "Kandinsky inpainting decoder",
                        None)
         self._negative = None
+        self._texts: dict[tuple[str, int], dict] = {}
 
     # --- identity -------------------------------------------------------------------------
 
@@ -220,6 +228,97 @@ class KandinskyEngine:
                 pred = pred[:, :channels]
             latents = scheduler.step(pred, t, latents, generator=gen).prev_sample
         return latents
+
+    # --- prompt keyframes (text to image) ------------------------------------------------------
+
+    def text_identity(self) -> dict:
+        return {"engine": self.name, "decoder": model_source(self.decoder_model)[0],
+                "prior": model_source(self.prior_model)[0], "steps": self.steps, "prior_steps": PRIOR_STEPS,
+                "prior_guidance": PRIOR_GUIDANCE, **self.rt.identity()}
+
+    def fit_prompt(self, text: str) -> str:
+        """``text`` cut, at a word, to what the prior's tokenizer reads; warns what is dropped."""
+        tok = self.pipes.get("prior_text").tokenizer
+        limit = tok.model_max_length - 2
+        if len(tok(text, add_special_tokens=False, verbose=False).input_ids) <= limit:
+            return text
+        words = text.split()
+        lo, hi = 0, len(words)
+        while lo < hi:  # the most words that fit
+            mid = (lo + hi + 1) // 2
+            if len(tok(" ".join(words[:mid]), add_special_tokens=False, verbose=False).input_ids) <= limit:
+                lo = mid
+            else:
+                hi = mid - 1
+        dropped = words[lo:]
+        shown = " ".join(dropped[:12]) + (f" ... ({len(dropped)} words)" if len(dropped) > 12 else "")
+        log.warning("warning: kandinsky's prior reads %d tokens; the prompt is cut after %r, dropping: %s",
+                    limit + 2, " ".join(words[max(0, lo - 3):lo]), shown)
+        return " ".join(words[:lo])
+
+    @torch.no_grad()
+    def encode_text(self, text: str, seed: int) -> dict:
+        """{'image_embeds': (1, D)}: the prior's image embedding of ``text``, seeded."""
+        if (text, seed) not in self._texts:
+            prior = self.pipes.get("prior_text")
+            out = prior(self.fit_prompt(text), num_inference_steps=PRIOR_STEPS, guidance_scale=PRIOR_GUIDANCE,
+                        generator=generator(seed))
+            self._texts[text, seed] = {"image_embeds": out.image_embeds.float().cpu()}
+        return self._texts[text, seed]
+
+    @torch.no_grad()
+    def conditioning(self, parts, negative: str, seed: int, guidance: float | None, size: tuple[int, int]):
+        """A prompt keyframe's :class:`~diffusion_models.conditioning.Conditioning`."""
+        from diffusion_models.conditioning import Conditioning, Term, split_weights
+
+        positive, negative_parts = split_weights(parts)
+        if negative:
+            negative_parts = [(negative, 1.0)] + negative_parts
+        prior = self.pipes.get("prior_text")
+        zero = prior.get_zero_embed(1, device=prior._execution_device).float().cpu()
+        return Conditioning(
+            engine=self.text_identity(), size=tuple(size), seed=int(seed),
+            guidance=float(self.guidance if guidance is None else guidance),
+            positive=[Term(t, w, self.encode_text(t, seed)) for t, w in positive],
+            negative=[Term(t, w, self.encode_text(t, seed)) for t, w in negative_parts],
+            uncond={"image_embeds": zero}, noise=self.noise(seed, size), negative_text=negative,
+        )
+
+    def noise(self, seed: int, size: tuple[int, int]):
+        decoder = self.decoder
+        pw, ph = padded_size(*size, self.multiple())
+        factor = 2 ** (len(decoder.movq.config.block_out_channels) - 1)
+        shape = (1, decoder.movq.config.latent_channels, ph // factor, pw // factor)
+        return torch.randn(shape, generator=generator(seed), dtype=torch.float32)
+
+    @torch.no_grad()
+    def render(self, cond) -> np.ndarray:
+        """The W x H image of ``cond``: the decoder's composable sum over image embeddings."""
+        from diffusion_models.conditioning import batch, layout
+
+        decoder = self.decoder
+        unet, scheduler = decoder.unet, decoder.scheduler
+        device, dtype = decoder._execution_device, unet.dtype
+        width, height = cond.size
+        lay = layout(cond)
+        rows = len(lay.rows)
+        embeds = batch(lay.rows, "image_embeds", {}).to(device=device, dtype=dtype)
+        channels = cond.noise.shape[1]
+        learned = getattr(scheduler.config, "variance_type", None) in ("learned", "learned_range")
+        scheduler.set_timesteps(self.steps, device=device)
+        latents = cond.noise.to(device=device, dtype=dtype) * scheduler.init_noise_sigma
+        steps_gen = generator(cond.seed)
+        with self.rt.memory(f"kandinsky text to image at {width}x{height}"):
+            for t in decoder.progress_bar(scheduler.timesteps):
+                x = torch.cat([latents] * rows) if rows > 1 else latents
+                pred = unet(sample=x, timestep=t, encoder_hidden_states=None,
+                            added_cond_kwargs={"image_embeds": embeds}, return_dict=False)[0]
+                eps, var = pred.split(channels, dim=1)
+                pred = torch.cat([lay.combine(eps), var[-1:]], dim=1) if learned else lay.combine(eps)
+                latents = scheduler.step(pred, t, latents, generator=steps_gen).prev_sample
+            image = decoder.movq.decode(latents, force_not_quantize=True).sample
+        decoder.maybe_free_model_hooks()
+        return crop_to(to_numpy(image), width, height)
 
     # --- outpainting ----------------------------------------------------------------------
 

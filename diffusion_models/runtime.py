@@ -124,7 +124,8 @@ class Pipelines:
         self._loaded: dict[str, object] = {}
 
     def add(self, role: str, cls_name: str, model: str, label: str, vae_attr: str | None = "vae", **kwargs) -> None:
-        """How to load ``role``: the diffusers class ``cls_name`` from ``model``."""
+        """How to load ``role``: the diffusers class ``cls_name`` from ``model``. A keyword
+        given as ``only_if_index_has`` names the components the others apply to."""
         self._recipes[role] = (cls_name, model, label, vae_attr, kwargs)
 
     def get(self, role: str):
@@ -132,6 +133,10 @@ class Pipelines:
             import diffusers
 
             cls_name, model, label, vae_attr, kwargs = self._recipes[role]
+            kwargs = dict(kwargs)
+            needs = kwargs.pop("only_if_index_has", None)
+            if needs is not None and needs not in model_index(model):
+                kwargs = {}  # a pipeline without that component (SDXL has no safety checker)
             pipe = load_pipeline(getattr(diffusers, cls_name), model, label, progress=self.rt.progress,
                                  dtype=self.rt.dtype, **kwargs)
             self._loaded[role] = self.rt.place(pipe, vae_attr=vae_attr)
@@ -143,6 +148,26 @@ class Pipelines:
                 if role not in self._recipes:
                     raise ValueError(f"no pipeline role {role!r} here (roles: {', '.join(self._recipes)})")
                 self._loaded[role] = self.rt.place(pipe, vae_attr=self._recipes[role][3])
+
+
+def model_index(model: str) -> dict:
+    """The model_index.json of a pipeline folder or cached hub model ({} when not found)."""
+    import json
+
+    source, local = model_source(model)
+    path = Path(source) / "model_index.json" if local else None
+    if path is None:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(source, "model_index.json")
+        except Exception:  # no hub library, or not a repo id: nothing to read
+            cached = None
+        path = Path(cached) if isinstance(cached, str) else None
+    try:
+        return json.loads(path.read_text("utf-8")) if path is not None else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def check_range(option: str, value: float, low: float, high: float, low_open: bool = False) -> None:

@@ -18,6 +18,10 @@ unconditional half of the batch is skipped (same result, half the work).
 Geometry: W x H is mirror-padded up to the VAE's multiple (8), generated, and
 centre-cropped back. The safety checker is not loaded (it blanks artworks).
 
+Prompt walks (text to image, :mod:`diffusion_models.text2image`): ``--model`` may
+also be an SDXL checkpoint, and a registry model's own steps, guidance and scheduler
+(the turbo checkpoints') are its defaults.
+
 Models: ``--model`` any SD 1.x/2.x diffusers folder or hub id (default ``sd15``),
 ``--outpaint-model`` an SD inpainting model (default ``sd2-inpaint``).
 """
@@ -25,14 +29,14 @@ Models: ``--model`` any SD 1.x/2.x diffusers folder or hub id (default ``sd15``)
 from __future__ import annotations
 
 import logging
+import math
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
 from artwalk.devices import generator
-from artwalk.errors import ConfigError
-from artwalk.models import model_source
+from artwalk.models import model_settings, model_source
 from diffusion_models.engines import ENGINES
 from diffusion_models.runtime import (
     Pipelines, Runtime, check_range, crop_to, pad_to, padded_size, to_tensor, to_uint8_pil,
@@ -87,19 +91,23 @@ class SDFamilyEngine:
                  device: str | None = None, dtype: str | None = None, attention_slicing: bool = False,
                  vae_tiling: bool = False, cpu_offload: bool = False, progress: bool = True) -> None:
         self.spec = spec = ENGINES.get(self.name)
-        self.steps = int(spec.value("steps", steps))
-        self.guidance = float(spec.value("guidance", guidance))
-        check_range("steps", self.steps, 1, 1000)
-        check_range("guidance", self.guidance, 0.0, 100.0)
         models = {"model": model, "outpaint_model": outpaint_model}
         self.model, self.inpaint_model = spec.model_for("model", models), spec.model_for("outpaint_model", models)
+        self.tuned = model_settings(self.model)  # a registry model's own steps, guidance, scheduler
+        self.steps = int(spec.value("steps", steps if steps is not None else self.tuned.get("steps")))
+        self.guidance = float(spec.value("guidance", guidance if guidance is not None else self.tuned.get("guidance")))
+        check_range("steps", self.steps, 1, 1000)
+        check_range("guidance", self.guidance, 0.0, 100.0)
         self.prompt, self.negative_prompt = prompt or "", negative_prompt or ""
         self.rt = Runtime(device, dtype, attention_slicing, vae_tiling, cpu_offload, progress)
         self.pipes = Pipelines(self.rt)
         self.pipes.add("pipe", self.PIPELINE, self.model, self.LABEL, **self.PIPELINE_KWARGS)
         self.pipes.add("inpaint", "StableDiffusionInpaintPipeline", self.inpaint_model, "SD inpainting model",
                        **_NO_SAFETY_CHECKER)
+        self.pipes.add("text", "AutoPipelineForText2Image", self.model, "text-to-image model",
+                       only_if_index_has="safety_checker", **_NO_SAFETY_CHECKER)
         self.text = TextEmbeddings(lambda: self.pipe)
+        self._t2i = None
 
     @property
     def pipe(self):
@@ -119,9 +127,39 @@ class SDFamilyEngine:
                 "guidance": self.guidance, "prompt": self.prompt, "negative_prompt": self.negative_prompt,
                 **self.rt.identity()}
 
-    def attach(self, pipe=None, inpaint=None) -> None:
+    def attach(self, pipe=None, inpaint=None, text=None) -> None:
         """Use pipelines built elsewhere instead of loading them (benchmarks, notebooks)."""
-        self.pipes.attach(pipe=pipe, inpaint=inpaint)
+        self.pipes.attach(pipe=pipe, inpaint=inpaint, text=text)
+
+    # --- prompt keyframes (text to image) ------------------------------------------------------
+
+    def text_identity(self) -> dict:
+        """What changes a prompt keyframe's bytes: model, steps, scheduler, dtype."""
+        return {"engine": self.name, "model": model_source(self.model)[0], "steps": self.steps,
+                "scheduler": dict(self.tuned.get("scheduler", {})), **self.rt.identity()}
+
+    @property
+    def text2image(self):
+        if self._t2i is None:
+            from diffusion_models.text2image import SDText
+
+            pipe = self.pipes.get("text")
+            scheduler = dict(self.tuned.get("scheduler", {}))
+            if scheduler:
+                import diffusers
+
+                cls = getattr(diffusers, scheduler.pop("class"))
+                pipe.scheduler = cls.from_config(pipe.scheduler.config, **scheduler)
+            self._t2i = SDText(pipe, self.steps, self.rt)
+        return self._t2i
+
+    def conditioning(self, parts, negative: str, seed: int, guidance: float | None, size: tuple[int, int]):
+        """A prompt keyframe's :class:`~diffusion_models.conditioning.Conditioning`."""
+        return self.text2image.conditioning(parts, negative, seed, self.guidance if guidance is None else guidance,
+                                            size, self.text_identity())
+
+    def render(self, cond) -> np.ndarray:
+        return self.text2image.render(cond)
 
     @torch.no_grad()
     def outpaint(self, canvas: np.ndarray, region: np.ndarray, seed: int, prompt: str | None = None) -> np.ndarray:
@@ -153,9 +191,9 @@ class StableDiffusionEngine(SDFamilyEngine):
         super().__init__(**options)
         self.strength = float(self.spec.value("strength", strength))
         check_range("strength", self.strength, 0.0, 1.0, low_open=True)
-        if int(self.steps * self.strength) < 1:
-            raise ConfigError(f"--strength {self.strength} with --steps {self.steps} leaves no denoising step; "
-                              "raise either")
+        # img2img runs int(steps * strength) steps: at least one (a turbo model's 1 step at
+        # strength 0.5 becomes 2 steps, one of them run, as its makers advise).
+        self.img2img_steps = max(self.steps, math.ceil(1.0 / self.strength - 1e-9))
 
     def _own_identity(self) -> dict:
         return {"strength": self.strength}
@@ -183,7 +221,7 @@ class StableDiffusionEngine(SDFamilyEngine):
             with self.rt.memory(f"sd at {pw}x{ph}"):
                 out = pipe(
                     prompt_embeds=text(t), negative_prompt_embeds=negative, image=slerp(za, zb, t),
-                    strength=self.strength, num_inference_steps=self.steps,
+                    strength=self.strength, num_inference_steps=self.img2img_steps,
                     guidance_scale=self.guidance if guided else 1.0, generator=generator(seed), output_type="np",
                 ).images[0]
             yield crop_to(out.astype(np.float32), width, height)

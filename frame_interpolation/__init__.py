@@ -14,6 +14,13 @@ timeline, never as copied files (:mod:`artwalk.timeline` has the exact maths).
 A segment's cache key hashes both keyframes' bytes, the times and the engine's
 identity, so a changed keyframe recomputes only its two segments.
 
+Keyframes at explicit frames (a prompt walk's manifest has ``frames``, the walk's
+length, and each keyframe its ``frame``): each keyframe stays at its frame, the L - 1
+frames between keyframes L frames apart are motion frames at ease(k / L), frames
+before the first keyframe show it and frames after the last hold it. Where every
+frame was diffused (``--diffuse every``) no segment has a gap, and nothing runs;
+engine ``none`` makes that explicit and refuses a gap.
+
 The manifest lists the walk's unique frames (keyframes stay in OUT/keyframes/ and
 are referenced there) and ``timeline``: one index into that list per video frame.
 
@@ -34,12 +41,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from artwalk.config import record, setting
-from artwalk.errors import StageOrderError
+from artwalk.errors import ConfigError, StageOrderError
 from artwalk.fsutil import sha256_file
 from artwalk.images import read_frame
 from artwalk.progress import progress
 from artwalk.runfolder import UnitStore, cache_key, read_manifest, run_lock, write_manifest
-from artwalk.timeline import DEFAULT_EASING, EASINGS, Keyframe, TimelineSpec, build_timeline
+from artwalk.timeline import DEFAULT_EASING, EASINGS, Keyframe, TimelineSpec, build_timeline, gap_times, \
+    positioned_timeline
 from frame_interpolation.engines import ENGINES, MotionEngine
 
 log = logging.getLogger(__name__)
@@ -118,32 +126,49 @@ def run(config: MotionConfig, engine: MotionEngine | None = None) -> MotionResul
     with run_lock(config.run_dir, config.wait, create=False) as run_dir:
         keyframes = read_manifest(run_dir, "keyframes")
         keys = keyframes["outputs"]
-        loop = (config.loop or keyframes.get("loop", False)) and len(keys) > 1
+        positioned = "frames" in keyframes  # keyframes at explicit frames (a prompt walk)
+        loop = (config.loop or keyframes.get("loop", False)) and len(keys) > 1 and not positioned
         joins = [(i, i + 1) for i in range(len(keys) - 1)] + ([(len(keys) - 1, 0)] if loop else [])
-        times = spec.segment_times()
-        log.info("motion: %d segment(s) of %d frames, %s easing, engine %s, %g fps",
-                 len(joins), len(times), spec.easing, engine.name, spec.fps)
+        if positioned:
+            positions = [int(k["frame"]) for k in keys]
+            times = [gap_times(positions[j] - positions[i], spec.easing) for i, j in joins]
+            log.info("motion: %d keyframe(s) at their frames, %d motion frame(s), %s easing, engine %s, %g fps",
+                     len(keys), sum(map(len, times)), spec.easing, engine.name, spec.fps)
+        else:
+            times = [spec.segment_times()] * len(joins)
+            log.info("motion: %d segment(s) of %d frames, %s easing, engine %s, %g fps",
+                     len(joins), len(times[0]) if joins else 0, spec.easing, engine.name, spec.fps)
+        gap = next(((keys[i], keys[j]) for (i, j), ts in zip(joins, times) if ts), None)
+        if engine.name == "none" and gap is not None:
+            raise ConfigError(f"motion engine none makes no motion frames, but {gap[0]['path']} and {gap[1]['path']} "
+                              "have frames between them: use --motion-engine flow or film, or --diffuse every")
 
         store = UnitStore.open(run_dir / STAGE, verify=config.verify)
         frames = [{"path": k["path"], "sha256": k["sha256"], "kind": k["kind"]} for k in keys]
         segments: list[list[int]] = []
-        with progress(total=len(joins) * len(times), desc="motion frames", unit="frame",
+        with progress(total=sum(map(len, times)), desc="motion frames", unit="frame",
                       enabled=config.progress) as bar:
-            for i, j in joins:
-                files, key = _segment(engine, store, run_dir, keys[i], keys[j], times, bar)
+            for (i, j), ts in zip(joins, times):
+                if not ts:
+                    segments.append([])
+                    continue
+                files, key = _segment(engine, store, run_dir, keys[i], keys[j], ts, bar)
                 first = len(frames)
                 frames.extend({"path": store.relpath(key, f["name"], run_dir), "sha256": f["sha256"],
                                "kind": "motion"} for f in files)
                 segments.append(list(range(first, len(frames))))
 
-        timeline = build_timeline([Keyframe(i, k["kind"] == "original") for i, k in enumerate(keys)], segments,
-                                  spec)
+        if positioned:
+            timeline = positioned_timeline(list(range(len(keys))), positions, segments, int(keyframes["frames"]))
+        else:
+            timeline = build_timeline([Keyframe(i, k["kind"] == "original") for i, k in enumerate(keys)],
+                                      segments, spec)
         manifest = write_manifest(
             run_dir / STAGE, STAGE, config=record(config), engine=engine.identity(),
             upstream=sha256_file(run_dir / "keyframes" / "manifest.json"),
             inputs=[{"path": k["path"], "sha256": k["sha256"]} for k in keys],
             outputs=frames[len(keys):], frames=frames, timeline=timeline, fps=spec.fps, size=keyframes["size"],
-            hold=spec.hold, intervals=spec.intervals, loop=loop,
+            **({} if positioned else {"hold": spec.hold, "intervals": spec.intervals}), loop=loop,
         )
         store.prune()
     log.info("motion: %d frames in the timeline, %d unique; %s", len(timeline), len(frames), store.summary())

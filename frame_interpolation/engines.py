@@ -5,8 +5,9 @@
 - ``interpolate(a, b, times)``: ``a`` and ``b`` are RGB float32 (H, W, 3) in [0, 1];
   yields one frame of the same shape per time in (0, 1), in order, as a generator.
 
-Engines: ``flow`` (:mod:`frame_interpolation.flow`, the CPU default) and ``blend``
-(:mod:`frame_interpolation.blend`) need no weights; ``film``
+Engines: ``flow`` (:mod:`frame_interpolation.flow`, the CPU default), ``blend``
+(:mod:`frame_interpolation.blend`) and ``none`` (no motion: every frame was
+diffused) need no weights; ``film``
 (:mod:`frame_interpolation.film`) is imported only when asked for, so PyTorch is not
 needed for the others.
 """
@@ -18,6 +19,7 @@ from typing import Iterator, Protocol, Sequence
 import numpy as np
 
 from artwalk.engines import EngineRegistry, EngineSpec, ModelSlot
+from artwalk.errors import ConfigError
 
 
 class MotionEngine(Protocol):
@@ -28,10 +30,24 @@ class MotionEngine(Protocol):
     def interpolate(self, a: np.ndarray, b: np.ndarray, times: Sequence[float]) -> Iterator[np.ndarray]: ...
 
 
+class NoneEngine:
+    """No motion: for walks whose every frame was diffused (``--diffuse every``)."""
+
+    name = "none"
+
+    def identity(self) -> dict:
+        return {"engine": "none"}
+
+    def interpolate(self, a, b, times):
+        raise ConfigError("motion engine none makes no motion frames: use --motion-engine flow or film")
+
+
 ENGINES = EngineRegistry("motion", [
     EngineSpec("flow", "frame_interpolation.flow:FlowEngine",
                "bidirectional DIS optical flow, occlusion-aware warp and blend (classical, no weights)"),
     EngineSpec("blend", "frame_interpolation.blend:BlendEngine", "a plain cross-fade"),
+    EngineSpec("none", "frame_interpolation.engines:NoneEngine",
+               "no motion frames: for prompt walks whose every frame was diffused (--diffuse every)"),
     EngineSpec(
         "film", "frame_interpolation.film:FilmEngine", "FILM frame interpolation (our PyTorch network)",
         options=("model", "film_mode", "time_mode", "device", "dtype", "batch", "block_size", "block_overlap"),

@@ -1,7 +1,8 @@
 """``artwalk``: the walk in one process, its plan for full_pipeline.sh, and the models.
 
     artwalk run INPUT OUT [flags]                  plan, then the four stages
-    artwalk plan INPUT OUT [flags] [--stage-args FILE]
+    artwalk prompts SCHEDULE OUT [flags]           the same from a prompt schedule
+    artwalk plan [INPUT] OUT [flags] [--stage-args FILE]   (--prompts SCHEDULE instead of INPUT)
     artwalk models list | download NAME
 
 ``plan --stage-args FILE`` is how ``full_pipeline.sh`` learns what to run: FILE gets,
@@ -21,6 +22,8 @@ from artwalk import __version__
 from artwalk.cli import Parser, add_common_flags, run_cli
 from artwalk.fsutil import atomic_write_bytes
 from artwalk.runfolder import run_lock
+from pipeline import inspire_cmd
+from pipeline import schedule_cmd
 from pipeline.walk import add_walk_flags, plan_walk, run_walk, write_walk_json
 
 log = logging.getLogger("artwalk")
@@ -67,11 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_walk_flags(r)
     add_common_flags(r)
     r.set_defaults(func=run_walk)
+    pr = sub.add_parser("prompts", help="render a prompt schedule into a walk video (all four stages)",
+                        description="Render a prompt schedule ('0: a corgi' / '60: a lion') into a walk video in "
+                        "OUT: text to image at each keyframe's frame, diffused in-betweens as --diffuse says, "
+                        "motion for the rest, upscaling, encode. Same stages, caches and checks as `artwalk run`.")
+    add_walk_flags(pr, source="prompts")
+    add_common_flags(pr)
+    pr.set_defaults(func=run_walk)
     pl = sub.add_parser("plan", help="check a walk, state its engines, frames and disk; write OUT/walk.json",
                         description="Check everything the walk needs, log the preset and plan lines and write "
                         "OUT/walk.json; print the keyframe, motion and upscale engine names on stdout. Writes "
                         "nothing when a check fails.")
-    add_walk_flags(pl)
+    add_walk_flags(pl, source="either")
     pl.add_argument("--stage-args", type=Path, metavar="FILE",
                     help="write each stage's arguments to FILE, NUL-separated (used by full_pipeline.sh)")
     add_common_flags(pl)
@@ -94,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "when no checksum is pinned")
     add_common_flags(md)
     md.set_defaults(func=models_download)
+    inspire_cmd.add_command(sub)
+    schedule_cmd.add_command(sub)
     return p
 
 

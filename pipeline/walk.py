@@ -2,8 +2,10 @@
 
 ::
 
-    artwalk run INPUT OUT [flags]     plan, then the four stages in this process
-    artwalk plan INPUT OUT [flags]    plan only (full_pipeline.sh then runs each stage)
+    artwalk run INPUT OUT [flags]          plan, then the four stages in this process
+    artwalk prompts SCHEDULE OUT [flags]   the same, with keyframes from a prompt schedule
+    artwalk plan [INPUT] OUT [flags]       plan only (full_pipeline.sh then runs each stage);
+                                           --prompts SCHEDULE instead of INPUT
 
 The walk's flags are the stages' own, made from their config dataclasses (so their
 defaults live there, once): stage 1's ``--engine``/``--model`` (also spelt
@@ -39,10 +41,10 @@ from artwalk.config import add_flags, engine_option_names, engine_options, flag_
 from artwalk.devices import cuda_available
 from artwalk.errors import ConfigError, InputError
 from artwalk.fsutil import atomic_write_json, check_writable, free_bytes, human_bytes, sha256_file
-from artwalk.plan import WalkPlan, plan_walk as plan_numbers
+from artwalk.plan import WalkPlan, plan_counts, plan_walk as plan_numbers
 from artwalk.runfolder import MANIFEST, cache_key, check_layout, run_lock
 from artwalk.sizes import target_size
-from diffusion_models import KeyframeConfig
+from diffusion_models import KeyframeConfig, parse_density
 from frame_interpolation import MotionConfig
 from generate_videos import VideoConfig
 from pipeline.presets import REGISTRIES, Engines, resolve_preset
@@ -94,17 +96,32 @@ SHARED = {
 }
 
 
-def add_walk_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", type=Path, metavar="INPUT",
-                   help="folder of input images (natural order; other files are skipped)")
-    p.add_argument("output", type=Path, metavar="OUT", help="run folder to write (reruns resume and reuse work)")
+# Stage 1 and 2 settings that only one kind of walk has: left out of the other's command.
+PROMPT_ONLY = ("prompts", "frames", "diffuse", "guidance_schedule", "seed_schedule")
+IMAGE_ONLY = ("interpolation_steps", "no_originals", "outpaint", "prompts_csv", "outpaint_model", "fit",
+              "square_crop", "sec_interpolation", "sec_freeze", "loop", "prompt")
+
+
+def add_walk_flags(p: argparse.ArgumentParser, source: str = "images") -> None:
+    """The walk's flags. ``source``: images (INPUT OUT), prompts (SCHEDULE OUT), or
+    either ([INPUT] OUT, with --prompts instead of INPUT: ``artwalk plan``)."""
+    if source == "prompts":
+        p.add_argument("prompts", metavar="SCHEDULE",
+                       help="prompt schedule: a file of 'FRAME: prompt' lines, or that text itself "
+                       "(see `artwalk schedule`)")
+    else:
+        p.add_argument("input", type=Path, metavar="INPUT", nargs="?" if source == "either" else None,
+                       help="folder of input images (natural order; other files are skipped)")
+    p.add_argument("output", type=Path, metavar="OUT", nargs="?" if source == "either" else None,
+                   help="run folder to write (reruns resume and reuse work)")
+    skip = {"images": PROMPT_ONLY, "prompts": IMAGE_ONLY, "either": ()}[source]
     walk = p.add_argument_group("the walk")
     walk.add_argument("--preset", default="auto", choices=["auto", "cpu", "gpu"],
                       help="engine set: gpu (Kandinsky, FILM, Real-ESRGAN) or cpu (classical, no weights); auto "
                       "picks gpu when CUDA and the gpu engines are there (default auto); --engine, "
                       "--motion-engine and --upscale-engine override it per stage")
     walk.add_argument("--no-upscale", action="store_true", help="skip stage 3; encode the frames as they are")
-    seen: set[str] = set()
+    seen: set[str] = set(skip) | ({"prompts"} if source == "prompts" else set())
     for name, text in SHARED.items():  # in the walk's own words, as they serve several stages
         owner = next(s for s in STAGES if name in {f.name for f in dataclasses.fields(s.config)})
         add_flags(walk, owner.config, names=[name], seen=seen, helps={name: text})
@@ -114,11 +131,24 @@ def add_walk_flags(p: argparse.ArgumentParser) -> None:
                   helps=stage.helps)
 
 
+def walk_source(args: argparse.Namespace) -> None:
+    """``artwalk plan [INPUT] OUT``: with --prompts, the one folder given is OUT."""
+    inp, out, prompts = getattr(args, "input", None), args.output, getattr(args, "prompts", None)
+    if prompts is not None and out is None:
+        args.input, args.output = None, inp
+    elif prompts is not None and inp is not None:
+        raise ConfigError("give a folder of images (INPUT) or a prompt schedule (--prompts), not both")
+    elif prompts is None and (inp is None or out is None):
+        raise ConfigError("give INPUT and OUT (or --prompts SCHEDULE and OUT)")
+    if args.output is None:
+        raise ConfigError("give the run folder OUT")
+
+
 @dataclass
 class Walk:
     """A planned walk: the stages' configs, what the user gave each, the plan, the key."""
 
-    input_dir: Path
+    input_dir: Path | None  # None for a prompt walk
     run_dir: Path
     preset: str
     reason: str
@@ -145,7 +175,7 @@ class Walk:
         extra = (["--quiet"] if quiet else []) + (["--verbose"] if verbose else [])
         argv = {
             "keyframes": [*to_argv(KeyframeConfig, self.given["keyframes"]), *extra, "--",
-                          str(self.input_dir), str(self.run_dir)],
+                          *([] if self.input_dir is None else [str(self.input_dir)]), str(self.run_dir)],
             "motion": [*to_argv(MotionConfig, self.given["motion"]), *extra, "--", str(self.run_dir)],
             "upscale": [] if self.upscale is None else
             [*to_argv(UpscaleConfig, self.given["upscale"]), *extra, "--", str(self.run_dir)],
@@ -157,8 +187,13 @@ class Walk:
 
 def configure(args: argparse.Namespace) -> Walk:
     """The stages' configs from the walk's flags (each config checks its own values)."""
+    walk_source(args)
+    inp = getattr(args, "input", None)
     preset, engines, reason = resolve_preset(args.preset)
     values = {stage.name: given(args, stage.config, stage.dests) for stage in STAGES}
+    prompt_walk = values["keyframes"].get("prompts") is not None
+    if prompt_walk and parse_density(values["keyframes"].get("diffuse")) == "every":
+        values["motion"].setdefault("engine", "none")  # every frame is diffused: no motion to make
     progress = not getattr(args, "quiet", False)
     if args.no_upscale:  # stage 3's own flags would do nothing: say so rather than drop them
         dropped = [STAGES[2].flag(f) for f in values["upscale"] if f not in SHARED]
@@ -169,19 +204,20 @@ def configure(args: argparse.Namespace) -> Walk:
     if "engine" not in values["keyframes"]:
         model = values["keyframes"].get("model")
         values["keyframes"]["engine"] = engines.keyframes if model is None else \
-            KeyframeConfig(input_dir=args.input, run_dir=args.output, model=model).engine_name
+            KeyframeConfig(input_dir=inp, run_dir=args.output, model=model,
+                           prompts=values["keyframes"].get("prompts")).engine_name
     for stage in ("motion", "upscale"):
         values[stage].setdefault("engine", getattr(engines, stage))
     _route_shared(args, values)
-    keyframes = KeyframeConfig(input_dir=args.input, run_dir=args.output, progress=progress, **values["keyframes"])
+    keyframes = KeyframeConfig(input_dir=inp, run_dir=args.output, progress=progress, **values["keyframes"])
     engines = Engines(keyframes.engine_name, values["motion"]["engine"], values["upscale"]["engine"])
     motion = MotionConfig(run_dir=args.output, progress=progress, **values["motion"])
     upscale = None if args.no_upscale else UpscaleConfig(run_dir=args.output, progress=progress,
                                                          **values["upscale"])
     video = VideoConfig(run_dir=args.output, progress=progress, source="frames" if args.no_upscale else "upscaled",
                         **values["video"])
-    return Walk(Path(args.input), Path(args.output), preset, reason, engines, keyframes, motion, upscale, video,
-                values)
+    return Walk(None if inp is None else Path(inp), Path(args.output), preset, reason, engines, keyframes, motion,
+                upscale, video, values)
 
 
 def _route_shared(args: argparse.Namespace, values: dict[str, dict]) -> None:
@@ -221,19 +257,24 @@ def plan_walk(args: argparse.Namespace) -> Walk:
             REGISTRIES[stage.name].check(name, engine_options(config), stage.flag)
     kf = diffusion_models.check(walk.keyframes, announce=True)
     walk.keyframe_plan = kf
+    if walk.motion.engine == "none" and (kf.prompt_walk is None or kf.prompt_walk.density != "every"):
+        raise ConfigError("motion engine none makes no motion frames: it is for prompt walks with --diffuse every")
     walk.motion_engine = frame_interpolation.check(walk.motion)
     if walk.upscale is not None:
         walk.upscale_engine = super_resolution.check(walk.upscale)
     audio_s = generate_videos.check(walk.video, walk.motion.fps)
     video_path = walk.video.video_path.resolve()
-    if video_path.is_relative_to(walk.input_dir.resolve()):
+    if walk.input_dir is not None and video_path.is_relative_to(walk.input_dir.resolve()):
         raise ConfigError(f"{walk.video.video_path}: the video would be written inside the input folder, and its "
                           "contact sheet read back as an image; write it elsewhere")
 
     size = walk.keyframes.size
     upscaled = target_size(walk.upscale.target, *size) if walk.upscale is not None else None
     loop = walk.keyframes.loop or walk.motion.loop
-    walk.plan = plan_numbers(len(kf.images), kf.steps, walk.motion.spec, loop, size, upscaled)
+    if kf.prompt_walk is not None:
+        walk.plan = plan_counts(kf.prompt_walk.frames, kf.prompt_walk.unique_frames, walk.motion.fps, size, upscaled)
+    else:
+        walk.plan = plan_numbers(len(kf.images), kf.steps, walk.motion.spec, loop, size, upscaled)
     log.info("%s", walk.plan.describe(walk.run_dir))
     if audio_s is not None and audio_s + 1e-3 < walk.plan.duration_s:
         log.warning("warning: the soundtrack is %.1f s, shorter than the %.1f s video: the end will be silent",
@@ -246,6 +287,7 @@ def plan_walk(args: argparse.Namespace) -> Walk:
                          "free")
     walk.key = cache_key(
         images=[[p.name, h] for p, h in zip(kf.images, kf.hashes)], engines=vars(walk.engines),
+        prompts=None if kf.prompt_walk is None else [k.key for k in kf.prompt_walk.keyframes],
         settings={s.name: key_settings(c) for s, c in zip(STAGES, walk.configs) if c is not None},
         audio=sha256_file(walk.video.audio) if walk.video.audio is not None else None,
     )
@@ -263,7 +305,11 @@ def write_walk_json(walk: Walk) -> Path:
     path = walk.run_dir / "walk.json"
     atomic_write_json(path, {
         "artwalk": __version__, "preset": walk.preset, "engines": vars(walk.engines),
-        "input": str(walk.input_dir), "images": [p.name for p in walk.keyframe_plan.images],
+        "input": str(walk.input_dir) if walk.input_dir is not None else None,
+        "images": [p.name for p in walk.keyframe_plan.images],
+        "prompts": None if walk.keyframe_plan.prompt_walk is None else [
+            {"frame": k.frame, "prompt": k.text, "negative": k.negative, "seed": k.seed}
+            for k in walk.keyframe_plan.prompt_walk.keyframes],
         "settings": {s.name: record(c) for s, c in zip(STAGES, walk.configs) if c is not None},
         "audio": None if walk.video.audio is None else str(walk.video.audio),
         "format": walk.video.video_format, "video": str(walk.video.video_path),

@@ -131,7 +131,10 @@ def test_engine_options_are_checked():
     with pytest.raises(ConfigError, match="--strength"):
         create_engine("kandinsky", strength=1.5, device="cpu")
     with pytest.raises(ConfigError, match="no denoising step"):
-        create_engine("sd", steps=1, strength=0.5, device="cpu")
+        create_engine("kandinsky", steps=1, strength=0.5, device="cpu")
+    # sd's img2img always runs a step: one step at strength 0.5 (a turbo model) becomes two, one run.
+    assert create_engine("sd", steps=1, strength=0.5, device="cpu").img2img_steps == 2
+    assert create_engine("sd", steps=50, strength=0.6, device="cpu").img2img_steps == 50
     with pytest.raises(ConfigError, match="--cpu-offload"):
         create_engine("sd", cpu_offload=True, device="cpu")
     assert create_engine("sd", device="cpu").identity()["dtype"] == "float32"  # CPU default

@@ -186,6 +186,38 @@ def stable_diffusion_inpaint():
                                           requires_safety_checker=False)
 
 
+def stable_diffusion_xl():
+    """A tiny SDXL: two text towers side by side, pooled text and size conditioning."""
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=6 * 8 + EMBED, cross_attention_dim=2 * EMBED,
+    ).eval()
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        block_out_channels=[16, 16, 16, 16], in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+        layers_per_block=1, norm_num_groups=8,
+    ).eval()
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(_text_config()).eval()
+    torch.manual_seed(1)
+    text_encoder_2 = CLIPTextModelWithProjection(_text_config()).eval()
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       steps_offset=1, timestep_spacing="leading")
+    tok2 = tokenizer()
+    tok2.pad_token = "!"  # SDXL's second tokenizer pads with '!', as the real one does
+    return StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+                                     tokenizer=tokenizer(), tokenizer_2=tok2, unet=unet, scheduler=scheduler)
+
+
 def stable_unclip():
     import torch
     from diffusers import DDPMScheduler, StableUnCLIPImg2ImgPipeline
@@ -210,6 +242,7 @@ BUILDERS = {
     "kandinsky-inpaint": kandinsky_inpaint,
     "sd": stable_diffusion,
     "sd-inpaint": stable_diffusion_inpaint,
+    "sdxl": stable_diffusion_xl,
     "unclip": stable_unclip,
 }
 
