@@ -25,7 +25,7 @@ set -euo pipefail
 
 PYTHON="${PYTHON:-python}"
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
 
 input=""
 output=""
@@ -47,7 +47,11 @@ if [[ $# -gt 0 && "$1" != -* ]]; then
 fi
 while [[ $# -gt 0 ]]; do
     case "$1" in
-        -h|--help) usage; echo; "$PYTHON" -m pipeline run --help; exit 0 ;;
+        -h|--help)
+            usage; echo
+            if [[ " ${rest[*]-} $* " == *" --prompts"* ]]; then "$PYTHON" -m pipeline prompts --help
+            else "$PYTHON" -m pipeline run --help; fi
+            exit 0 ;;
         --input|--output)
             if [[ $# -lt 2 ]]; then fail "$1 needs a folder"; fi
             if [[ "$1" == --input ]]; then input="$2"; else output="$2"; fi

@@ -203,21 +203,33 @@ def previous_config(run_dir: Path, stage: str) -> dict | None:
         return None
 
 
+def keyframe_inputs(keyframes_manifest: dict) -> list[dict]:
+    """What stage 2 records of the keyframes it read: path, hash, and frame where one is set."""
+    inputs = []
+    for entry in keyframes_manifest.get("outputs", []):
+        inputs.append({"path": entry.get("path"), "sha256": entry.get("sha256")})
+        if "frame" in entry:
+            inputs[-1]["frame"] = entry["frame"]
+    return inputs
+
+
 def check_frames_current(run_dir: Path, frames_manifest: dict) -> None:
     """Raise :class:`StageOrderError` when ``frames/`` was made from other keyframes than
     ``keyframes/`` lists now (stage 1 was rerun after stage 2), so that a later stage
     neither encodes an outdated walk nor reads keyframe units that stage 1 has pruned.
 
-    Compared by content (paths and hashes), so a stage-1 rerun that changed nothing passes.
-    A run folder without a keyframes manifest has nothing to compare with and passes.
+    Compared by content (paths, hashes and, for keyframes at explicit frames, their frames
+    and the walk's length), so a stage-1 rerun that changed nothing passes. A run folder
+    without a keyframes manifest has nothing to compare with and passes.
     """
     path = Path(run_dir) / "keyframes" / MANIFEST
     inputs = frames_manifest.get("inputs")
     if inputs is None or not path.is_file():
         return
-    current = [{"path": k.get("path"), "sha256": k.get("sha256")}
-               for k in read_manifest(run_dir, "keyframes").get("outputs", [])]
-    if inputs != current:
+    keyframes = read_manifest(run_dir, "keyframes")
+    length = keyframes.get("frames")  # a positioned walk's length (--frames)
+    moved = length is not None and length != len(frames_manifest.get("timeline", []))
+    if inputs != keyframe_inputs(keyframes) or moved:
         raise StageOrderError(
             f"{Path(run_dir) / 'frames'} is out of date: keyframes/ changed since it was made;"
             f" rerun `{STAGE_DIRS['frames']}` (it reuses unchanged segments)"

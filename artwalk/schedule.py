@@ -105,6 +105,7 @@ _BINARY: dict[str, Callable[[float, float], float]] = {
 }
 MAX_FRAME = 2**31 - 1  # no key beyond (a 24 fps video of almost three years)
 _MAX_NESTING = 64  # parentheses, signs and powers nested deeper are refused (no RecursionError)
+_MAX_OPERATORS = 256  # binary operators in one expression (the tree is that deep at worst)
 
 
 # ---------------------------------------------------------------- results
@@ -171,8 +172,10 @@ class PromptSchedule:
 
 def keyframe_seed(walk_seed: int, key: PromptKey) -> int:
     """A keyframe's seed in ``[0, 2**32)``, from the walk's seed and the key's text only (sha256):
-    the same prompt gets the same seed wherever it stands in the schedule."""
-    digest = hashlib.sha256(f"{walk_seed}\n{key.text}".encode("utf-8")).digest()
+    the same prompt gets the same seed wherever it stands in the schedule. Parts of weight 0
+    are left out (they have no effect, on the seed neither); the negative prompt is not in it."""
+    acting = PromptKey(key.frame, tuple(p for p in key.parts if p.weight != 0.0))
+    digest = hashlib.sha256(f"{walk_seed}\n{acting.text}".encode("utf-8")).digest()
     return int.from_bytes(digest[:4], "big")
 
 
@@ -412,6 +415,7 @@ class _Parser:
         self.src, self.pos, self.end = src, pos, end
         self.names, self.newlines, self.end_name = names, newlines, end_name
         self.depth = 0
+        self.operators = 0
         self._peeked: _Token | None = None
 
     # -- tokens
@@ -501,16 +505,24 @@ class _Parser:
     def expr(self) -> _Node:
         node = self.term()
         while self.is_op(self.peek(), "+", "-"):
-            tok = self.take()
+            tok = self.binary()
             node = _Binary(tok.text, node, self.term(), tok.pos)
         return node
 
     def term(self) -> _Node:
         node = self.factor()
         while self.is_op(self.peek(), "*", "/", "//", "%"):
-            tok = self.take()
+            tok = self.binary()
             node = _Binary(tok.text, node, self.factor(), tok.pos)
         return node
+
+    def binary(self) -> _Token:
+        """Take a binary operator, refusing an expression too long to evaluate."""
+        tok = self.take()
+        self.operators += 1
+        if self.operators > _MAX_OPERATORS:
+            raise self.src.found(tok.pos, f"more than {_MAX_OPERATORS} operators", "a shorter expression")
+        return tok
 
     def factor(self) -> _Node:
         tok = self.peek()
@@ -636,6 +648,9 @@ def _prompt(src: _Source, start: int, end: int) -> tuple[tuple[Part, ...], str]:
         else:
             current.append((c, pos, escaped))
     parts.append(_part(src, current, closer))
+    if not any(p.weight > 0 for p in parts):
+        raise src.found(chars[0][1] if chars else start, "no part with a positive weight",
+                        "at least one part with a weight above 0 (a negative weight is a negative prompt)")
     return tuple(parts), negative
 
 

@@ -81,7 +81,7 @@ def walk(engine, density: str, args, root: Path) -> dict:
     config = KeyframeConfig(prompts=SCHEDULE, run_dir=out, engine="sd", diffuse=density, width=width, height=height,
                             fps=24.0, progress=False)
     plan = KeyframePlan([], [], diffusion_models.ENGINES.get("sd"), engine, 0, [],
-                        prompt_walk=plan_prompts(config, engine.text_identity()))
+                        prompt_walk=plan_prompts(config, engine.text_identity(), engine.guidance))
     started = time.perf_counter()
     diffusion_models.run(config, plan=plan)
     keyframes_s = time.perf_counter() - started

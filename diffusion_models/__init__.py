@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,7 @@ from artwalk.config import engine_options, record, setting
 from artwalk.engines import EngineSpec
 from artwalk.errors import ConfigError, InputError
 from artwalk.fsutil import sha256_file
-from artwalk.timeline import DEFAULT_EASING, EASINGS
+from artwalk.timeline import DEFAULT_EASING, EASINGS, MAX_FPS
 from artwalk.images import list_images, load_image, read_frame
 from artwalk.progress import progress
 from artwalk.runfolder import UnitStore, cache_key, check_layout, run_lock, write_manifest
@@ -62,7 +63,8 @@ from diffusion_models import outpaint as outpainting
 from diffusion_models import prompt_walk
 from diffusion_models.conform import FIT_MODES, conform
 from diffusion_models.engines import ENGINES, KeyframeEngine, engine_for_model
-from diffusion_models.prompt_walk import PromptPlan, describe_density, parse_density, plan_prompts, run_prompts
+from diffusion_models.prompt_walk import PromptPlan, describe_density, negative_of, parse_density, plan_prompts, \
+    run_prompts
 from diffusion_models.prompts import prompt_for, read_prompts_csv
 
 log = logging.getLogger(__name__)
@@ -72,11 +74,15 @@ CONFORM_VERSION = 1  # bump when conform's output bytes change
 OUTPAINT_VERSION = 1  # bump when outpaint's geometry (mask, feather, composite) changes
 
 
+# The settings only a prompt walk has (an image walk refuses them).
+PROMPT_SETTINGS = ("prompts", "frames", "diffuse", "guidance_schedule", "seed_schedule")
+
+
 @dataclass(frozen=True)
 class KeyframeConfig:
     input_dir: Path | None = setting(None, "folder of input images (natural order; other files are skipped)",
                                      cli=False)
-    run_dir: Path = setting(None, "run folder to write (OUT)", cli=False)
+    run_dir: Path | None = setting(None, "run folder to write (OUT)", cli=False)
     prompts: str | None = setting(None, "a prompt walk: a schedule file, or its text ('0: a corgi\\n60: a lion'), "
                                   "instead of INPUT (see `artwalk schedule`)", metavar="FILE|TEXT")
     frames: int | None = setting(None, "prompt walks: the walk's length in frames, max_f in the schedule (default "
@@ -102,7 +108,8 @@ class KeyframeConfig:
                                  "--model belongs to)", choices=ENGINES.names)
     interpolation_steps: int = setting(5, "S: in-between artworks generated per pair of images (engine none "
                                        "makes none)", flags=("--interpolation_steps", "-S"), metavar="S")
-    seed: int = setting(0, "walk seed; each pair's seed derives from it and the pair's contents")
+    seed: int = setting(0, "walk seed; each pair's seed derives from it and the pair's contents (prompt walks: "
+                        "each keyframe's, from it and the prompt's text)")
     loop: bool = setting(False, "also walk from the last image back to the first")
     no_originals: bool = setting(False, "leave the originals out; keep only the in-betweens",
                                  flags=("--no_originals",))
@@ -151,6 +158,8 @@ class KeyframeConfig:
         check_side("--h", self.height)
         if self.interpolation_steps < 0:
             raise ConfigError(f"--interpolation_steps must be 0 or more, got {self.interpolation_steps}")
+        if not (math.isfinite(self.fps) and 0 < self.fps <= MAX_FPS):
+            raise ConfigError(f"--fps must be a number in (0, {MAX_FPS:g}], got {self.fps}")
         if self.prompts is None:
             given = [flag for flag, value in (("--diffuse", self.diffuse), ("--frames", self.frames),
                                               ("--guidance-schedule", self.guidance_schedule),
@@ -271,16 +280,17 @@ def check(config: KeyframeConfig, announce: bool | None = None) -> KeyframePlan:
     if announce is None:
         announce = not (Path(config.run_dir) / "walk.json").is_file()
     name = config.engine_name
-    if config.prompts is not None and "text2image" not in ENGINES.get(name).features:
-        raise ConfigError(f"a prompt walk makes its keyframes from text: engine '{name}' cannot; use --engine "
-                          f"{' or '.join(n for n, s in ENGINES.specs.items() if 'text2image' in s.features)}")
+    if config.prompts is not None:
+        _check_text2image(name)
     engine = ENGINES.create_for(config, name)  # checks the options' values; loads no model yet
     spec = ENGINES.check_config(config, name, outpaint=config.outpaint)  # are the weights here?
     if config.prompts is not None:
         check_layout(config.run_dir)
-        walk = plan_prompts(config, engine.text_identity())
+        walk = plan_prompts(config, engine.text_identity(), engine.guidance)
         return KeyframePlan([], [], spec, engine, 0, [], prompt_walk=walk)
     steps = config.interpolation_steps if "inbetweens" in spec.features else 0
+    if steps:
+        engine.check_image_walk()
     if config.no_originals and not steps:
         raise ConfigError("--no_originals leaves nothing to show without in-betweens (S = 0)")
     if config.outpaint and "outpaint" not in spec.features:
@@ -445,20 +455,25 @@ def _walk_order(config: KeyframeConfig, plan: KeyframePlan, originals: list[tupl
 # ---------------------------------------------------------------------------------------------
 # The two operations of a prompt walk, for callers that hold conditionings (the studio)
 
-_ENGINES: dict[str, KeyframeEngine] = {}
+_LAST_ENGINE: list = []  # [(options tag, engine)]: the last engine made, kept with its models loaded
 
 
 def _text_engine(settings: KeyframeConfig) -> KeyframeEngine:
-    """The engine of ``settings``, made once per process for the same options."""
+    """The engine of ``settings``: the one made last when the options are the same (its models
+    stay loaded between calls), else a new one, which replaces it."""
     name = settings.engine_name
-    if "text2image" not in ENGINES.get(name).features:
-        raise ConfigError(f"engine '{name}' makes no images from text; use --engine sd or kandinsky")
-    options = engine_options(settings)
-    tag = json.dumps([name, options], sort_keys=True, default=str)
-    if tag not in _ENGINES:
+    _check_text2image(name)
+    tag = json.dumps([name, engine_options(settings)], sort_keys=True, default=str)
+    if not _LAST_ENGINE or _LAST_ENGINE[0][0] != tag:
         ENGINES.check_config(settings, name)
-        _ENGINES[tag] = ENGINES.create_for(settings, name)
-    return _ENGINES[tag]
+        _LAST_ENGINE[:] = [(tag, ENGINES.create_for(settings, name))]
+    return _LAST_ENGINE[0][1]
+
+
+def _check_text2image(name: str) -> None:
+    if "text2image" not in ENGINES.get(name).features:
+        raise ConfigError(f"a prompt walk makes its keyframes from text: engine '{name}' cannot; use --engine "
+                          f"{' or '.join(n for n, s in ENGINES.specs.items() if 'text2image' in s.features)}")
 
 
 def keyframe_from_prompt(prompt: str, settings: KeyframeConfig):
@@ -469,8 +484,8 @@ def keyframe_from_prompt(prompt: str, settings: KeyframeConfig):
     The seed derives from ``settings.seed`` and the prompt's text, as in a prompt walk."""
     key = parse_prompt(prompt)
     engine = _text_engine(settings)
-    negative = ", ".join(n for n in (settings.negative_prompt, key.negative) if n)
-    cond = engine.conditioning(key.parts, negative, keyframe_seed(settings.seed, key), None, settings.size)
+    cond = engine.conditioning(key.parts, negative_of(settings.negative_prompt, key), keyframe_seed(settings.seed, key),
+                               None, settings.size)
     return engine.render(cond), cond
 
 

@@ -11,7 +11,7 @@ from artwalk.cli import Parser, add_common_flags, add_keep_settings_flag, artwal
 from artwalk.config import add_flags, engine_option_names, from_args
 from artwalk.errors import ConfigError
 from artwalk.runfolder import previous_config
-from diffusion_models import STAGE, KeyframeConfig, run
+from diffusion_models import PROMPT_SETTINGS, STAGE, KeyframeConfig, run
 
 
 def build_parser(prog: str = "python -m diffusion_models") -> argparse.ArgumentParser:
@@ -44,11 +44,15 @@ def build_parser(prog: str = "python -m diffusion_models") -> argparse.ArgumentP
 def config_from_args(args: argparse.Namespace) -> KeyframeConfig:
     inp, out = artwalks_paths(args)
     inp, out = inp or args.input, out or args.output
-    if getattr(args, "prompts", None) is not None and out is None:  # --prompts SCHEDULE OUT
-        inp, out = None, inp
-    elif inp is None or out is None:
+    if out is None and inp is not None:  # one folder: OUT of a prompt walk (--prompts, or kept settings)
+        kept = previous_config(inp, STAGE) if args.keep_settings else None
+        if getattr(args, "prompts", None) is not None or (kept or {}).get("prompts") is not None:
+            inp, out = None, inp
+    if out is None:
         raise ConfigError("give INPUT and OUT folders (or --input_path/--folder_name, or --prompts SCHEDULE OUT)")
     base = previous_config(out, STAGE) if args.keep_settings else None
+    if base is not None and inp is not None:  # an image walk now: the kept prompt-walk settings do not apply
+        base = {k: v for k, v in base.items() if k not in PROMPT_SETTINGS}
     return from_args(KeyframeConfig, args, base=base, input_dir=inp, run_dir=out, progress=not args.quiet)
 
 

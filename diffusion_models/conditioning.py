@@ -108,16 +108,18 @@ def _metadata(data: bytes) -> dict:
     return json.loads(data[8 : 8 + size]).get("__metadata__", {})
 
 
-def split_weights(parts) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
-    """Composable parts (text, weight) -> (positive, negative): a weight of 0 is dropped,
-    a negative weight moves the part to the negative side with its magnitude."""
+def split_weights(parts, negative: str = "") -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """Composable parts (with ``.text``, ``.weight``) and a negative prompt -> the positive and
+    the negative terms as (text, weight): a weight of 0 is dropped, a negative weight moves
+    the part to the negative side with its magnitude, after the negative prompt (weight 1)."""
     positive = [(p.text, float(p.weight)) for p in parts if p.weight > 0]
-    negative = [(p.text, -float(p.weight)) for p in parts if p.weight < 0]
-    return positive, negative
+    negatives = ([(negative, 1.0)] if negative else []) + [(p.text, -float(p.weight)) for p in parts if p.weight < 0]
+    return positive, negatives
 
 
 def pad_tokens(x, length: int, chunk):
-    """A sequence tensor (1, n, D) padded to ``length`` tokens with empty chunks."""
+    """A sequence tensor (1, n, D) padded to ``length`` tokens with empty chunks (an all-zero
+    sequence, SDXL's unconditional one, with zeros)."""
     import torch
 
     n = x.shape[1]
@@ -125,7 +127,8 @@ def pad_tokens(x, length: int, chunk):
         return x
     if n > length or (length - n) % chunk.shape[1]:
         raise ValueError(f"cannot pad {n} tokens to {length}")
-    return torch.cat([x, *([chunk.to(x.dtype)] * ((length - n) // chunk.shape[1]))], dim=1)
+    fill = chunk.to(x.dtype) if x.any() else torch.zeros_like(chunk, dtype=x.dtype)
+    return torch.cat([x, *([fill] * ((length - n) // chunk.shape[1]))], dim=1)
 
 
 def _mix_tensors(a: dict, b: dict, pad: dict, t: float) -> dict:

@@ -16,8 +16,10 @@ added. An engine has:
   the cache key of every outpainted original;
 - prompt walks: ``conditioning(parts, negative, seed, guidance, size)``, a keyframe's
   :class:`~diffusion_models.conditioning.Conditioning` (``guidance`` None: the
-  engine's); ``render(conditioning)``, its W x H image; ``text_identity()``, what
-  changes those bytes.
+  engine's ``guidance``); ``render(conditioning)``, its W x H image;
+  ``text_identity()``, what changes those bytes;
+- ``check_image_walk()``: raises one line when the engine's model cannot make
+  in-betweens of images (an SDXL checkpoint for ``sd``), before any work.
 
 What an engine can do is on its registry row (``features``): ``inbetweens``,
 ``prompts`` (``--prompts-csv``), ``outpaint``, ``text2image`` (prompt walks). The
@@ -62,6 +64,8 @@ class KeyframeEngine(Protocol):
 
     def outpaint(self, canvas: np.ndarray, region: np.ndarray, seed: int, prompt: str | None = None) -> np.ndarray: ...
 
+    def check_image_walk(self) -> None: ...
+
 
 class NoneEngine:
     """No model: the walk's keyframes are the conformed originals only."""
@@ -79,6 +83,9 @@ class NoneEngine:
 
     def outpaint(self, canvas, region, seed, prompt=None):
         raise ConfigError("--outpaint needs a diffusion engine; for a classical fill use --fit contain-blur")
+
+    def check_image_walk(self) -> None:
+        pass
 
 
 _RUNTIME = ("device", "dtype", "attention_slicing", "cpu_offload", "progress")

@@ -47,8 +47,8 @@ from artwalk.devices import generator
 from artwalk.errors import ConfigError
 from artwalk.models import model_source
 from diffusion_models.engines import ENGINES
-from diffusion_models.runtime import Pipelines, Runtime, check_range, crop_to, pad_to, padded_size, to_numpy, \
-    to_tensor, to_uint8_pil
+from diffusion_models.runtime import Pipelines, Runtime, check_range, crop_to, deterministic, pad_to, padded_size, \
+    to_numpy, to_tensor, to_uint8_pil
 from diffusion_models.slerp import slerp
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ class KandinskyEngine:
                        None)
         self._negative = None
         self._texts: dict[tuple[str, int], dict] = {}
+        self._text_scheduler = None
 
     # --- identity -------------------------------------------------------------------------
 
@@ -229,10 +230,14 @@ class KandinskyEngine:
             latents = scheduler.step(pred, t, latents, generator=gen).prev_sample
         return latents
 
+    def check_image_walk(self) -> None:
+        pass
+
     # --- prompt keyframes (text to image) ------------------------------------------------------
 
     def text_identity(self) -> dict:
-        return {"engine": self.name, "decoder": model_source(self.decoder_model)[0],
+        """What changes a prompt keyframe's bytes (the decoder runs DDIM there: deterministic steps)."""
+        return {"engine": self.name, "decoder": model_source(self.decoder_model)[0], "sampler": "deterministic",
                 "prior": model_source(self.prior_model)[0], "steps": self.steps, "prior_steps": PRIOR_STEPS,
                 "prior_guidance": PRIOR_GUIDANCE, **self.rt.identity()}
 
@@ -271,9 +276,7 @@ class KandinskyEngine:
         """A prompt keyframe's :class:`~diffusion_models.conditioning.Conditioning`."""
         from diffusion_models.conditioning import Conditioning, Term, split_weights
 
-        positive, negative_parts = split_weights(parts)
-        if negative:
-            negative_parts = [(negative, 1.0)] + negative_parts
+        positive, negative_parts = split_weights(parts, negative)
         prior = self.pipes.get("prior_text")
         zero = prior.get_zero_embed(1, device=prior._execution_device).float().cpu()
         return Conditioning(
@@ -297,7 +300,9 @@ class KandinskyEngine:
         from diffusion_models.conditioning import batch, layout
 
         decoder = self.decoder
-        unet, scheduler = decoder.unet, decoder.scheduler
+        if self._text_scheduler is None:  # the image walks' scheduler stays as it is
+            self._text_scheduler = deterministic(type(decoder.scheduler).from_config(decoder.scheduler.config))
+        unet, scheduler = decoder.unet, self._text_scheduler
         device, dtype = decoder._execution_device, unet.dtype
         width, height = cond.size
         lay = layout(cond)

@@ -45,7 +45,7 @@ from artwalk.errors import ConfigError
 from artwalk.progress import progress
 from artwalk.runfolder import UnitStore, cache_key
 from artwalk.schedule import PromptSchedule, keyframe_seed, parse_numeric, read_prompts
-from artwalk.timeline import gap_times
+from artwalk.timeline import MAX_SECONDS, gap_times
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class PromptKeyframe:
     text: str  # the line's prompt, as written
     negative: str  # the walk's --negative and the line's --neg, joined
     seed: int
-    guidance: float | None  # None: the engine's
+    guidance: float  # --guidance-schedule's at its frame, else the engine's
     key: str = ""
 
 
@@ -84,7 +84,7 @@ class PromptSegment:
     b: int
     frames: list[int]  # the diffused in-betweens' frames
     fractions: list[float]
-    guidances: list[float | None]
+    guidances: list[float]
 
 
 @dataclass
@@ -107,29 +107,44 @@ class PromptPlan:
         return self.keyframes[-1].frame - self.keyframes[0].frame + 1
 
 
-def plan_prompts(config, identity: dict) -> PromptPlan:
-    """Parse the schedule and every numeric schedule; place keyframes and in-betweens."""
+def negative_of(walk_negative: str | None, key) -> str:
+    """A keyframe's negative prompt: the walk's ``--negative`` and the line's ``--neg``, joined."""
+    return ", ".join(n for n in (walk_negative, key.negative) if n)
+
+
+def plan_prompts(config, identity: dict, guidance: float) -> PromptPlan:
+    """Parse the schedule and every numeric schedule; place keyframes and in-betweens.
+    ``identity``: the engine's text identity; ``guidance``: its guidance, where no
+    ``--guidance-schedule`` says otherwise."""
     schedule = read_prompts(config.prompts, fps=config.fps, max_frames=config.frames)
     frames = config.frames if config.frames is not None else schedule.last_frame + 1
     if frames <= schedule.last_frame:
         raise ConfigError(f"--frames {frames} ends before the schedule's last keyframe (frame "
                           f"{schedule.last_frame}); give at least {schedule.last_frame + 1}")
-    guidance = seeds = None
+    if frames > MAX_SECONDS * config.fps:
+        raise ConfigError(f"a prompt walk of {frames} frames is over {MAX_SECONDS / 3600:g} hour at {config.fps:g} "
+                          "fps; split it into several walks")
+    guidances = [float(guidance)] * frames
     if config.guidance_schedule:
-        guidance = parse_numeric(config.guidance_schedule, fps=config.fps, max_frames=frames,
-                                 source="--guidance-schedule").values(frames, config.seed)
+        guidances = parse_numeric(config.guidance_schedule, fps=config.fps, max_frames=frames,
+                                  source="--guidance-schedule").values(frames, config.seed)
+        bad = next((f for f, g in enumerate(guidances) if not 0.0 <= g <= 100.0), None)
+        if bad is not None:
+            raise ConfigError(f"--guidance-schedule gives {guidances[bad]:g} at frame {bad}; guidance must be in "
+                              "[0, 100]")
+    seeds = None
     if config.seed_schedule:
         seeds = parse_numeric(config.seed_schedule, fps=config.fps, max_frames=frames,
                               source="--seed-schedule").values(frames, config.seed)
     keyframes = []
     for k in schedule.keys:
-        negative = ", ".join(n for n in (config.negative_prompt, k.negative) if n)
         seed = int(seeds[k.frame]) % 2**32 if seeds is not None else keyframe_seed(config.seed, k)
-        keyframes.append(PromptKeyframe(k.frame, list(k.parts), k.text, negative, seed,
-                                        None if guidance is None else guidance[k.frame]))
-    for kf in keyframes:
-        kf.key = cache_key(kind="prompt", parts=[[p.text, p.weight] for p in kf.parts], negative=kf.negative,
-                           seed=kf.seed, guidance=kf.guidance, size=list(config.size), engine=identity)
+        keyframes.append(PromptKeyframe(k.frame, list(k.parts), k.text, negative_of(config.negative_prompt, k), seed,
+                                        guidances[k.frame]))
+    for kf in keyframes:  # weight-0 parts change nothing, so they are not in the key either
+        kf.key = cache_key(kind="prompt", parts=[[p.text, p.weight] for p in kf.parts if p.weight != 0.0],
+                           negative=kf.negative, seed=kf.seed, guidance=kf.guidance, size=list(config.size),
+                           engine=identity)
     density = parse_density(config.diffuse)
     plan = PromptPlan(schedule, frames, density, keyframes)
     for i in range(len(keyframes) - 1):
@@ -143,8 +158,7 @@ def plan_prompts(config, identity: dict) -> PromptPlan:
             n = min(density, length - 1)
             at = [p + round(j * length / (n + 1)) for j in range(1, n + 1)]
             fractions = [(f - p) / length for f in at]
-        plan.segments.append(PromptSegment(i, i + 1, at, fractions,
-                                           [None if guidance is None else guidance[f] for f in at]))
+        plan.segments.append(PromptSegment(i, i + 1, at, fractions, [guidances[f] for f in at]))
     return plan
 
 

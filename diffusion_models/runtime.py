@@ -170,6 +170,26 @@ def model_index(model: str) -> dict:
         return {}
 
 
+# Schedulers that draw fresh noise at every step, and their deterministic counterparts. A
+# prompt walk's in-between at t is rendered from a mix of two keyframes' conditionings; with
+# per-step noise from one keyframe's seed or the other's, the frames would jump where the
+# seed changes. Without it, a frame is a smooth function of t.
+_DETERMINISTIC = {"DDPMScheduler": "DDIMScheduler", "EulerAncestralDiscreteScheduler": "EulerDiscreteScheduler",
+                  "KDPM2AncestralDiscreteScheduler": "KDPM2DiscreteScheduler"}
+
+
+def deterministic(scheduler):
+    """``scheduler``, or the deterministic scheduler of the same family built from its config."""
+    name = _DETERMINISTIC.get(type(scheduler).__name__)
+    if name is None:
+        return scheduler
+    import diffusers
+
+    log.info("prompt walk: %s draws noise at every step; using %s so the in-betweens move smoothly",
+             type(scheduler).__name__, name)
+    return getattr(diffusers, name).from_config(scheduler.config)
+
+
 def check_range(option: str, value: float, low: float, high: float, low_open: bool = False) -> None:
     ok = (value > low if low_open else value >= low) and value <= high
     if not ok:

@@ -36,10 +36,11 @@ import numpy as np
 import torch
 
 from artwalk.devices import generator
+from artwalk.errors import ConfigError
 from artwalk.models import model_settings, model_source
 from diffusion_models.engines import ENGINES
 from diffusion_models.runtime import (
-    Pipelines, Runtime, check_range, crop_to, pad_to, padded_size, to_tensor, to_uint8_pil,
+    Pipelines, Runtime, check_range, crop_to, deterministic, model_index, pad_to, padded_size, to_tensor, to_uint8_pil,
 )
 from diffusion_models.slerp import slerp
 
@@ -117,6 +118,13 @@ class SDFamilyEngine:
         """The subclass's own settings that change output bytes."""
         return {}
 
+    def check_image_walk(self) -> None:
+        """Image walks load ``PIPELINE`` from the model: an SDXL checkpoint is for prompt walks."""
+        index = model_index(self.model)
+        if "XL" in str(index.get("_class_name", "")):
+            raise ConfigError(f"--model {self.model}: an SDXL checkpoint ({index['_class_name']}) makes prompt "
+                              "walks (artwalk prompts); an image walk with engine sd needs an SD 1.x or 2.x one")
+
     def identity(self) -> dict:
         return {"engine": self.name, "model": model_source(self.model)[0], "steps": self.steps,
                 "guidance": self.guidance, "prompt": self.prompt, "negative_prompt": self.negative_prompt,
@@ -150,6 +158,7 @@ class SDFamilyEngine:
 
                 cls = getattr(diffusers, scheduler.pop("class"))
                 pipe.scheduler = cls.from_config(pipe.scheduler.config, **scheduler)
+            pipe.scheduler = deterministic(pipe.scheduler)
             self._t2i = SDText(pipe, self.steps, self.rt)
         return self._t2i
 

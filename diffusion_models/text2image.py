@@ -98,9 +98,7 @@ class SDText:
                      identity: dict) -> Conditioning:
         """A keyframe's conditioning: its composable ``parts`` ((text, weight) items with
         ``.text``/``.weight``), the negative prompt, the seeded noise."""
-        positive, negative_parts = split_weights(parts)
-        if negative:
-            negative_parts = [(negative, 1.0)] + negative_parts
+        positive, negative_parts = split_weights(parts, negative)
         empty = self.encode("")
         uncond = empty
         if self.xl and self.pipe.config.get("force_zeros_for_empty_prompt", False):
@@ -125,7 +123,7 @@ class SDText:
     def render(self, cond: Conditioning) -> np.ndarray:
         """The W x H RGB image of ``cond``: float32 (H, W, 3) in [0, 1]."""
         pipe = self.pipe
-        unet, scheduler, vae = pipe.unet, pipe.scheduler, pipe.vae
+        unet, scheduler = pipe.unet, pipe.scheduler
         width, height = cond.size
         pw, ph = padded_size(width, height, self.multiple)
         device, dtype = pipe._execution_device, unet.dtype
@@ -146,9 +144,19 @@ class SDText:
                 x = scheduler.scale_model_input(x, t)
                 eps = unet(x, t, encoder_hidden_states=embeds, return_dict=False, **extra)[0]
                 latents = scheduler.step(lay.combine(eps), t, latents, generator=steps_gen, return_dict=False)[0]
-            if vae.dtype == torch.float16 and vae.config.get("force_upcast", False):
-                vae.to(torch.float32)
-            latents = latents.to(vae.dtype) / vae.config.scaling_factor
-            image = vae.decode(latents, return_dict=False)[0]
+            image = self.decode(latents)
         pipe.maybe_free_model_hooks()
         return crop_to(to_numpy(image), width, height)
+
+    def decode(self, latents):
+        """The VAE's image of ``latents``, in float32 for a float16 VAE that needs it (SDXL's
+        overflows in float16: ``force_upcast``), cast back afterwards."""
+        vae = self.pipe.vae
+        upcast = vae.dtype == torch.float16 and vae.config.get("force_upcast", False)
+        if upcast:
+            vae.to(torch.float32)
+        try:
+            return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        finally:
+            if upcast:
+                vae.to(torch.float16)

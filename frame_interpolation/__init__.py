@@ -45,7 +45,7 @@ from artwalk.errors import ConfigError, StageOrderError
 from artwalk.fsutil import sha256_file
 from artwalk.images import read_frame
 from artwalk.progress import progress
-from artwalk.runfolder import UnitStore, cache_key, read_manifest, run_lock, write_manifest
+from artwalk.runfolder import UnitStore, cache_key, keyframe_inputs, read_manifest, run_lock, write_manifest
 from artwalk.timeline import DEFAULT_EASING, EASINGS, Keyframe, TimelineSpec, build_timeline, gap_times, \
     positioned_timeline
 from frame_interpolation.engines import ENGINES, MotionEngine
@@ -130,6 +130,7 @@ def run(config: MotionConfig, engine: MotionEngine | None = None) -> MotionResul
         loop = (config.loop or keyframes.get("loop", False)) and len(keys) > 1 and not positioned
         joins = [(i, i + 1) for i in range(len(keys) - 1)] + ([(len(keys) - 1, 0)] if loop else [])
         if positioned:
+            _warn_unused(config, keyframes)
             positions = [int(k["frame"]) for k in keys]
             times = [gap_times(positions[j] - positions[i], spec.easing) for i, j in joins]
             log.info("motion: %d keyframe(s) at their frames, %d motion frame(s), %s easing, engine %s, %g fps",
@@ -166,7 +167,7 @@ def run(config: MotionConfig, engine: MotionEngine | None = None) -> MotionResul
         manifest = write_manifest(
             run_dir / STAGE, STAGE, config=record(config), engine=engine.identity(),
             upstream=sha256_file(run_dir / "keyframes" / "manifest.json"),
-            inputs=[{"path": k["path"], "sha256": k["sha256"]} for k in keys],
+            inputs=keyframe_inputs(keyframes),
             outputs=frames[len(keys):], frames=frames, timeline=timeline, fps=spec.fps, size=keyframes["size"],
             **({} if positioned else {"hold": spec.hold, "intervals": spec.intervals}), loop=loop,
         )
@@ -177,6 +178,19 @@ def run(config: MotionConfig, engine: MotionEngine | None = None) -> MotionResul
         motion_frames=len(frames) - len(keys), reused=store.reused, computed=store.computed,
         seconds=time.monotonic() - start,
     )
+
+
+def _warn_unused(config: MotionConfig, keyframes: dict) -> None:
+    """Say which settings keyframes at explicit frames leave unused, or read differently."""
+    unused = [flag for flag, name in (("--sec_interpolation", "sec_interpolation"), ("--sec_freeze", "sec_freeze"),
+                                      ("--loop", "loop"))
+              if getattr(config, name) != MotionConfig.__dataclass_fields__[name].default]
+    if unused:
+        log.warning("warning: %s do nothing here: the keyframes sit at their scheduled frames", ", ".join(unused))
+    made_at = (keyframes.get("config") or {}).get("fps")
+    if made_at is not None and float(made_at) != config.fps:
+        log.warning("warning: the keyframes were placed at %g fps (a schedule's seconds), the video is %g fps",
+                    float(made_at), config.fps)
 
 
 def _segment(engine, store: UnitStore, run_dir: Path, ka: dict, kb: dict, times: list[float], bar) -> tuple:

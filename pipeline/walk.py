@@ -44,7 +44,7 @@ from artwalk.fsutil import atomic_write_json, check_writable, free_bytes, human_
 from artwalk.plan import WalkPlan, plan_counts, plan_walk as plan_numbers
 from artwalk.runfolder import MANIFEST, cache_key, check_layout, run_lock
 from artwalk.sizes import target_size
-from diffusion_models import KeyframeConfig, parse_density
+from diffusion_models import PROMPT_SETTINGS, KeyframeConfig, parse_density
 from frame_interpolation import MotionConfig
 from generate_videos import VideoConfig
 from pipeline.presets import REGISTRIES, Engines, resolve_preset
@@ -97,9 +97,9 @@ SHARED = {
 
 
 # Stage 1 and 2 settings that only one kind of walk has: left out of the other's command.
-PROMPT_ONLY = ("prompts", "frames", "diffuse", "guidance_schedule", "seed_schedule")
+PROMPT_ONLY = PROMPT_SETTINGS
 IMAGE_ONLY = ("interpolation_steps", "no_originals", "outpaint", "prompts_csv", "outpaint_model", "fit",
-              "square_crop", "sec_interpolation", "sec_freeze", "loop", "prompt")
+              "square_crop", "sec_interpolation", "sec_freeze", "loop", "prompt", "strength", "noise_level")
 
 
 def add_walk_flags(p: argparse.ArgumentParser, source: str = "images") -> None:
@@ -192,8 +192,13 @@ def configure(args: argparse.Namespace) -> Walk:
     preset, engines, reason = resolve_preset(args.preset)
     values = {stage.name: given(args, stage.config, stage.dests) for stage in STAGES}
     prompt_walk = values["keyframes"].get("prompts") is not None
-    if prompt_walk and parse_density(values["keyframes"].get("diffuse")) == "every":
-        values["motion"].setdefault("engine", "none")  # every frame is diffused: no motion to make
+    if prompt_walk:  # what only an image walk reads would do nothing: say so rather than drop it
+        dropped = [stage.flag(f) for stage in STAGES for f in values[stage.name] if f in IMAGE_ONLY]
+        if dropped:
+            raise ConfigError(f"{', '.join(dict.fromkeys(dropped))}: for image walks; a prompt walk places its "
+                              "keyframes at their scheduled frames (see --diffuse and --frames)")
+        if parse_density(values["keyframes"].get("diffuse")) == "every":
+            values["motion"].setdefault("engine", "none")  # every frame is diffused: no motion to make
     progress = not getattr(args, "quiet", False)
     if args.no_upscale:  # stage 3's own flags would do nothing: say so rather than drop them
         dropped = [STAGES[2].flag(f) for f in values["upscale"] if f not in SHARED]
@@ -287,7 +292,9 @@ def plan_walk(args: argparse.Namespace) -> Walk:
                          "free")
     walk.key = cache_key(
         images=[[p.name, h] for p, h in zip(kf.images, kf.hashes)], engines=vars(walk.engines),
-        prompts=None if kf.prompt_walk is None else [k.key for k in kf.prompt_walk.keyframes],
+        prompts=None if kf.prompt_walk is None else {
+            "keyframes": [[k.frame, k.key] for k in kf.prompt_walk.keyframes], "frames": kf.prompt_walk.frames,
+            "segments": [[g.frames, g.fractions, g.guidances] for g in kf.prompt_walk.segments]},
         settings={s.name: key_settings(c) for s, c in zip(STAGES, walk.configs) if c is not None},
         audio=sha256_file(walk.video.audio) if walk.video.audio is not None else None,
     )
