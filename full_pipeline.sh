@@ -62,7 +62,9 @@ while [[ $# -gt 0 ]]; do
         *) rest+=("$1"); shift ;;
     esac
 done
-if [[ "$prompts" == 1 && -n "$input" ]]; then fail "give --input DIR or --prompts SCHEDULE, not both"; fi
+if [[ "$prompts" == 1 && -n "$input" ]]; then
+    fail "give images (--input DIR or the positional form) or --prompts SCHEDULE, not both"
+fi
 if [[ "$prompts" == 0 && -z "$input" ]]; then
     fail "give the images with --input DIR (or use the positional form), or a schedule with --prompts FILE"
 fi

@@ -436,6 +436,8 @@ def write_contact_sheet(run_dir: Path, path: Path) -> Path | None:
     except (StageOrderError, KeyError, TypeError, ValueError) as exc:
         log.warning("no contact sheet (%s)", exc)
         return None
+    if "frames" in manifest:  # a prompt walk: its schedule's keyframes, not every diffused frame
+        outputs = [e for e in outputs if e.get("kind") == "keyframe"]
     if not outputs:
         log.warning("no contact sheet (the keyframes manifest lists no keyframes)")
         return None
@@ -457,9 +459,12 @@ def write_contact_sheet(run_dir: Path, path: Path) -> Path | None:
         rgb = read_frame_u8(run_dir.joinpath(*rel.parts))
         thumb = cv2.resize(rgb, (THUMB_WIDTH, thumb_h), interpolation=cv2.INTER_AREA)
         sheet.paste(Image.fromarray(thumb), (x, y))
-        original = entry.get("kind") == "original"
-        name = " ".join(str(entry.get("source") or rel.name).split()) if original else "in-between"  # one line
-        label = _fit(draw, f"{i + 1}  {name}", font, THUMB_WIDTH - 4)
+        original = entry.get("kind") in ("original", "keyframe")
+        if entry.get("kind") == "keyframe":  # a prompt keyframe: its frame and prompt
+            head, name = f"{entry.get('frame')}:", str(entry.get("prompt", ""))
+        else:
+            head, name = f"{i + 1} ", str(entry.get("source") or rel.name) if original else "in-between"
+        label = _fit(draw, f"{head} {' '.join(name.split())}", font, THUMB_WIDTH - 4)  # one line
         draw.text((x + 2, y + thumb_h + 5), label, font=font,
                   fill=(235, 235, 235) if original else (150, 150, 150))  # fmt: skip
     save_png(path, np.asarray(sheet))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -84,6 +85,9 @@ def run_cli(main: Callable[[argparse.Namespace], object], parser: argparse.Argum
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume where it stopped", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout went away (`artwalk schedule ... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # and quiet at exit's flush too
+        return 0
     return 0
 
 

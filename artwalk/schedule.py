@@ -649,7 +649,7 @@ def _prompt(src: _Source, start: int, end: int) -> tuple[tuple[Part, ...], str]:
             current.append((c, pos, escaped))
     parts.append(_part(src, current, closer))
     if not any(p.weight > 0 for p in parts):
-        raise src.found(chars[0][1] if chars else start, "no part with a positive weight",
+        raise src.found(next((pos for c, pos, _ in chars if not c.isspace()), start), "no part with a positive weight",
                         "at least one part with a weight above 0 (a negative weight is a negative prompt)")
     return tuple(parts), negative
 

@@ -281,7 +281,7 @@ def check(config: KeyframeConfig, announce: bool | None = None) -> KeyframePlan:
         announce = not (Path(config.run_dir) / "walk.json").is_file()
     name = config.engine_name
     if config.prompts is not None:
-        _check_text2image(name)
+        check_text2image(name)
     engine = ENGINES.create_for(config, name)  # checks the options' values; loads no model yet
     spec = ENGINES.check_config(config, name, outpaint=config.outpaint)  # are the weights here?
     if config.prompts is not None:
@@ -462,7 +462,7 @@ def _text_engine(settings: KeyframeConfig) -> KeyframeEngine:
     """The engine of ``settings``: the one made last when the options are the same (its models
     stay loaded between calls), else a new one, which replaces it."""
     name = settings.engine_name
-    _check_text2image(name)
+    check_text2image(name)
     tag = json.dumps([name, engine_options(settings)], sort_keys=True, default=str)
     if not _LAST_ENGINE or _LAST_ENGINE[0][0] != tag:
         ENGINES.check_config(settings, name)
@@ -470,7 +470,7 @@ def _text_engine(settings: KeyframeConfig) -> KeyframeEngine:
     return _LAST_ENGINE[0][1]
 
 
-def _check_text2image(name: str) -> None:
+def check_text2image(name: str) -> None:
     if "text2image" not in ENGINES.get(name).features:
         raise ConfigError(f"a prompt walk makes its keyframes from text: engine '{name}' cannot; use --engine "
                           f"{' or '.join(n for n, s in ENGINES.specs.items() if 'text2image' in s.features)}")

@@ -127,6 +127,9 @@ def parse_every(every: str) -> Interval:
         raise ConfigError(f"--every {every!r}: give seconds like 2s or 2.5s, or a whole number of frames like 48")
     if interval.value <= 0:
         raise ConfigError(f"--every {every!r}: must be more than 0")
+    if interval.seconds and interval.value * 24 < 1:
+        raise ConfigError(f"--every {every!r}: under one frame at 24 fps, so prompts would share a frame; give at "
+                          "least 1/24 s, or frames (--every 1)")
     return interval
 
 
@@ -189,13 +192,20 @@ class PhraseDraw:
     def __init__(self, rng: random.Random) -> None:
         self.decks = {name: _Deck(cards, rng) for name, cards in phrase_lists().items()}
 
-    def subject(self) -> str:
-        return self.decks["subjects"].deal()
+    def subject(self, max_words: int | None = None) -> str:
+        """A drawn subject of at most ``max_words`` words (a subject is never cut)."""
+        deck = self.decks["subjects"]
+        for _ in range(len(deck.cards)):
+            subject = deck.deal()
+            if max_words is None or len(subject.split()) <= max_words:
+                return subject
+        raise ConfigError(f"--max-words {max_words} is shorter than every subject in the phrase list: raise it, or "
+                          "give a TOPIC")
 
     def compose(self, subject: str, max_words: int | None = None) -> str:
         """``subject, medium, style, light, palette``; with ``max_words``, only the whole parts
-        that fit (in that order), the subject cut to ``max_words`` if it alone is longer."""
-        words = subject.split()[:max_words]
+        that fit (in that order) after the whole subject."""
+        words = subject.split()
         chosen = [" ".join(words)]
         for name in PARTS:
             part = self.decks[name].deal()
@@ -288,7 +298,7 @@ def _magicprompt_prompts(generator: MagicPrompt, topic: str | None, n: int, seed
                          max_words: int, progress: bool) -> list[str]:
     prompts: list[str] = []
     for i in progress_bar(range(n), desc="inspire", enabled=progress, leave=False):
-        start = topic or draw.subject()
+        start = topic or draw.subject(max_words)
         text = (generator.continue_text(start, seed + i).splitlines() or [""])[0]
         prompt = clean_prompt(start + text, max_words)
         if not clean_prompt(text) or prompt == clean_prompt(start, max_words) or prompt in prompts:
@@ -358,11 +368,14 @@ def inspire(topics: list[str], n: int, seed: int = 0, engine: str = "auto", mode
     check_settings(n, max_words)
     name = choose_engine(engine, model)
     topic = topic_phrase(topics)
+    if topic and len(topic.split()) > max_words:
+        raise ConfigError(f"the topic has {len(topic.split())} words, more than --max-words {max_words}: raise it")
     draw = PhraseDraw(random.Random(seed))
     if name == "magicprompt":
         generator = MagicPrompt.load(model)
         return _magicprompt_prompts(generator, topic, n, seed, draw, max_words, progress)
     prompts: list[str] = []
     for _ in range(n):
-        prompts.append(_distinct(lambda: draw.compose(topic or draw.subject(), max_words), prompts, n, max_words))
+        prompts.append(_distinct(lambda: draw.compose(topic or draw.subject(max_words), max_words), prompts, n,
+                                 max_words))
     return prompts

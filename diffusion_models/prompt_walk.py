@@ -31,8 +31,9 @@ noises SLERPed) with the guidance of its frame:
   place in the segment; the motion stage fills the frames between them.
 
 Units: a keyframe is keyed by its prompt, negative, seed, guidance, size and the
-engine's identity; a segment by both keyframes' conditionings, its times and
-guidances. Editing one prompt recomputes its keyframe and its two segments only.
+engine's identity; a segment's in-betweens, in units of at most 12 frames, by both
+keyframes' conditionings, their times and guidances. Editing one prompt recomputes
+its keyframe and its two segments only.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from artwalk.timeline import MAX_SECONDS, gap_times
 log = logging.getLogger(__name__)
 
 COND_FILE = "conditioning.safetensors"
+CHUNK_FRAMES = 12  # diffused in-betweens per unit: what a killed run can lose
 DENSITIES = ("keyframes", "every")
 
 
@@ -147,6 +149,11 @@ def plan_prompts(config, identity: dict, guidance: float) -> PromptPlan:
                            engine=identity)
     density = parse_density(config.diffuse)
     plan = PromptPlan(schedule, frames, density, keyframes)
+    if isinstance(density, int):
+        room = min((b.frame - a.frame - 1 for a, b in zip(keyframes, keyframes[1:])), default=density)
+        if room < density:
+            log.warning("warning: --diffuse %d: the closest keyframes have room for %d frame(s) between them; those "
+                        "segments diffuse every frame", density, room)
     for i in range(len(keyframes) - 1):
         p, q = keyframes[i].frame, keyframes[i + 1].frame
         length = q - p
@@ -180,23 +187,25 @@ def run_prompts(config, plan: PromptPlan, engine, store: UnitStore, run_dir: Pat
                         "kind": "keyframe", "frame": kf.frame, "prompt": kf.text, "seed": kf.seed})
     bar = progress(total=plan.inbetweens, desc="in-betweens", enabled=config.progress and bool(plan.inbetweens))
     for seg in plan.segments:
-        key = cache_key(kind="prompt-segment", a=conds[seg.a], b=conds[seg.b], fractions=seg.fractions,
-                        guidances=seg.guidances, size=list(size), engine=engine.text_identity())
-        found = store.lookup(key)
-        if found is None:
-            a = _conditioning(store, plan.keyframes[seg.a].key, run_dir)
-            b = _conditioning(store, plan.keyframes[seg.b].key, run_dir)
-            with store.build(key, between=[plan.keyframes[seg.a].frame, plan.keyframes[seg.b].frame],
-                             frames=seg.frames) as unit:
-                for k, image in enumerate(interpolate(a, b, seg.fractions, engine, seg.guidances), start=1):
-                    unit.save_png(f"{k:06d}.png", image)
-                    bar.update()
-            found = unit.record
-        else:
-            bar.update(len(seg.frames))
-        outputs.extend({"path": store.relpath(key, f["name"], run_dir), "sha256": f["sha256"], "kind": "inbetween",
-                        "frame": frame, "t": t}
-                       for f, frame, t in zip(found["files"], seg.frames, seg.fractions))
+        ends = None
+        for lo in range(0, len(seg.frames), CHUNK_FRAMES):  # a unit per chunk: a killed run loses one at most
+            at, ts, gs = (x[lo : lo + CHUNK_FRAMES] for x in (seg.frames, seg.fractions, seg.guidances))
+            key = cache_key(kind="prompt-segment", a=conds[seg.a], b=conds[seg.b], fractions=ts, guidances=gs,
+                            size=list(size), engine=engine.text_identity())
+            found = store.lookup(key)
+            if found is None:
+                ends = ends or [_conditioning(store, plan.keyframes[i].key, run_dir) for i in (seg.a, seg.b)]
+                with store.build(key, between=[plan.keyframes[seg.a].frame, plan.keyframes[seg.b].frame],
+                                 frames=at) as unit:
+                    for k, image in enumerate(interpolate(*ends, ts, engine, gs), start=1):
+                        unit.save_png(f"{k:06d}.png", image)
+                        bar.update()
+                found = unit.record
+            else:
+                bar.update(len(at))
+            outputs.extend({"path": store.relpath(key, f["name"], run_dir), "sha256": f["sha256"],
+                            "kind": "inbetween", "frame": frame, "t": t}
+                           for f, frame, t in zip(found["files"], at, ts))
     bar.close()
     return sorted(outputs, key=lambda o: o["frame"])
 

@@ -130,7 +130,7 @@ def run(config: MotionConfig, engine: MotionEngine | None = None) -> MotionResul
         loop = (config.loop or keyframes.get("loop", False)) and len(keys) > 1 and not positioned
         joins = [(i, i + 1) for i in range(len(keys) - 1)] + ([(len(keys) - 1, 0)] if loop else [])
         if positioned:
-            _warn_unused(config, keyframes)
+            _check_positioned(config, keyframes)
             positions = [int(k["frame"]) for k in keys]
             times = [gap_times(positions[j] - positions[i], spec.easing) for i, j in joins]
             log.info("motion: %d keyframe(s) at their frames, %d motion frame(s), %s easing, engine %s, %g fps",
@@ -180,17 +180,18 @@ def run(config: MotionConfig, engine: MotionEngine | None = None) -> MotionResul
     )
 
 
-def _warn_unused(config: MotionConfig, keyframes: dict) -> None:
-    """Say which settings keyframes at explicit frames leave unused, or read differently."""
+def _check_positioned(config: MotionConfig, keyframes: dict) -> None:
+    """Keyframes at explicit frames: refuse another frame rate than the one that placed them
+    (a schedule's 2s would no longer be 2 s); say which settings do nothing here."""
+    made_at = (keyframes.get("config") or {}).get("fps")
+    if made_at is not None and float(made_at) != config.fps:
+        raise ConfigError(f"the keyframes were placed at {float(made_at):g} fps (a schedule's seconds), so the video "
+                          f"must be too: give --fps {float(made_at):g} (or rerun stage 1 with --fps {config.fps:g})")
     unused = [flag for flag, name in (("--sec_interpolation", "sec_interpolation"), ("--sec_freeze", "sec_freeze"),
                                       ("--loop", "loop"))
               if getattr(config, name) != MotionConfig.__dataclass_fields__[name].default]
     if unused:
         log.warning("warning: %s do nothing here: the keyframes sit at their scheduled frames", ", ".join(unused))
-    made_at = (keyframes.get("config") or {}).get("fps")
-    if made_at is not None and float(made_at) != config.fps:
-        log.warning("warning: the keyframes were placed at %g fps (a schedule's seconds), the video is %g fps",
-                    float(made_at), config.fps)
 
 
 def _segment(engine, store: UnitStore, run_dir: Path, ka: dict, kb: dict, times: list[float], bar) -> tuple:

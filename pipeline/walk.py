@@ -197,8 +197,11 @@ def configure(args: argparse.Namespace) -> Walk:
         if dropped:
             raise ConfigError(f"{', '.join(dict.fromkeys(dropped))}: for image walks; a prompt walk places its "
                               "keyframes at their scheduled frames (see --diffuse and --frames)")
-        if parse_density(values["keyframes"].get("diffuse")) == "every":
-            values["motion"].setdefault("engine", "none")  # every frame is diffused: no motion to make
+        if parse_density(values["keyframes"].get("diffuse")) == "every":  # every frame is diffused
+            if values["motion"].get("engine", "none") != "none":
+                raise ConfigError(f"--diffuse every leaves no frame to move: drop --motion-engine "
+                                  f"{values['motion']['engine']}")
+            values["motion"]["engine"] = "none"
     progress = not getattr(args, "quiet", False)
     if args.no_upscale:  # stage 3's own flags would do nothing: say so rather than drop them
         dropped = [STAGES[2].flag(f) for f in values["upscale"] if f not in SHARED]
@@ -256,6 +259,8 @@ def plan_walk(args: argparse.Namespace) -> Walk:
                     "very slowly")
     check_writable(walk.run_dir, "run folder")
     check_layout(walk.run_dir)
+    if walk.keyframes.prompts is not None:  # before its options: what a prompt walk needs first
+        diffusion_models.check_text2image(walk.engines.keyframes)
     for stage, config in zip(STAGES, walk.configs):  # in the walk's own spelling of the flags first
         if stage.name in REGISTRIES and config is not None:
             name = walk.engines.keyframes if stage.name == "keyframes" else config.engine

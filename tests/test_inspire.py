@@ -74,6 +74,11 @@ def test_max_words_cuts_and_refuses_when_too_few_for_distinct_prompts():
         assert topic == "a lighthouse" and rest and set(rest) <= every_part  # whole parts only
     with pytest.raises(ConfigError, match="--max-words"):
         lib.inspire(["a tall lighthouse"], 5, engine="phrases", max_words=2)
+    # A drawn subject is never cut to fit (to "a" or "an"): a limit under every subject is refused.
+    with pytest.raises(ConfigError, match="--max-words 1 is shorter than every subject"):
+        lib.inspire([], 2, engine="phrases", max_words=1)
+    for prompt in lib.inspire([], 8, engine="phrases", max_words=6, seed=3):
+        assert parts(prompt)[0] in lib.phrase_lists()["subjects"]
 
 
 def test_shipped_phrase_lists_are_sizeable_and_safe():
@@ -112,7 +117,7 @@ def test_schedule_text_in_seconds_and_frames():
     assert lib.schedule_text(prompts, "48") == "0: a\n48: b\n96: c\n144: d\n"
 
 
-@pytest.mark.parametrize("every", ["0s", "0", "-2s", "2", "abc", "2.5", "1e1s", "2 s", "inf", ""])
+@pytest.mark.parametrize("every", ["0s", "0", "-2s", "2", "abc", "2.5", "1e1s", "2 s", "inf", "", "0.01s"])
 def test_bad_every_is_one_line(every):
     if every == "2":
         assert lib.parse_every(every).key(3) == "6"

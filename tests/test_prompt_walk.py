@@ -286,6 +286,13 @@ def test_prompt_walk_into_a_video(models, tmp_path, kind, density):
     assert sum(e["kind"] == "inbetween" for e in keys["outputs"]) == diffused
     assert sum(e["kind"] == "motion" for e in unique) == 10 - diffused
     assert len(set(timeline)) == 13  # frames 0..12 all differ in reference
+    # The contact sheet shows the schedule's three keyframes, not every diffused frame.
+    from PIL import Image
+
+    from generate_videos import sheet_size
+
+    with Image.open(out / "walk_keyframes.png") as sheet:
+        assert sheet.size == sheet_size(3, (W, H))
 
 
 def test_editing_one_prompt_recomputes_its_two_segments(models, tmp_path, capsys):
@@ -345,3 +352,87 @@ def test_full_pipeline_sh_prompts(models, tmp_path):
     assert (frames, fps) == (5, 8.0)
     keys = json.loads((out / "keyframes" / "manifest.json").read_text())["outputs"]
     assert [(e["frame"], e["kind"]) for e in keys] == [(0, "keyframe"), (2, "inbetween"), (4, "keyframe")]
+
+
+def test_what_changes_a_keyframe_changes_its_key():
+    base = plan("keyframes", schedule="0: a red house\n8: a lion")
+    # A weight-0 part changes nothing, not even the seed.
+    zero = plan("keyframes", schedule="0: a red house | a storm:0\n8: a lion")
+    assert [k.key for k in zero.keyframes] == [k.key for k in base.keyframes]
+    assert [k.seed for k in zero.keyframes] == [k.seed for k in base.keyframes]
+    # The guidance does, given as --guidance (the engine's) or by a schedule.
+    config = KeyframeConfig(prompts="0: a red house\n8: a lion", run_dir=Path("x"), engine="sd", width=W, height=H)
+    assert plan_prompts(config, {"engine": "test"}, 2.0).keyframes[0].key != base.keyframes[0].key
+    # Moving a keyframe keeps its unit (same prompt, same seed) but not the walk's layout.
+    moved = plan("keyframes", schedule="0: a red house\n12: a lion")
+    assert [k.key for k in moved.keyframes] == [k.key for k in base.keyframes] and moved.frames == 13
+
+
+def test_a_moved_keyframe_makes_later_stages_refuse_the_old_timeline(models, tmp_path, walk_cli):
+    out = run_walk(models, "sd", tmp_path, "keyframes", schedule="0: a corgi\n4: a lion")
+    walk_cli("-m", "diffusion_models", "--prompts", "0: a corgi\n9: a lion", "--engine", "sd", "--model",
+             str(models["sd"]), "--steps", str(STEPS), "--w", str(W), "--h", str(H), "-q", "--", str(out), check=True)
+    proc = walk_cli("generate_videos.py", str(out), "--source", "frames", "-q")
+    assert proc.returncode != 0 and "frames is out of date" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    # Stage 2 again (at the frame rate that placed the keyframes), and the video has the new length.
+    proc = walk_cli("-m", "frame_interpolation", str(out), "--fps", "12", "-q")
+    assert proc.returncode != 0 and "placed at 24 fps" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    walk_cli("-m", "frame_interpolation", str(out), "-q", check=True)
+    walk_cli("generate_videos.py", str(out), "--source", "frames", "-q", check=True)
+    assert count_frames(out / "walk.mp4")[0] == 10
+
+
+def test_stage_one_keeps_a_prompt_walks_settings(models, tmp_path, walk_cli):
+    out = tmp_path / "kept"
+    walk_cli("-m", "diffusion_models", "--prompts", "0: a corgi\n3: a lion", "--engine", "sd", "--model",
+             str(models["sd"]), "--steps", str(STEPS), "--w", str(W), "--h", str(H), "--diffuse", "every", "-q", "--",
+             str(out), check=True)
+    proc = walk_cli("-m", "diffusion_models", "--keep-settings", str(out))  # the schedule comes back too
+    assert proc.returncode == 0, proc.stderr
+    assert "3 unit(s) reused, 0 recomputed" in proc.stderr  # two keyframes, one segment
+
+
+def test_refusals_before_any_work(models, tmp_path, walk_cli):
+    img = tmp_path / "images"
+    img.mkdir()
+    from PIL import Image
+
+    for k in range(2):
+        Image.new("RGB", (64, 40), (40 * k, 90, 200)).save(img / f"{k}.png")
+    out = tmp_path / "out"
+    sd = ["--engine", "sd", "--model", str(models["sd"])]
+    cases = [
+        (["-m", "pipeline", "run", str(img), str(out), "--engine", "sd", "--model", str(models["sdxl"]), "-S", "1"],
+         "an SDXL checkpoint"),
+        (["-m", "pipeline", "plan", "--prompts", "0: a\n4: b", str(out), "--engine", "sd", "-S", "3", "-I", "2"],
+         "--interpolation_steps, --sec_interpolation: for image walks"),
+        (["-m", "pipeline", "prompts", "0: a\n4: b", str(out), *sd, "--fps", "0"], "--fps must be"),
+        (["-m", "pipeline", "prompts", "0: a\n4: b", str(out), *sd, "--guidance-schedule", "0:(-1)"],
+         "guidance must be in [0, 100]"),
+        (["-m", "pipeline", "prompts", "0: a\n4: blurry:-1", str(out), *sd], "line 2, column 4"),
+        (["-m", "pipeline", "prompts", "0: a\n4: b", str(out), *sd, "--diffuse", "every", "--motion-engine", "flow"],
+         "--diffuse every leaves no frame to move"),
+    ]
+    for args, expected in cases:
+        proc = walk_cli(*args, "-q")
+        assert proc.returncode != 0 and expected in proc.stderr and len(proc.stderr.splitlines()) == 1, \
+            (args, proc.stderr)
+        assert not (out / "keyframes").exists()
+
+
+@pytest.fixture
+def walk_cli():
+    """``python ARGS`` in a fresh interpreter, as a user runs the stage commands."""
+    from conftest import run_cli
+
+    def call(*args, check=False):
+        return run_cli(*args, env={"HF_HUB_OFFLINE": "1"}, check=check)
+
+    return call
+
+
+def test_schedule_into_a_closed_pipe_is_quiet(tmp_path):
+    proc = subprocess.run(f"'{sys.executable}' -m pipeline schedule '0: a corgi' --frames 200000 | head -1",
+                          shell=True, cwd=REPO, capture_output=True, text=True, env={**os.environ,
+                                                                                   "PYTHONPATH": str(REPO)})
+    assert proc.stdout.split()[:2] == ["0", "0.00s"] and proc.stderr == ""
