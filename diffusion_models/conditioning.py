@@ -210,18 +210,19 @@ class Layout:
 
 def layout(cond: Conditioning) -> Layout:
     """The batch for ``cond``. A guidance of 1 or less means no classifier-free guidance
-    (as in diffusers): the sum is taken with g = 1, and one prompt of weight 1 with no
-    negative side needs no unconditional row at all."""
+    (as in diffusers): the sum is taken with g = 1, and one prompt of weight 1 is then its
+    own prediction: no unconditional row, and its negative prompt has no effect."""
     if not cond.positive:
         raise ConfigError("a prompt needs at least one part with a positive weight")
     g = cond.guidance if cond.guidance > 1.0 else 1.0
+    if len(cond.positive) == 1 and cond.positive[0].weight == 1.0 and g == 1.0:
+        # u + (c - u) = c, whatever u is: no unconditional row, and a negative side changes nothing
+        return Layout([cond.positive[0].tensors], [], False, [1.0], g)
     negative = [t.weight for t in cond.negative]
     plain_negative = len(cond.negative) == 1 and negative[0] == 1.0
-    single = len(cond.positive) == 1 and cond.positive[0].weight == 1.0 and g == 1.0
-    need_uncond = not plain_negative and not (single and not cond.negative)
-    rows = [t.tensors for t in cond.negative] + ([cond.uncond] if need_uncond else []) + \
+    rows = [t.tensors for t in cond.negative] + ([] if plain_negative else [cond.uncond]) + \
         [t.tensors for t in cond.positive]
-    return Layout(rows, negative, need_uncond, [t.weight for t in cond.positive], g)
+    return Layout(rows, negative, not plain_negative, [t.weight for t in cond.positive], g)
 
 
 def batch(rows: list[dict], name: str, pad: dict):

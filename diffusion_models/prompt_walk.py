@@ -143,6 +143,10 @@ def plan_prompts(config, identity: dict, guidance: float) -> PromptPlan:
         seed = int(seeds[k.frame]) % 2**32 if seeds is not None else keyframe_seed(config.seed, k)
         keyframes.append(PromptKeyframe(k.frame, list(k.parts), k.text, negative_of(config.negative_prompt, k), seed,
                                         guidances[k.frame]))
+    unguided = [kf.frame for kf in keyframes if kf.negative and kf.guidance <= 1.0]
+    if unguided:
+        log.warning("warning: a guidance of 1 or less (no classifier-free guidance, as turbo models run) leaves "
+                    "the negative prompt of the keyframe(s) at frame %s without effect", ", ".join(map(str, unguided)))
     for kf in keyframes:  # weight-0 parts change nothing, so they are not in the key either
         kf.key = cache_key(kind="prompt", parts=[[p.text, p.weight] for p in kf.parts if p.weight != 0.0],
                            negative=kf.negative, seed=kf.seed, guidance=kf.guidance, size=list(config.size),
