@@ -322,9 +322,13 @@ def test_empty_generations_fall_back_to_phrase_parts(mute_gpt2, caplog):
 
 def test_auto_uses_magicprompt_from_the_hub_cache(tiny_gpt2, empty_hf_cache, caplog):
     import tiny_models
+    from artwalk.download import is_present
+    from artwalk.models import REGISTRY
 
+    assert not is_present(REGISTRY["magicprompt"])
     tiny_models.install_in_hub_cache(tiny_gpt2, MAGICPROMPT_REPO, empty_hf_cache)
     assert lib.check_magicprompt() == MAGICPROMPT_REPO
+    assert is_present(REGISTRY["magicprompt"])  # `artwalk models list` says so (a model has no model_index.json)
     caplog.set_level(logging.INFO, logger="diffusion_models.inspire")
     prompts = lib.inspire(["a lighthouse"], 2, seed=4)
     assert any(re.match(r"inspire: MagicPrompt weights found", r.getMessage()) for r in caplog.records)
