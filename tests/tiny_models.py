@@ -146,9 +146,22 @@ def kandinsky_inpaint():
 
 # --- Stable Diffusion ----------------------------------------------------------------
 
+def _sd_vae():
+    import torch
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    # Four levels like the real VAE: latents are 1/8 of the image.
+    return AutoencoderKL(
+        block_out_channels=[16, 16, 16, 16], in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+        layers_per_block=1, norm_num_groups=8,
+    ).eval()
+
+
 def _sd_parts(in_channels: int, **unet_extra) -> dict:
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from diffusers import DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel
 
     torch.manual_seed(0)
@@ -158,13 +171,7 @@ def _sd_parts(in_channels: int, **unet_extra) -> dict:
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=EMBED,
         attention_head_dim=(2, 4), **unet_extra,
     ).eval()
-    torch.manual_seed(0)
-    # Four levels like the real VAE: latents are 1/8 of the image.
-    vae = AutoencoderKL(
-        block_out_channels=[16, 16, 16, 16], in_channels=3, out_channels=3, latent_channels=4,
-        down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
-        layers_per_block=1, norm_num_groups=8,
-    ).eval()
+    vae = _sd_vae()
     torch.manual_seed(0)
     text_encoder = CLIPTextModel(_text_config()).eval()
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
@@ -189,7 +196,7 @@ def stable_diffusion_inpaint():
 def stable_diffusion_xl():
     """A tiny SDXL: two text towers side by side, pooled text and size conditioning."""
     import torch
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     torch.manual_seed(0)
@@ -200,12 +207,7 @@ def stable_diffusion_xl():
         addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
         projection_class_embeddings_input_dim=6 * 8 + EMBED, cross_attention_dim=2 * EMBED,
     ).eval()
-    torch.manual_seed(0)
-    vae = AutoencoderKL(
-        block_out_channels=[16, 16, 16, 16], in_channels=3, out_channels=3, latent_channels=4,
-        down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
-        layers_per_block=1, norm_num_groups=8,
-    ).eval()
+    vae = _sd_vae()
     torch.manual_seed(0)
     text_encoder = CLIPTextModel(_text_config()).eval()
     torch.manual_seed(1)
