@@ -53,12 +53,12 @@ from artwalk.config import engine_options, record, setting
 from artwalk.engines import EngineSpec
 from artwalk.errors import ConfigError, InputError
 from artwalk.fsutil import sha256_file
-from artwalk.timeline import DEFAULT_EASING, EASINGS, MAX_FPS
 from artwalk.images import list_images, load_image, read_frame
 from artwalk.progress import progress
 from artwalk.runfolder import UnitStore, cache_key, check_layout, run_lock, write_manifest
 from artwalk.schedule import keyframe_seed, parse_prompt
 from artwalk.sizes import check_side
+from artwalk.timeline import DEFAULT_EASING, EASINGS, MAX_FPS
 from diffusion_models import outpaint as outpainting
 from diffusion_models import prompt_walk
 from diffusion_models.conform import FIT_MODES, conform
