@@ -712,7 +712,8 @@ def parse_prompt(text: str, *, source: str = "--prompt") -> PromptKey:
 
 
 def read_prompts(file_or_text: str, *, fps: float | None = None, max_frames: int | None = None) -> PromptSchedule:
-    """A prompt schedule from a file (UTF-8), or from the text itself when no such file exists.
+    """A prompt schedule from a file (UTF-8), or from the text itself when no such file exists
+    (its errors then begin "the schedule, line L, column C").
 
     Text that looks like a path (one line, no ':', ending in ``.txt`` or holding a ``/``) but
     names no file is refused as a missing file rather than read as a schedule."""
@@ -721,7 +722,7 @@ def read_prompts(file_or_text: str, *, fps: float | None = None, max_frames: int
         one_line = "\n" not in file_or_text and ":" not in file_or_text
         if one_line and (file_or_text.strip().endswith(".txt") or "/" in file_or_text):
             raise InputError(f"{_one_line(file_or_text)}: no such schedule file")
-        return parse_prompts(file_or_text, fps=fps, max_frames=max_frames, source="--prompts")
+        return parse_prompts(file_or_text, fps=fps, max_frames=max_frames, source="the schedule")
     shown = _one_line(str(path))
     if path.is_dir():
         raise InputError(f"{shown}: is a folder, expected a schedule file")

@@ -204,7 +204,7 @@ def test_read_prompts_files_text_and_missing_files(tmp_path):
     assert s.source == str(path) and s.keys[-1].text == "a café"
     assert_at(error(read_prompts, str(path), max_frames=10), 2, 1)
     assert str(path) in error(read_prompts, str(path), max_frames=10)
-    assert read_prompts("0: a corgi").source == "--prompts"
+    assert read_prompts("0: a corgi").source == "the schedule"
     for missing in (str(tmp_path / "nope.txt"), "prompts/walk"):
         with pytest.raises(InputError, match="no such schedule file"):
             read_prompts(missing)
@@ -377,9 +377,9 @@ def test_cli_schedule_file_and_default_frames(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, where, code", [
-    (["schedule", "0: a\n5: b:abc"], "--prompts, line 2, column 6: found 'abc'", 1),
+    (["schedule", "0: a\n5: b:abc"], "the schedule, line 2, column 6: found 'abc'", 1),
     (["schedule", "0: a", "--numeric", "0:(x)"], "--numeric, line 1, column 4: found 'x'", 1),
-    (["schedule", "0: a\n'max_f-1': b"], "--prompts, line 2, column 1: the frame 'max_f-1' uses max_f", 1),
+    (["schedule", "0: a\n'max_f-1': b"], "the schedule, line 2, column 1: the frame 'max_f-1' uses max_f", 1),
     (["schedule", "--numeric", "0:(1/(t-2))", "--frames", "4"], "division by zero in '1/(t-2)' at t=2", 1),
     (["schedule", "--numeric", "0:(t)"], "--frames N is needed", 2),
     (["schedule", "0: a", "--frames", "0"], "--frames must be at least 1", 2),
