@@ -178,10 +178,9 @@ class KandinskyEngine:
         negative = self.negative()
         decoder = self.decoder
         device, dtype = decoder._execution_device, decoder.unet.dtype
-        factor = 2 ** (len(decoder.movq.config.block_out_channels) - 1)
-        shape = (1, decoder.movq.config.latent_channels, ph // factor, pw // factor)
         pair_gen = generator(seed)
-        noise = torch.randn(shape, generator=pair_gen, dtype=torch.float32).to(device=device, dtype=dtype)
+        noise = torch.randn(self.latent_shape(width, height), generator=pair_gen, dtype=torch.float32)
+        noise = noise.to(device=device, dtype=dtype)
         step_state = pair_gen.get_state()  # every in-between draws the same per-step noise too
         anchors = None
         if self.strength < 1.0:
@@ -287,12 +286,16 @@ class KandinskyEngine:
             uncond={"image_embeds": zero}, noise=self.noise(seed, size), negative_text=negative,
         )
 
+    def latent_shape(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """The decoder's latent (1, C, h, w) of a W x H frame, padded to the decoder's multiple."""
+        movq = self.decoder.movq.config
+        pw, ph = padded_size(width, height, self.multiple())
+        factor = 2 ** (len(movq.block_out_channels) - 1)
+        return 1, movq.latent_channels, ph // factor, pw // factor
+
     def noise(self, seed: int, size: tuple[int, int]):
-        decoder = self.decoder
-        pw, ph = padded_size(*size, self.multiple())
-        factor = 2 ** (len(decoder.movq.config.block_out_channels) - 1)
-        shape = (1, decoder.movq.config.latent_channels, ph // factor, pw // factor)
-        return torch.randn(shape, generator=generator(seed), dtype=torch.float32)
+        """A prompt keyframe's initial noise, drawn on the CPU from its seed."""
+        return torch.randn(self.latent_shape(*size), generator=generator(seed), dtype=torch.float32)
 
     @torch.no_grad()
     def render(self, cond) -> np.ndarray:
