@@ -14,7 +14,7 @@
 # The flags are those of `artwalk run` (`python -m pipeline run --help` lists them
 # all, each with its stage's default; a prompt walk's: `python -m pipeline prompts --help`): --preset auto|cpu|gpu, -S, -I, -F, --fps,
 # --easing, --w, --h, --engine, --model, --motion-engine, --upscale-engine,
-# --target, --loop, --audio, --format, --crf, --quiet, ...
+# --target, --loop, --audio, --format, --crf, --quiet, --interrogate, ...
 #
 # `python -m pipeline plan` checks everything first (inputs, weights, soundtrack,
 # paths, disk), writes OUT/walk.json, and says which arguments each stage gets: only
@@ -74,8 +74,11 @@ if [[ -n "$input" ]]; then source_args=("$input"); fi
 
 stage_args="$(mktemp)"
 trap 'rm -f "$stage_args"' EXIT
-"$PYTHON" -m pipeline plan ${rest[@]+"${rest[@]}"} --stage-args "$stage_args" -- ${source_args[@]+"${source_args[@]}"} \
-    "$output" >/dev/null
+plan() {
+    "$PYTHON" -m pipeline plan ${rest[@]+"${rest[@]}"} --stage-args "$stage_args" -- \
+        ${source_args[@]+"${source_args[@]}"} "$output" >/dev/null
+}
+plan
 
 # Hold the run folder's lock for the whole walk, so no other run slips in between two
 # stages. The stages, our children, see ARTWALK_LOCK_PID and work under it.
@@ -92,8 +95,8 @@ if command -v flock >/dev/null 2>&1; then
     export ARTWALK_LOCK_PID="$$"
 fi
 
-# The plan's answer: a status word, then per stage a count and that many arguments (NUL-separated).
-exec 3<"$stage_args"
+# The plan's answer: a status word, then for interrogate (none unless --interrogate) and each
+# stage a count and that many arguments (NUL-separated).
 words=()
 read_words() {
     local n i word
@@ -104,9 +107,19 @@ read_words() {
         words+=("$word")
     done
 }
+exec 3<"$stage_args"
 IFS= read -r -d '' status <&3
 if [[ "$status" == "done" ]]; then exit 0; fi
-
+read_words
+if [[ ${#words[@]} -gt 0 ]]; then
+    # --interrogate: write INPUT/desc.csv, then plan again so walk.json knows its prompts.
+    "$PYTHON" -m pipeline interrogate "${words[@]}"
+    exec 3<&-
+    plan
+    exec 3<"$stage_args"
+    IFS= read -r -d '' status <&3
+    read_words
+fi
 read_words; "$PYTHON" -m diffusion_models "${words[@]}"
 read_words; "$PYTHON" -m frame_interpolation "${words[@]}"
 read_words; if [[ ${#words[@]} -gt 0 ]]; then "$PYTHON" -m super_resolution "${words[@]}"; fi

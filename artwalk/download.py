@@ -47,8 +47,9 @@ TIMEOUT_S = 60.0  # per socket operation, not for the whole transfer
 # copies; a diffusers pipeline needs only its folders (used when diffusers is absent).
 HUB_ALLOW = ["model_index.json", "*/*.json", "*/*.txt", "*/*.model", "*/*.safetensors"]
 HUB_IGNORE = ["*.fp16.*", "*non_ema*", "*.ckpt", "*.msgpack", "*.onnx*", "*.pb"]
-# A transformers model (config.json at the top): its config, tokenizer files and weights.
-MODEL_ALLOW = ["*.json", "*.txt", "*.model", "*.safetensors", "pytorch_model*.bin"]
+# A transformers model (config.json at the top): its config, tokenizer files and one copy of
+# its weights (see :func:`model_allow`).
+MODEL_ALLOW = ["*.json", "*.txt", "*.model"]
 
 
 @dataclass(frozen=True)
@@ -245,8 +246,8 @@ def _download_hub(spec: ModelSpec, *, force: bool, progress: bool) -> Path:
     try:
         if silence:
             disable_progress_bars()
-        huggingface_hub.HfApi().model_info(spec.source)  # one quick call: network, missing or gated repo
-        folder = _hub_fetch(spec, force)
+        info = huggingface_hub.HfApi().model_info(spec.source)  # one quick call: network, missing or gated repo
+        folder = _hub_fetch(spec, force, [s.rfilename for s in info.siblings or []])
     except GatedRepoError:
         raise DownloadError(
             f"{what} is gated on the Hugging Face hub: accept its licence on huggingface.co/{spec.source}"
@@ -283,13 +284,23 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
     return errors
 
 
-def _hub_fetch(spec: ModelSpec, force: bool) -> str:
+def model_allow(files: list[str]) -> list[str]:
+    """What to fetch of a transformers model whose repository holds ``files``: the top-level
+    config and tokenizer files, and its weights once: ``model*.safetensors`` where there are
+    any, else ``pytorch_model*.bin``. (Repositories often hold the same weights two to four
+    times: .bin, .safetensors, open_clip and TF copies; ViT-H/14 is 3.9 GB each.)"""
+    top = [f for f in files if "/" not in f]
+    safetensors = [f for f in top if f.startswith("model") and f.endswith(".safetensors")]
+    return MODEL_ALLOW + (["model*.safetensors"] if safetensors else ["pytorch_model*.bin"])
+
+
+def _hub_fetch(spec: ModelSpec, force: bool, files: list[str]) -> str:
     """The files ``from_pretrained`` will read: for a pipeline, diffusers chooses them when it
-    is installed; a transformers model (no model_index.json) takes its top-level files."""
+    is installed; a transformers model (no model_index.json) takes :func:`model_allow`'s."""
     from huggingface_hub import snapshot_download
 
     if spec.index != "model_index.json":
-        return snapshot_download(spec.source, allow_patterns=MODEL_ALLOW, force_download=force)
+        return snapshot_download(spec.source, allow_patterns=model_allow(files), force_download=force)
     try:
         from diffusers import DiffusionPipeline
     except ImportError:

@@ -303,6 +303,20 @@ register(ModelSpec(
     "MagicPrompt, GPT-2 prompt generator for Stable Diffusion (artwalk inspire --engine magicprompt)",
     index="config.json"))
 
+# Interrogation (`artwalk interrogate`): BLIP writes a caption, CLIP ranks phrase lists against
+# the image. Transformers folders (config.json at the top), loaded by transformers itself.
+for _name, _repo, _licence, _what in [
+    ("blip-large", "Salesforce/blip-image-captioning-large", "BSD-3-Clause",
+     "BLIP image captioning, ViT-L (artwalk interrogate: the caption; about 1.9 GB)"),
+    ("blip-base", "Salesforce/blip-image-captioning-base", "BSD-3-Clause",
+     "BLIP image captioning, ViT-B, for small machines (artwalk interrogate --caption-model blip-base)"),
+    ("clip-vit-l-14", "openai/clip-vit-large-patch14", "MIT",
+     "OpenAI CLIP ViT-L/14, the text encoder of SD 1.x (artwalk interrogate: ranks phrases; about 1.7 GB)"),
+    ("clip-vit-h-14", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "MIT",
+     "LAION OpenCLIP ViT-H/14, the text encoder of SD 2.x (artwalk interrogate --for sd2; about 3.9 GB)"),
+]:
+    register(ModelSpec(_name, "hub", _repo, "keyframes", _licence, _what, index="config.json"))
+
 # Text to image for prompt walks (keyframes engine sd). The turbo checkpoints are distilled
 # for one to four steps without classifier-free guidance, on Euler with trailing timesteps.
 _TURBO = {"steps": 1, "guidance": 0.0, "scheduler": {"class": "EulerDiscreteScheduler", "timestep_spacing": "trailing"}}

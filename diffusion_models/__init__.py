@@ -65,7 +65,7 @@ from diffusion_models.conform import FIT_MODES, conform
 from diffusion_models.engines import ENGINES, KeyframeEngine, engine_for_model
 from diffusion_models.prompt_walk import PromptPlan, describe_density, negative_of, parse_density, plan_prompts, \
     run_prompts
-from diffusion_models.prompts import prompt_for, read_prompts_csv
+from diffusion_models.prompts import DESC, prompt_for, read_prompts_csv
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,9 @@ class KeyframeConfig:
                                  flags=("--no_originals",))
     outpaint: bool = setting(False, "extend images of another aspect with the engine's inpainting model "
                              "instead of --fit")
-    prompts_csv: Path | None = setting(None, "unclip, sd: 'filename,prompt' rows; each in-between slerps its two "
-                                       "images' prompts (images not listed use --prompt)", metavar="CSV")
+    prompts_csv: Path | None = setting(None, "unclip, sd: 'image,prompt' rows; each in-between slerps its two "
+                                       "images' prompts (images not listed use --prompt) (default INPUT/desc.csv "
+                                       "when it is there: see `artwalk interrogate`)", metavar="CSV")
     progress: bool = setting(True, cli=False, key=False)
     verify: bool = setting(False, "check every reused unit's sha256, not only its size", control=True)
     wait: bool = setting(False, "if another process works in OUT, wait for it instead of stopping", control=True)
@@ -301,11 +302,16 @@ def check(config: KeyframeConfig, announce: bool | None = None) -> KeyframePlan:
     check_layout(config.run_dir)
     images = list_images(config.input_dir, report=announce)
     prompts = None
-    if config.prompts_csv is not None:
-        prompts = read_prompts_csv(config.prompts_csv)
+    csv_path = config.prompts_csv
+    if csv_path is None and "prompts" in spec.features and (Path(config.input_dir) / DESC).is_file():
+        csv_path = Path(config.input_dir) / DESC  # artwalk interrogate's, or written by hand
+        if announce:
+            log.info("prompts from %s (engine %s slerps each pair's two prompts)", csv_path, name)
+    if csv_path is not None:
+        prompts = read_prompts_csv(csv_path)
         unknown = sorted(set(prompts) - {p.name for p in images} - {p.stem for p in images})
         if unknown:
-            log.warning("%s: no image named %s in %s", config.prompts_csv, ", ".join(unknown), config.input_dir)
+            log.warning("%s: no image named %s in %s", csv_path, ", ".join(unknown), config.input_dir)
     hashes = [_input_sha256(p) for p in images]
     plan = KeyframePlan(images, hashes, spec, engine, steps, [], prompts, config.prompt or "",
                         [image_seed(config.seed, h) for h in hashes])

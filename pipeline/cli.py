@@ -3,12 +3,14 @@
     artwalk run INPUT OUT [flags]                  plan, then the four stages
     artwalk prompts SCHEDULE OUT [flags]           the same from a prompt schedule
     artwalk plan [INPUT] OUT [flags] [--stage-args FILE]   (--prompts SCHEDULE instead of INPUT)
+    artwalk interrogate FOLDER [flags]             a prompt per image into FOLDER/desc.csv
     artwalk models list | download NAME
 
 ``plan --stage-args FILE`` is how ``full_pipeline.sh`` learns what to run: FILE gets,
 NUL-separated, a status word (``run``, or ``done`` for a walk that is up to date),
-then for each stage (keyframes, motion, upscale, video) the number of its arguments
-and the arguments themselves: only the flags the user gave, plus the chosen engines.
+then for ``artwalk interrogate`` (no arguments unless ``--interrogate``) and each stage
+(keyframes, motion, upscale, video) the number of its arguments and the arguments
+themselves: only the flags the user gave, plus the chosen engines.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from artwalk.cli import Parser, add_common_flags, run_cli
 from artwalk.fsutil import atomic_write_bytes
 from artwalk.runfolder import run_lock
 from pipeline import inspire_cmd
+from pipeline import interrogate_cmd
 from pipeline import schedule_cmd
 from pipeline.walk import add_walk_flags, plan_walk, run_walk, write_walk_json
 
@@ -105,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_flags(md)
     md.set_defaults(func=models_download)
     inspire_cmd.add_command(sub)
+    interrogate_cmd.add_command(sub)
     schedule_cmd.add_command(sub)
     return p
 

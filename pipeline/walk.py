@@ -7,6 +7,10 @@
     artwalk plan [INPUT] OUT [flags]       plan only (full_pipeline.sh then runs each stage);
                                            --prompts SCHEDULE instead of INPUT
 
+With ``--interrogate`` an image walk first writes INPUT/desc.csv (``artwalk interrogate``,
+ranked with the keyframe model's CLIP family and counted by its tokenizer), which the
+``sd`` and ``unclip`` engines read.
+
 The walk's flags are the stages' own, made from their config dataclasses (so their
 defaults live there, once): stage 1's ``--engine``/``--model`` (also spelt
 ``--keyframe-engine``/``--keyframe-model``), ``--motion-engine``/``--motion-model``,
@@ -45,6 +49,9 @@ from artwalk.plan import WalkPlan, plan_counts, plan_walk as plan_numbers
 from artwalk.runfolder import MANIFEST, cache_key, check_layout, run_lock
 from artwalk.sizes import target_size
 from diffusion_models import PROMPT_SETTINGS, KeyframeConfig, parse_density
+from diffusion_models import interrogate as interrogation
+from diffusion_models.engines import ENGINES as KEYFRAME_ENGINES
+from diffusion_models.inspire import parse_every
 from frame_interpolation import MotionConfig
 from generate_videos import VideoConfig
 from pipeline.presets import REGISTRIES, Engines, resolve_preset
@@ -106,9 +113,9 @@ def add_walk_flags(p: argparse.ArgumentParser, source: str = "images") -> None:
     """The walk's flags. ``source``: images (INPUT OUT), prompts (SCHEDULE OUT), or
     either ([INPUT] OUT, with --prompts instead of INPUT: ``artwalk plan``)."""
     if source == "prompts":
-        p.add_argument("prompts", metavar="SCHEDULE",
+        p.add_argument("prompts", metavar="SCHEDULE", nargs="?",
                        help="prompt schedule: a file of 'FRAME: prompt' lines, or that text itself "
-                       "(see `artwalk schedule`)")
+                       "(see `artwalk schedule`); or --from-images FOLDER instead")
     else:
         p.add_argument("input", type=Path, metavar="INPUT", nargs="?" if source == "either" else None,
                        help="folder of input images (natural order; other files are skipped)")
@@ -121,6 +128,22 @@ def add_walk_flags(p: argparse.ArgumentParser, source: str = "images") -> None:
                       "picks gpu when CUDA and the gpu engines are there (default auto); --engine, "
                       "--motion-engine and --upscale-engine override it per stage")
     walk.add_argument("--no-upscale", action="store_true", help="skip stage 3; encode the frames as they are")
+    if source == "prompts":
+        desc = p.add_argument_group(f"prompts from images ({interrogation.DESC})")
+        desc.add_argument("--from-images", type=Path, metavar="FOLDER",
+                          help=f"instead of SCHEDULE: a keyframe per image of FOLDER (in its order), prompted by "
+                          f"its row of FOLDER/{interrogation.DESC} (`artwalk interrogate FOLDER` writes it), "
+                          "--every apart; --frames defaults to the last one's frame plus --every")
+        desc.add_argument("--every", metavar="2s|48", help="with --from-images: the step between keyframes, seconds "
+                          "(2s, 2.5s) or frames (48) (default 2s)")
+    else:
+        asked = p.add_argument_group("prompts from the images (artwalk interrogate)")
+        asked.add_argument("--interrogate", action="store_true",
+                           help="first write INPUT/desc.csv, a prompt per image (BLIP caption + CLIP ranking, as "
+                           "`artwalk interrogate` does; only new or changed images, hand edits kept); the sd and "
+                           "unclip engines then slerp each pair's two prompts")
+        asked.add_argument("--interrogate-mode", choices=interrogation.MODES, metavar="MODE",
+                           help=f"with --interrogate: {', '.join(interrogation.MODES)} (default classic)")
     seen: set[str] = set(skip) | ({"prompts"} if source == "prompts" else set())
     for name, text in SHARED.items():  # in the walk's own words, as they serve several stages
         owner = next(s for s in STAGES if name in {f.name for f in dataclasses.fields(s.config)})
@@ -132,7 +155,10 @@ def add_walk_flags(p: argparse.ArgumentParser, source: str = "images") -> None:
 
 
 def walk_source(args: argparse.Namespace) -> None:
-    """``artwalk plan [INPUT] OUT``: with --prompts, the one folder given is OUT."""
+    """``artwalk plan [INPUT] OUT``: with --prompts, the one folder given is OUT.
+    ``artwalk prompts --from-images FOLDER OUT``: the schedule is made of FOLDER/desc.csv."""
+    if "from_images" in vars(args):
+        _schedule_from_images(args)
     inp, out, prompts = getattr(args, "input", None), args.output, getattr(args, "prompts", None)
     if prompts is not None and out is None:
         args.input, args.output = None, inp
@@ -142,6 +168,27 @@ def walk_source(args: argparse.Namespace) -> None:
         raise ConfigError("give INPUT and OUT (or --prompts SCHEDULE and OUT)")
     if args.output is None:
         raise ConfigError("give the run folder OUT")
+
+
+def _schedule_from_images(args: argparse.Namespace) -> None:
+    folder, every = args.from_images, args.every
+    if folder is None:
+        if every is not None:
+            raise ConfigError("--every is for --from-images FOLDER; a schedule places its keyframes itself")
+        if args.prompts is None:
+            raise ConfigError("give a SCHEDULE (or --from-images FOLDER) and OUT")
+        return
+    if args.output is None and args.prompts is not None:  # --from-images FOLDER OUT: the one positional is OUT
+        args.output, args.prompts = Path(args.prompts), None
+    if args.prompts is not None:
+        raise ConfigError("give a SCHEDULE or --from-images FOLDER, not both")
+    every = every or "2s"
+    args.prompts, count = interrogation.schedule_from_desc(folder, every)
+    if "frames" not in vars(args):  # the last image is held as long as the others
+        step = parse_every(every)
+        fps = vars(args).get("fps", KeyframeConfig.fps)
+        args.frames = max(1, round(float(step.value) * count * (fps if step.seconds else 1)))
+    log.info("%d keyframe(s) from %s, %s apart", count, folder / interrogation.DESC, every)
 
 
 @dataclass
@@ -158,6 +205,7 @@ class Walk:
     upscale: UpscaleConfig | None
     video: VideoConfig
     given: dict[str, dict[str, Any]]  # stage -> {field: value} the user gave (and the engines)
+    interrogate: interrogation.InterrogateConfig | None = None  # --interrogate: desc.csv before stage 1
     keyframe_plan: diffusion_models.KeyframePlan | None = None
     motion_engine: object = None  # made by the plan's checks, used by the run
     upscale_engine: object = None
@@ -173,7 +221,12 @@ class Walk:
     def stage_argv(self, quiet: bool = False, verbose: bool = False) -> dict[str, list[str]]:
         """Each stage's command-line arguments: only what was given, plus the engines."""
         extra = (["--quiet"] if quiet else []) + (["--verbose"] if verbose else [])
+        asked = self.interrogate
         argv = {
+            "interrogate": [] if asked is None else
+            [*to_argv(interrogation.InterrogateConfig, {"mode": asked.mode, "target": asked.target,
+                                                        "tokenizer": asked.tokenizer}),
+             *(["--wait"] if asked.wait else []), *extra, "--", str(self.input_dir)],
             "keyframes": [*to_argv(KeyframeConfig, self.given["keyframes"]), *extra, "--",
                           *([] if self.input_dir is None else [str(self.input_dir)]), str(self.run_dir)],
             "motion": [*to_argv(MotionConfig, self.given["motion"]), *extra, "--", str(self.run_dir)],
@@ -224,8 +277,33 @@ def configure(args: argparse.Namespace) -> Walk:
                                                          **values["upscale"])
     video = VideoConfig(run_dir=args.output, progress=progress, source="frames" if args.no_upscale else "upscaled",
                         **values["video"])
-    return Walk(None if inp is None else Path(inp), Path(args.output), preset, reason, engines, keyframes, motion,
+    walk = Walk(None if inp is None else Path(inp), Path(args.output), preset, reason, engines, keyframes, motion,
                 upscale, video, values)
+    walk.interrogate = _interrogation(args, keyframes, progress)
+    return walk
+
+
+def _interrogation(args: argparse.Namespace, keyframes: KeyframeConfig, progress: bool):
+    """``--interrogate``: the settings of the desc.csv it writes, for the keyframe engine's model."""
+    mode = getattr(args, "interrogate_mode", None)
+    if not getattr(args, "interrogate", False):
+        if mode is not None:
+            raise ConfigError("--interrogate-mode is for --interrogate: give both, or neither")
+        return None
+    if keyframes.prompts is not None:
+        raise ConfigError("--interrogate writes prompts for an image walk; a prompt walk takes them from "
+                          "--from-images FOLDER or its schedule")
+    spec = KEYFRAME_ENGINES.get(keyframes.engine_name)
+    if spec is None or "prompts" not in spec.features:
+        raise ConfigError(f"--interrogate: engine '{keyframes.engine_name}' reads no prompts; use --engine sd or "
+                          "unclip")
+    if keyframes.prompts_csv is not None:
+        raise ConfigError(f"--interrogate writes INPUT/{interrogation.DESC}, which --prompts-csv would replace: "
+                          "drop one")
+    model = spec.model_for("model", engine_options(keyframes))
+    return interrogation.InterrogateConfig(
+        folder=keyframes.input_dir, mode=mode or "classic", target=interrogation.target_of(model, spec.name),
+        tokenizer=model, wait=keyframes.wait, progress=progress)
 
 
 def _route_shared(args: argparse.Namespace, values: dict[str, dict]) -> None:
@@ -265,6 +343,8 @@ def plan_walk(args: argparse.Namespace) -> Walk:
         if stage.name in REGISTRIES and config is not None:
             name = walk.engines.keyframes if stage.name == "keyframes" else config.engine
             REGISTRIES[stage.name].check(name, engine_options(config), stage.flag)
+    if walk.interrogate is not None:
+        interrogation.check_ready(walk.interrogate)
     kf = diffusion_models.check(walk.keyframes, announce=True)
     walk.keyframe_plan = kf
     if walk.motion.engine == "none" and (kf.prompt_walk is None or kf.prompt_walk.density != "every"):
@@ -295,14 +375,7 @@ def plan_walk(args: argparse.Namespace) -> Walk:
         raise InputError(f"{walk.run_dir}: not enough disk: the walk needs about "
                          f"{human_bytes(walk.plan.disk_bytes - there)} more, {human_bytes(free_bytes(walk.run_dir))} "
                          "free")
-    walk.key = cache_key(
-        images=[[p.name, h] for p, h in zip(kf.images, kf.hashes)], engines=vars(walk.engines),
-        prompts=None if kf.prompt_walk is None else {
-            "keyframes": [[k.frame, k.key] for k in kf.prompt_walk.keyframes], "frames": kf.prompt_walk.frames,
-            "segments": [[g.frames, g.fractions, g.guidances] for g in kf.prompt_walk.segments]},
-        settings={s.name: key_settings(c) for s, c in zip(STAGES, walk.configs) if c is not None},
-        audio=sha256_file(walk.video.audio) if walk.video.audio is not None else None,
-    )
+    walk.key = walk_key(walk)
     previous = generate_videos.video_record(walk.video)
     walk.up_to_date = (not (walk.run_dir / "keyframes" / MANIFEST).is_file() and bool(previous.get("cleaned"))
                        and previous.get("walk_key") == walk.key)
@@ -310,6 +383,21 @@ def plan_walk(args: argparse.Namespace) -> Walk:
         log.info("%s is up to date (the run folder was cleaned after it was made): nothing to do",
                  walk.video.video_path)
     return walk
+
+
+def walk_key(walk: Walk) -> str:
+    """What the video is made of: the inputs, their prompts, the engines and the settings."""
+    kf = walk.keyframe_plan
+    return cache_key(
+        images=[[p.name, h] for p, h in zip(kf.images, kf.hashes)], engines=vars(walk.engines),
+        image_prompts=kf.prompts,
+        prompts=None if kf.prompt_walk is None else {
+            "keyframes": [[k.frame, k.key] for k in kf.prompt_walk.keyframes], "frames": kf.prompt_walk.frames,
+            "segments": [[g.frames, g.fractions, g.guidances] for g in kf.prompt_walk.segments]},
+        settings={s.name: key_settings(c) for s, c in zip(STAGES, walk.configs) if c is not None},
+        interrogate=None if walk.interrogate is None else key_settings(walk.interrogate),
+        audio=sha256_file(walk.video.audio) if walk.video.audio is not None else None,
+    )
 
 
 def write_walk_json(walk: Walk) -> Path:
@@ -335,6 +423,10 @@ def run_walk(args: argparse.Namespace) -> generate_videos.VideoResult | None:
     """Plan, then all four stages in this process, holding the run folder's lock throughout."""
     walk = plan_walk(args)
     with run_lock(walk.run_dir, walk.video.wait):
+        if walk.interrogate is not None and not walk.up_to_date:
+            interrogation.interrogate(walk.interrogate)  # desc.csv, then stage 1 reads it
+            walk.keyframe_plan = diffusion_models.check(walk.keyframes, announce=False)
+            walk.key = walk_key(walk)
         write_walk_json(walk)
         if walk.up_to_date:
             return None

@@ -275,3 +275,54 @@ def install_in_hub_cache(folder: Path, repo_id: str, cache: Path, revision: str 
     (repo / "refs" / "main").write_text(revision)
     shutil.copytree(folder, repo / "snapshots" / revision, dirs_exist_ok=True)
     return repo
+
+
+# --- Interrogation: BLIP captioning and CLIP ---------------------------------------------
+
+CAPTION_WORDS = ("a an the of with on in at and painting photo drawing dog cat house sky sea boat field tree man "
+                 "woman city street night sunset mountain river flowers portrait red blue green golden old small "
+                 "big dark bright").split()
+
+
+def blip_captioner(folder: Path) -> Path:
+    """A tiny BLIP captioning model saved as the hub lays it out (config, weights, a
+    WordPiece tokenizer with BLIP's ``[DEC]`` start token, the image processor)."""
+    import torch
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = folder / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *CAPTION_WORDS]) + "\n", "utf-8")
+    words = BertTokenizer(str(vocab))
+    words.add_special_tokens({"bos_token": "[DEC]"})
+    torch.manual_seed(0)
+    config = BlipConfig(
+        text_config=dict(vocab_size=len(words), hidden_size=EMBED, intermediate_size=37, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=64, bos_token_id=words.bos_token_id,
+                         sep_token_id=words.sep_token_id, pad_token_id=words.pad_token_id),
+        vision_config=dict(hidden_size=EMBED, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=32, patch_size=8),
+        projection_dim=EMBED)
+    BlipForConditionalGeneration(config).eval().save_pretrained(folder)
+    words.save_pretrained(folder)
+    BlipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def clip_ranker(folder: Path) -> Path:
+    """A tiny CLIPModel (text and vision towers, projections) with the byte-level tokenizer
+    and a CLIP image processor, saved as the hub lays it out."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+
+    folder = Path(folder)
+    torch.manual_seed(0)
+    config = CLIPConfig(text_config=_text_config().to_dict(),
+                        vision_config=dict(hidden_size=EMBED, intermediate_size=37, num_hidden_layers=2,
+                                           num_attention_heads=4, image_size=32, patch_size=8),
+                        projection_dim=EMBED)
+    CLIPModel(config).eval().save_pretrained(folder)
+    tokenizer().save_pretrained(folder)
+    _clip_image_processor(32).save_pretrained(folder)
+    return folder
