@@ -77,7 +77,7 @@ BEST_POOL = 64
 BEST_STEPS = 32
 TEXT_BATCH = 64
 # BLIP-large's well-known stray words at the start of a caption ("arafed woman ...").
-_BLIP_JUNK = re.compile(r"\b(araf+e?d?|araffe|arrafed|there is|there are)\b\s*", re.IGNORECASE)
+_BLIP_JUNK = re.compile(r"^there (is|are)\s+|\b(araf+e?d?|araffe|arrafed)\b\s*", re.IGNORECASE)
 _FORBIDDEN = set(',:|#\\()[]{}"\t')
 
 
@@ -277,8 +277,15 @@ class Models:
             _check_model_folder(self.clip_dir, config.clip_name, "CLIP model", model_source(config.clip_name)[1])
         if config.tokenizer is not None:
             self.tokenizer_dir = tokenizer_folder(config.tokenizer)
-        else:
-            self.tokenizer_dir = self.clip_dir or self.caption_dir
+        elif self.clip_dir is not None:
+            self.tokenizer_dir = self.clip_dir
+        else:  # caption mode: the CLIP model's tokenizer when it is here, else BLIP's own
+            try:
+                self.tokenizer_dir = tokenizer_folder(config.clip_name)
+            except WeightsMissingError:
+                log.info("interrogate: counting tokens with the caption model's tokenizer (%s is not here; "
+                         "--tokenizer names the target model's)", config.clip_name)
+                self.tokenizer_dir = self.caption_dir
         self._blip = self._clip = self._tokenizer = None
         self._device = self._dtype = None
 
@@ -656,20 +663,20 @@ def interrogate(config: InterrogateConfig) -> InterrogateResult:
         missing = config.force or any(_row_of(rows, p) is None for p in images)
         try:
             models = Models(config)  # finds the models (one line when missing); loads nothing yet
-            key = settings_key(config, models.identity())
+            identity = models.identity()
         except WeightsMissingError:
             if missing:
                 raise
             log.info("interrogate: the models are not here, so rows cannot be checked against them; every row of "
                      "%s is kept", csv_path)
-            models = key = None
+            models = identity = None
+        key = None if identity is None else settings_key(config, identity)
         plan = plan_rows(config, images, rows, record, key)
         todo = [r for r in plan if r.redo]
         for row in progress_bar(todo, desc="checking images", enabled=config.progress and len(todo) > 1,
                                 leave=False):
             load_image(row.image)  # every image decodes before a model loads
-        tables = Tables(models, models.identity()["clip"], config.progress) \
-            if todo and config.mode != "caption" else None
+        tables = Tables(models, identity["clip"], config.progress) if todo and config.mode != "caption" else None
         from PIL import Image
 
         for row in progress_bar(todo, desc="interrogate", enabled=config.progress and len(todo) > 1):

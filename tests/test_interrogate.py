@@ -77,6 +77,13 @@ def test_caption_is_deterministic_across_loads(tiny, tmp_path):
     assert "[" not in first  # no special tokens
 
 
+def test_caption_cleaning():
+    clean = interrogation.clean_caption
+    assert clean("arafed woman  in a\nfield") == "woman in a field"
+    assert clean("there is a cat on a mat") == "a cat on a mat"
+    assert clean("a house where there is a cat,") == "a house where there is a cat"
+
+
 def test_ranking_equals_an_independent_cosine_similarity(tiny, tmp_path):
     models = Models(config(tiny, tmp_path))
     tables = Tables(models, "test", progress=False)
