@@ -308,7 +308,7 @@ def check(config: KeyframeConfig, announce: bool | None = None) -> KeyframePlan:
         if announce:
             log.info("prompts from %s (engine %s slerps each pair's two prompts)", csv_path, name)
     if csv_path is not None:
-        prompts = read_prompts_csv(csv_path)
+        prompts = read_prompts_csv(csv_path, allow_empty=config.prompts_csv is None) or None
         unknown = sorted(set(prompts) - {p.name for p in images} - {p.stem for p in images})
         if unknown:
             log.warning("%s: no image named %s in %s", csv_path, ", ".join(unknown), config.input_dir)

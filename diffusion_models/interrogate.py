@@ -76,6 +76,7 @@ FAST_PHRASES = 32
 BEST_POOL = 64
 BEST_STEPS = 32
 TEXT_BATCH = 64
+DECODE = (384, 384)  # images are decoded to no less than twice this (BLIP sees 384, CLIP 224)
 # BLIP-large's well-known stray words at the start of a caption ("arafed woman ...").
 _BLIP_JUNK = re.compile(r"^there (is|are)\s+|\b(araf+e?d?|araffe|arrafed)\b\s*", re.IGNORECASE)
 _FORBIDDEN = set(',:|#\\()[]{}"\t')
@@ -105,6 +106,8 @@ class InterrogateConfig:
     dtype: str | None = setting(None, "auto (float16 on cuda, float32 on cpu), float32, float16, bfloat16",
                                 choices=("auto", "float32", "float16", "bfloat16"))
     force: bool = setting(False, "make every row again, hand edits included", control=True)
+    only_new: bool = setting(False, "make rows only for images that have none, or whose file changed; keep rows made "
+                             "with other settings (what a walk's --interrogate does)", control=True)
     wait: bool = setting(False, "if another process writes the CSV, wait for it instead of stopping", control=True)
     progress: bool = setting(True, cli=False, key=False)
 
@@ -131,6 +134,10 @@ class InterrogateConfig:
             raise ConfigError(f"--max-tokens {self.max_tokens}: give 0 (no limit) or more")
         if not 1 <= self.caption_length <= 512:
             raise ConfigError(f"--caption-length {self.caption_length}: give 1 to 512")
+        for flag, value in (("--caption-model", self.caption_model), ("--clip-model", self.clip_model),
+                            ("--tokenizer", self.tokenizer)):
+            if value is not None and not value.strip():
+                raise ConfigError(f"{flag} is empty: give a registry name, hub id or folder")
         if self.mode == "caption" and self.clip_model is not None:
             raise ConfigError("--clip-model ranks phrases, which --mode caption does not use: drop one")
 
@@ -208,6 +215,9 @@ def model_folder(model: str, what: str, subfolder: str | None = None) -> Path:
     source, local = model_source(model)
     if local:
         folder = Path(source)
+    elif "/" not in source:
+        raise ConfigError(f"{what} {model!r}: not a registry name (see `artwalk models list`), a hub id "
+                          "(owner/name) or a folder")
     else:
         try:
             from huggingface_hub import snapshot_download
@@ -224,15 +234,32 @@ def model_folder(model: str, what: str, subfolder: str | None = None) -> Path:
     return folder
 
 
-def _check_model_folder(folder: Path, model: str, what: str, local: bool) -> None:
+def _check_model_folder(folder: Path, model: str, what: str, local: bool, model_type: str) -> None:
+    """A transformers folder with config.json of ``model_type`` and weights; else one line."""
     if not (folder / "config.json").is_file():
         if local:
             raise WeightsMissingError(f"{folder}: not a transformers model folder for the {what} (no config.json)")
         raise hub_missing(model)
+    try:
+        found = json.loads((folder / "config.json").read_text("utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        raise InputError(f"{folder / 'config.json'}: unreadable or not JSON") from None
+    if found != model_type:
+        raise ConfigError(f"{folder}: a {found or 'unknown'} model, not a {model_type} one: the {what} must be a "
+                          f"{model_type.upper()} model")
     if not any(folder.glob("*.safetensors")) and not any(folder.glob("pytorch_model*.bin")):
         if local:
             raise WeightsMissingError(f"{folder}: the {what} has no weights (no *.safetensors)")
         raise hub_missing(model)
+
+
+def vocabulary_identity(folder: Path) -> str:
+    """A hash of a tokenizer's vocabulary: vocab.json and merges.txt (BPE), else
+    tokenizer.json, else vocab.txt (WordPiece)."""
+    for names in (("vocab.json", "merges.txt"), ("tokenizer.json",), ("vocab.txt",)):
+        if all((folder / n).is_file() for n in names):
+            return hashlib.sha256(b"".join(bytes.fromhex(sha256_file(folder / n)) for n in names)).hexdigest()
+    return folder_identity(folder)
 
 
 def tokenizer_folder(model: str) -> Path:
@@ -257,7 +284,9 @@ def _loaded(what: str, folder: Path, load):
     tlog.set_verbosity_error()  # "requires torchvision; falling back to PIL" is not the user's concern
     try:
         return load()
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except Exception as exc:  # torn weights, a wrong architecture, ...: transformers raises many kinds
+        if type(exc).__name__ == "OutOfMemoryError":
+            raise
         raise InputError(f"{folder}: cannot load the {what} ({first_line(exc)})") from None
     finally:
         tlog.set_verbosity(verbosity)
@@ -270,11 +299,12 @@ class Models:
         self.config = config
         self.caption_dir = model_folder(config.caption_name, "--caption-model")
         _check_model_folder(self.caption_dir, config.caption_name, "caption model",
-                            model_source(config.caption_name)[1])
+                            model_source(config.caption_name)[1], "blip")
         self.clip_dir = None
         if config.mode != "caption":
             self.clip_dir = model_folder(config.clip_name, "--clip-model")
-            _check_model_folder(self.clip_dir, config.clip_name, "CLIP model", model_source(config.clip_name)[1])
+            _check_model_folder(self.clip_dir, config.clip_name, "CLIP model", model_source(config.clip_name)[1],
+                                "clip")
         if config.tokenizer is not None:
             self.tokenizer_dir = tokenizer_folder(config.tokenizer)
         elif self.clip_dir is not None:
@@ -290,10 +320,14 @@ class Models:
         self._device = self._dtype = None
 
     def identity(self) -> dict:
-        """What the rows depend on, besides the settings: the models' files."""
+        """What the rows depend on, besides the settings: the models' files, and the
+        tokenizer's vocabulary (SD 1.5's tokenizer/ and CLIP ViT-L/14's count alike)."""
         return {"caption": folder_identity(self.caption_dir),
                 "clip": None if self.clip_dir is None else folder_identity(self.clip_dir),
-                "tokenizer": folder_identity(self.tokenizer_dir)}
+                "tokenizer": vocabulary_identity(self.tokenizer_dir)}
+
+    def check_device(self) -> None:
+        self._place()
 
     def _place(self):
         if self._device is None:
@@ -427,7 +461,7 @@ class Tables:
 
     def get(self, name: str):
         if name not in self._tables:
-            from safetensors.torch import load_file, save_file
+            from safetensors.torch import load_file
 
             phrases = phrase_lists()[name]
             path = self.path(name)
@@ -441,18 +475,27 @@ class Tables:
                     table = None
             if table is None:
                 table = self.models.text_features(list(phrases), progress=self.progress, desc=f"embedding {name}")
-                buffer_path = path.with_name(path.name + ".tmp")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    save_file({"embeddings": table.contiguous()}, str(buffer_path),
-                              metadata={"list": name, "phrases": str(len(phrases))})
-                    buffer_path.replace(path)
-                except OSError as exc:  # a cache that cannot be written only costs time
-                    log.warning("%s: cannot store the phrase cache (%s)", path, exc.strerror or exc)
-                    buffer_path.unlink(missing_ok=True)
+                self._store(path, table, name, len(phrases))
                 self.embedded.append(name)
             self._tables[name] = table
         return self._tables[name]
+
+    def _store(self, path: Path, table, name: str, count: int) -> None:
+        """Write the cache file atomically; a cache that cannot be written only costs time."""
+        from safetensors.torch import save_file
+
+        part = path.with_name(path.name + ".part")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file({"embeddings": table.contiguous()}, str(part), metadata={"list": name, "phrases": str(count)})
+            part.replace(path)
+        except Exception as exc:  # OSError, or safetensors' own error for the same causes
+            log.warning("warning: cannot store the phrase cache in %s (%s): the next run embeds %s again; set "
+                        "ARTWALK_CACHE to a writable folder", path.parent, first_line(exc), name)
+            try:
+                part.unlink(missing_ok=True)
+            except OSError:
+                pass
 
     def rank(self, image, names: tuple[str, ...] | str, top: int) -> list[tuple[str, float]]:
         """The ``top`` phrases of the lists ``names`` most similar to ``image``, best first
@@ -490,7 +533,8 @@ def fit(parts: list[str], count, limit: int) -> str:
         while words and count(" ".join(words)) > limit:
             words.pop()
         if not words:
-            raise ConfigError(f"--max-tokens {limit}: fewer tokens than the first word of {parts[0]!r} takes; "
+            first = parts[0].split()[0]
+            raise ConfigError(f"--max-tokens {limit}: the caption's first word {first!r} alone takes more tokens; "
                               "raise it")
         return " ".join(words)
     for part in parts[1:]:
@@ -567,21 +611,25 @@ def read_rows(csv_path: Path) -> dict[str, str]:
     return read_prompts_csv(csv_path, allow_empty=True)
 
 
-def read_record(csv_path: Path) -> dict[str, dict]:
+def read_record(csv_path: Path) -> dict[str, dict] | None:
+    """What each row was made from ({} for a new CSV; None when the CSV has rows but its
+    record is missing or unreadable, so no row can be told from a hand edit)."""
     try:
         data = json.loads(record_path(csv_path).read_text("utf-8"))
+    except FileNotFoundError:
+        return {} if not csv_path.exists() else None
     except (OSError, ValueError):
-        return {}
+        return None
     rows = data.get("rows") if isinstance(data, dict) else None
-    return rows if isinstance(rows, dict) else {}
+    return rows if isinstance(rows, dict) else None
 
 
 def csv_bytes(rows: list[tuple[str, str]]) -> bytes:
-    """``image,prompt`` with a header, utf-8, quoted where a field needs it."""
+    """``image,prompt`` with a header, utf-8; every field of a row quoted, so a name that starts
+    with ``#`` or a space reads back as written."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["image", "prompt"])
-    writer.writerows(rows)
+    csv.writer(buffer, lineterminator="\n").writerow(["image", "prompt"])
+    csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL).writerows(rows)
     return buffer.getvalue().encode("utf-8")
 
 
@@ -599,24 +647,37 @@ class _Row:
         return self.made is not None and self.prompt is not None and self.made.get("prompt") == self.prompt
 
 
+def plain_settings(config: InterrogateConfig) -> dict:
+    """The settings as the user gave them: known without any model."""
+    return {"version": VERSION, "mode": config.mode, "max_tokens": config.max_tokens,
+            "caption_length": config.caption_length, "caption": config.caption_name,
+            "clip": None if config.mode == "caption" else config.clip_name, "tokenizer": config.tokenizer}
+
+
 def plan_rows(config: InterrogateConfig, images: list[Path], rows: dict[str, str], record: dict,
               key: str | None) -> list[_Row]:
-    """Which rows to make: a missing row, and (``key``: the settings and models now) a
-    generated row whose image or settings changed; ``--force``: every row."""
+    """Which rows to make: a missing row; a generated row whose image changed, or (unless
+    ``only_new``) whose settings changed: ``key`` (the settings and the models' files), or
+    without the models the settings as given; ``--force``: every row."""
+    plain = plain_settings(config)
     plan = []
     for path in images:
         made = record.get(path.name)
         row = _Row(path, sha256_file(path), _row_of(rows, path), made if isinstance(made, dict) else None)
-        stale = key is not None and row.made is not None and (row.made.get("sha256") != row.sha256
-                                                              or row.made.get("key") != key)
+        changed = None
+        if row.made is not None:
+            if row.made.get("sha256") != row.sha256:
+                changed = "image"
+            elif not config.only_new and (row.made.get("settings") != plain or
+                                          (key is not None and row.made.get("key") != key)):
+                changed = "settings"
         if config.force or row.prompt is None:
             row.redo = True
         elif row.generated:
-            row.redo = stale
-        elif stale:
+            row.redo = changed is not None
+        elif changed is not None:
             log.warning("%s: keeping the hand-edited row of %s though its %s changed (--force makes it again)",
-                        config.csv_path, path.name,
-                        "image" if row.made.get("sha256") != row.sha256 else "settings")
+                        config.csv_path, path.name, changed)
         plan.append(row)
     return plan
 
@@ -628,10 +689,8 @@ def _row_of(rows: dict[str, str], image: Path) -> str | None:
 
 def settings_key(config: InterrogateConfig, identity: dict) -> str:
     lists = {name: list_hash(p) for name, p in phrase_lists().items()} if config.mode != "caption" else None
-    return hashlib.sha256(json.dumps({
-        "version": VERSION, "mode": config.mode, "max_tokens": config.max_tokens,
-        "caption_length": config.caption_length, "models": identity, "lists": lists,
-    }, sort_keys=True).encode("utf-8")).hexdigest()
+    return hashlib.sha256(json.dumps({**plain_settings(config), "models": identity, "lists": lists},
+                                     sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def check(config: InterrogateConfig) -> tuple[list[Path], dict[str, str]]:
@@ -641,16 +700,41 @@ def check(config: InterrogateConfig) -> tuple[list[Path], dict[str, str]]:
     csv_path = config.csv_path
     if csv_path.suffix.lower() in IMAGE_EXTENSIONS:
         raise ConfigError(f"--out {csv_path}: would overwrite an image; give a .csv path")
+    if csv_path.exists() and not csv_path.is_file() and not csv_path.is_dir():
+        raise InputError(f"{csv_path}: not a regular file; give a file path for the CSV")
     check_writable(csv_path.parent, "folder of the CSV")
     return images, read_rows(csv_path)
 
 
+def _todo(config: InterrogateConfig, images: list[Path], rows: dict[str, str], record: dict | None):
+    """(models or None, the settings key or None, the plan): the models are found (one line
+    when one is missing) unless every row can be kept without them."""
+    if record is None:
+        if rows:
+            log.warning("warning: %s: no record of how its rows were made (%s is missing or unreadable), so "
+                        "every row is kept as if written by hand; --force makes them all again",
+                        config.csv_path, record_path(config.csv_path).name)
+        record = {}
+    try:
+        models = Models(config)  # finds the models; loads nothing yet
+        key = settings_key(config, models.identity())
+        return models, key, plan_rows(config, images, rows, record, key)
+    except WeightsMissingError:
+        plan = plan_rows(config, images, rows, record, None)
+        if any(r.redo for r in plan):
+            raise
+        log.info("interrogate: every row of %s is current; the models are not here, so the rows are not "
+                 "checked against their files", config.csv_path)
+        return None, None, plan
+
+
 def check_ready(config: InterrogateConfig) -> None:
-    """What a walk checks before its work: the settings, the folder, the CSV and, when some
-    image has no row yet (or with ``--force``), that the models are on this machine."""
+    """What a walk checks before its work: the settings, the folder, the CSV and, when a row
+    must be made, the models and the device."""
     images, rows = check(config)
-    if config.force or any(_row_of(rows, p) is None for p in images):
-        Models(config)
+    models, _, plan = _todo(config, images, rows, read_record(config.csv_path))
+    if models is not None and any(r.redo for r in plan):
+        models.check_device()
 
 
 def interrogate(config: InterrogateConfig) -> InterrogateResult:
@@ -660,29 +744,23 @@ def interrogate(config: InterrogateConfig) -> InterrogateResult:
     csv_path = config.csv_path
     with run_lock(csv_path.parent, config.wait):
         rows, record = read_rows(csv_path), read_record(csv_path)  # again, under the lock
-        missing = config.force or any(_row_of(rows, p) is None for p in images)
-        try:
-            models = Models(config)  # finds the models (one line when missing); loads nothing yet
-            identity = models.identity()
-        except WeightsMissingError:
-            if missing:
-                raise
-            log.info("interrogate: the models are not here, so rows cannot be checked against them; every row of "
-                     "%s is kept", csv_path)
-            models = identity = None
-        key = None if identity is None else settings_key(config, identity)
-        plan = plan_rows(config, images, rows, record, key)
+        models, key, plan = _todo(config, images, rows, record)
+        record = record or {}
         todo = [r for r in plan if r.redo]
+        if todo:  # what can fail fast fails before any image is decoded or model loaded
+            models.check_device()
+            models.tokenizer
         for row in progress_bar(todo, desc="checking images", enabled=config.progress and len(todo) > 1,
                                 leave=False):
-            load_image(row.image)  # every image decodes before a model loads
-        tables = Tables(models, identity["clip"], config.progress) if todo and config.mode != "caption" else None
+            load_image(row.image, min_size=DECODE)  # every image decodes before a model loads
+        tables = Tables(models, models.identity()["clip"], config.progress) \
+            if todo and config.mode != "caption" else None
         from PIL import Image
 
         for row in progress_bar(todo, desc="interrogate", enabled=config.progress and len(todo) > 1):
-            picture = Image.fromarray(to_uint8(load_image(row.image)))
+            picture = Image.fromarray(to_uint8(load_image(row.image, min_size=DECODE)))
             row.prompt = make_prompt(picture, config, models, tables)
-            row.made = {"sha256": row.sha256, "key": key, "prompt": row.prompt}
+            row.made = {"sha256": row.sha256, "key": key, "settings": plain_settings(config), "prompt": row.prompt}
             log.info("%s: %s", row.image.name, row.prompt)
             _write(csv_path, plan, rows, record)  # after each image: a killed run resumes here
         if not todo and _lines(plan, rows, record) != list(rows.items()):
@@ -760,8 +838,13 @@ def schedule_from_desc(folder: Path, every: str = "2s", csv_path: Path | None = 
                          "the missing rows")
     prompts = []
     for path in images:
-        prompt = clean_prompt(_row_of(rows, path))
+        row = _row_of(rows, path)
+        prompt = clean_prompt(row)
         if not prompt:
-            raise InputError(f"{csv_path}: the prompt of {path.name} is empty")
+            raise InputError(f"{csv_path}: the prompt of {path.name} is empty: write one, or delete its row and "
+                             f"run `artwalk interrogate {folder}`")
+        if prompt != " ".join(row.split()):
+            log.warning("warning: %s: the prompt of %s changed to fit a schedule line: %r", csv_path, path.name,
+                        prompt)
         prompts.append(prompt)
     return schedule_text(prompts, every), len(prompts)

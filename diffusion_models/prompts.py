@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
+import re
 from pathlib import Path
 
 from artwalk.errors import InputError
+
+log = logging.getLogger(__name__)
 
 DESC = "desc.csv"  # the prompts beside the images, as the seed's CLIP Interrogator notebook names them
 
@@ -27,19 +31,27 @@ def read_prompts_csv(path: Path | str, allow_empty: bool = False) -> dict[str, s
     except UnicodeDecodeError:
         raise InputError(f"{path}: the prompts CSV is not UTF-8 text") from None
     prompts: dict[str, str] = {}
+    physical = re.split(r"\r\n|\r|\n", text)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows, first = [], 1
     try:
-        rows = [(reader.line_num, row) for row in reader]
+        for row in reader:
+            rows.append((first, physical[first - 1].lstrip(), row))
+            first = reader.line_num + 1
     except csv.Error as exc:
         raise InputError(f"{path}, line {reader.line_num}: not CSV ({exc})") from None
-    for line, row in rows:
-        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+    for line, raw, row in rows:
+        # A comment is a line that starts with '#'; a quoted "#1.png" is a file name.
+        if not row or not "".join(row).strip() or raw.startswith("#"):
             continue
         if len(row) < 2:
-            raise InputError(f"{path}, line {line}: expected 'filename,prompt', got {','.join(row)!r}")
-        name, prompt = row[0].strip(), ",".join(row[1:]).strip()
+            raise InputError(f"{path}, line {line}: expected 'image,prompt', got {','.join(row)!r}")
+        name = row[0] if raw.startswith('"') else row[0].strip()  # a quoted name is taken as it is
+        prompt = ",".join(row[1:]).strip()
         if line == 1 and name.lower() in ("filename", "file", "image", "name"):
             continue
+        if name in prompts and prompts[name] != prompt:
+            log.warning("warning: %s, line %d: a second row for %s; the last one is used", path, line, name)
         prompts[name] = prompt
     if not prompts and not allow_empty:
         raise InputError(f"{path}: no 'filename,prompt' rows")

@@ -225,8 +225,9 @@ class Walk:
         argv = {
             "interrogate": [] if asked is None else
             [*to_argv(interrogation.InterrogateConfig, {"mode": asked.mode, "target": asked.target,
-                                                        "tokenizer": asked.tokenizer}),
-             *(["--wait"] if asked.wait else []), *extra, "--", str(self.input_dir)],
+                                                        "tokenizer": asked.tokenizer, "device": asked.device,
+                                                        "dtype": asked.dtype}),
+             "--only-new", *(["--wait"] if asked.wait else []), *extra, "--", str(self.input_dir)],
             "keyframes": [*to_argv(KeyframeConfig, self.given["keyframes"]), *extra, "--",
                           *([] if self.input_dir is None else [str(self.input_dir)]), str(self.run_dir)],
             "motion": [*to_argv(MotionConfig, self.given["motion"]), *extra, "--", str(self.run_dir)],
@@ -301,9 +302,11 @@ def _interrogation(args: argparse.Namespace, keyframes: KeyframeConfig, progress
         raise ConfigError(f"--interrogate writes INPUT/{interrogation.DESC}, which --prompts-csv would replace: "
                           "drop one")
     model = spec.model_for("model", engine_options(keyframes))
+    # Rows made before, by `artwalk interrogate` with its own settings, are kept (only_new).
     return interrogation.InterrogateConfig(
         folder=keyframes.input_dir, mode=mode or "classic", target=interrogation.target_of(model, spec.name),
-        tokenizer=model, wait=keyframes.wait, progress=progress)
+        tokenizer=model, device=keyframes.device, dtype=keyframes.dtype, only_new=True, wait=keyframes.wait,
+        progress=progress)
 
 
 def _route_shared(args: argparse.Namespace, values: dict[str, dict]) -> None:

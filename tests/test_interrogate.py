@@ -211,7 +211,9 @@ def test_desc_csv_round_trips_unicode_commas_and_quotes(tiny, tmp_path):
     made = read_prompts_csv(folder / "desc.csv")
     assert set(made) == {r[0] for r in rows} | {'q"uote.PNG'}
     text = (folder / "desc.csv").read_text("utf-8")
-    (folder / "desc.csv").write_text(text.replace(made["ü 2.png"], 'hand, "edited", ✓'), "utf-8")
+    assert made["ü 2.png"] in text
+    edited = text.replace(f'"{made["ü 2.png"]}"', '"hand, ""edited"", ✓"')  # as a text editor would
+    (folder / "desc.csv").write_text(edited, "utf-8")
     interrogate(config(tiny, folder, mode="caption"))
     assert read_prompts_csv(folder / "desc.csv")["ü 2.png"] == 'hand, "edited", ✓'
 
@@ -379,3 +381,67 @@ def test_full_pipeline_sh_interrogate(tiny, tmp_path):
                    env=hub_cache(tiny, tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert json.loads((out / "walk.json").read_text())["walk_key"] == key
+
+
+# --------------------------------------------------------------------------------------------
+# What a user found
+
+def test_odd_file_names_keep_their_rows(tiny, tmp_path):
+    folder = pictures(tmp_path / "in", names=("#1.png", " lead.png", "plain.png"))
+    cfg = config(tiny, folder, mode="caption")
+    assert interrogate(cfg).made == 3
+    assert set(read_prompts_csv(folder / "desc.csv")) == {"#1.png", " lead.png", "plain.png"}
+    assert interrogate(cfg).made == 0
+
+
+def test_a_model_of_the_wrong_kind_is_one_line_before_work(tiny, tmp_path):
+    folder = pictures(tmp_path / "in")
+    proc = run_cli("-m", "pipeline", "interrogate", str(folder), "--caption-model", str(tiny["clip"]),
+                   "--clip-model", str(tiny["clip"]), env={"ARTWALK_CACHE": str(tmp_path / "c")})
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "a clip model, not a blip one" in proc.stderr and not (folder / "desc.csv").exists()
+
+
+def test_an_unwritable_cache_only_warns(tiny, tmp_path, monkeypatch, caplog):
+    (tmp_path / "a file").write_text("x")
+    monkeypatch.setenv("ARTWALK_CACHE", str(tmp_path / "a file" / "cache"))
+    folder = pictures(tmp_path / "in", names=("x.png",))
+    with caplog.at_level(logging.WARNING):
+        assert interrogate(config(tiny, folder)).made == 1
+    assert "cannot store the phrase cache" in caplog.text
+
+
+def test_a_walk_keeps_rows_made_with_other_settings(tiny, tmp_path):
+    folder = pictures(tmp_path / "in")
+    interrogate(config(tiny, folder, mode="fast"))
+    before = read_prompts_csv(folder / "desc.csv")
+    pictures(folder, names=("d4.png",), seed=7)
+    walk = interrogate(config(tiny, folder, mode="classic", tokenizer=str(tiny["sd"]), only_new=True))
+    assert walk.made == 1 and {k: v for k, v in read_prompts_csv(folder / "desc.csv").items() if k in before} == before
+    assert interrogate(config(tiny, folder, mode="fast")).made == 1  # the walk's row, made with classic
+
+
+def test_changed_settings_without_the_models_is_one_line(tiny, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    folder = pictures(tmp_path / "in")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", hub_cache(tiny, tmp_path)["HF_HUB_CACHE"])
+    same = InterrogateConfig(folder=folder, mode="caption", progress=False)  # blip-large, from the hub cache
+    interrogate(same)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty hub"))  # and now it is gone
+    assert interrogate(same).made == 0  # every row is current: no model needed
+    with pytest.raises(interrogation.WeightsMissingError, match="artwalk models download blip-large"):
+        interrogate(InterrogateConfig(folder=folder, mode="caption", caption_length=5, progress=False))
+
+
+def test_a_lost_record_and_duplicate_rows_are_said(tiny, tmp_path, caplog):
+    folder = pictures(tmp_path / "in")
+    cfg = config(tiny, folder, mode="caption")
+    interrogate(cfg)
+    interrogation.record_path(folder / "desc.csv").unlink()
+    with open(folder / "desc.csv", "a", encoding="utf-8") as f:
+        f.write('"a1.jpg","a second opinion"\n')
+    with caplog.at_level(logging.WARNING):
+        assert interrogate(cfg).made == 0
+    assert "no record of how its rows were made" in caplog.text
+    assert "a second row for a1.jpg; the last one is used" in caplog.text

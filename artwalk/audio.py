@@ -1,0 +1,130 @@
+"""Audio analysis for walks that follow music: keyframe events and energy (librosa, lazily).
+
+::
+
+    song (mp3, m4a, ogg, flac, wav, ... any PyAV decodes)
+      -> mono float32 at RATE Hz (:func:`load_mono`)
+      -> HPSS: the percussive or the harmonic part, or the whole signal (``component``)
+      -> onset strength, HOP samples a step
+      -> onsets (peaks of it) or beats (librosa's beat tracker on it)  (``on``)
+      -> events: (frame, time, strength), frame = round(time * fps)
+
+An event's frame comes from its absolute time (``round(t * fps)``), never from adding up
+frame durations, so the last event of a ten-minute song is as exact as the first.
+The first event is always frame 0 (librosa finds no onset at t = 0): a walk starts on
+its first keyframe. Two events that fall on one frame are one event (the stronger).
+Strength is the onset envelope at the event, divided by the envelope's maximum.
+
+librosa is imported only here, inside the functions: ``pip install -r requirements/audio.txt``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from artwalk.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
+
+RATE = 22050  # analysis sample rate (librosa's default)
+HOP = 256  # onset envelope step: 11.6 ms at RATE, under a third of a frame at 24 fps
+COMPONENTS = ("percussive", "harmonic", "both")
+ON = ("onsets", "beats")
+
+
+@dataclass(frozen=True)
+class Event:
+    frame: int
+    time: float  # seconds from the start of the song
+    strength: float  # 0..1, the onset envelope there over its maximum
+
+
+def _librosa():
+    try:
+        import librosa
+    except ImportError:
+        raise ConfigError("audio analysis needs librosa: pip install -r requirements/audio.txt") from None
+    return librosa
+
+
+def load_mono(path: Path | str, rate: int = RATE) -> np.ndarray:
+    """The soundtrack as mono float32 samples at ``rate`` Hz; one-line :class:`InputError`
+    for a file that is missing, empty, not audio, or holds no sound."""
+    import av
+
+    from artwalk.video import probe_audio
+
+    path = Path(path)
+    probe_audio(path)  # every check, with its one-line errors
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    chunks: list[np.ndarray] = []
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        frames = container.decode(stream)
+        while True:
+            try:
+                frame = next(frames, None)
+            except av.FFmpegError:  # a damaged tail: what decoded up to here is the song (as probe_audio says)
+                frame = None
+            if frame is None:
+                break
+            frame.pts = None
+            chunks.extend(c.to_ndarray().reshape(-1) for c in resampler.resample(frame))
+        chunks.extend(c.to_ndarray().reshape(-1) for c in resampler.resample(None))
+    samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    if samples.size == 0:
+        raise InputError(f"{path}: audio stream holds no decodable sound")
+    return samples
+
+
+def component_of(samples: np.ndarray, component: str) -> np.ndarray:
+    """The percussive or harmonic part (median-filtering HPSS), or the whole signal."""
+    if component not in COMPONENTS:
+        raise ConfigError(f"--component {component!r}: choose one of {', '.join(COMPONENTS)}")
+    if component == "both":
+        return samples
+    harmonic, percussive = _librosa().effects.hpss(samples)
+    return percussive if component == "percussive" else harmonic
+
+
+def onset_envelope(samples: np.ndarray, rate: int = RATE) -> np.ndarray:
+    """Spectral flux onset strength, one value per HOP samples (value i at i * HOP / rate s)."""
+    return _librosa().onset.onset_strength(y=samples, sr=rate, hop_length=HOP)
+
+
+def events(samples: np.ndarray, fps: float, component: str = "percussive", on: str = "onsets",
+           rate: int = RATE) -> list[Event]:
+    """The keyframe events of a song: frame 0, then each onset or beat of ``component``."""
+    librosa = _librosa()
+    if on not in ON:
+        raise ConfigError(f"--on {on!r}: choose one of {', '.join(ON)}")
+    if not fps > 0:
+        raise ConfigError(f"--fps must be more than 0, got {fps}")
+    envelope = onset_envelope(component_of(samples, component), rate)
+    if on == "onsets":
+        steps = librosa.onset.onset_detect(onset_envelope=envelope, sr=rate, hop_length=HOP, units="frames")
+    else:
+        _, steps = librosa.beat.beat_track(onset_envelope=envelope, sr=rate, hop_length=HOP, units="frames")
+    peak = float(envelope.max()) if envelope.size else 0.0
+    found: dict[int, Event] = {}
+    for step in [0, *(int(s) for s in steps)]:
+        time = step * HOP / rate  # absolute: no drift however long the song
+        strength = float(envelope[step]) / peak if peak > 0 and step < envelope.size else 0.0
+        frame = round(time * fps)
+        if frame not in found or strength > found[frame].strength:
+            found[frame] = Event(frame, time if frame else 0.0, round(strength, 4))
+    return [found[f] for f in sorted(found)]
+
+
+def song_events(path: Path | str, fps: float, component: str = "percussive", on: str = "onsets") -> list[Event]:
+    """:func:`events` of the song at ``path``."""
+    return events(load_mono(path), fps, component, on)
+
+
+def duration_frames(samples: np.ndarray, fps: float, rate: int = RATE) -> int:
+    """The song's length in frames: round(seconds * fps)."""
+    return round(samples.size / rate * fps)
