@@ -436,8 +436,8 @@ def write_contact_sheet(run_dir: Path, path: Path) -> Path | None:
     except (StageOrderError, KeyError, TypeError, ValueError) as exc:
         log.warning("no contact sheet (%s)", exc)
         return None
-    if "frames" in manifest:  # a prompt walk: its schedule's keyframes, not every diffused frame
-        outputs = [e for e in outputs if e.get("kind") == "keyframe"]
+    if any(e.get("kind") == "keyframe" for e in outputs):  # a prompt walk: its schedule's keyframes, not every
+        outputs = [e for e in outputs if e.get("kind") == "keyframe"]  # diffused frame
     if not outputs:
         log.warning("no contact sheet (the keyframes manifest lists no keyframes)")
         return None

@@ -54,13 +54,14 @@ def _word_tokenizer(words: list[str], bos: str, eos: str, pad: str, max_length: 
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {pad: 0, bos: 1, eos: 2, "[UNK]": 3}
-    for word in words:
-        vocab.setdefault(word, len(vocab))
+    vocab: dict[str, int] = {}
+    for token in (pad, bos, eos, "[UNK]", *words):
+        vocab.setdefault(token, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A {eos}", special_tokens=[(bos, 1), (eos, 2)])
+    tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A {eos}",
+                                                       special_tokens=[(bos, vocab[bos]), (eos, vocab[eos])])
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token=pad,
                                    unk_token="[UNK]", model_max_length=max_length), len(vocab)
 
@@ -77,7 +78,8 @@ def build(root: Path, blip: str) -> tuple[Path, Path, dict]:
     torch.manual_seed(0)
     blip_dir, clip_dir = root / "blip", root / "clip"
     tok, _ = _word_tokenizer(words, "[DEC]", "[SEP]", "[PAD]", 512)
-    config = BlipConfig(text_config=dict(vocab_size=BERT_VOCAB, bos_token_id=1, sep_token_id=2, pad_token_id=0),
+    config = BlipConfig(text_config=dict(vocab_size=BERT_VOCAB, bos_token_id=tok.bos_token_id,
+                                         sep_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
                         vision_config={**BLIP_VISION[blip], "image_size": 384, "patch_size": 16})
     model = BlipForConditionalGeneration(config)
     params = {"blip": sum(p.numel() for p in model.parameters())}
@@ -88,7 +90,8 @@ def build(root: Path, blip: str) -> tuple[Path, Path, dict]:
 
     tok, size = _word_tokenizer(words, "<|startoftext|>", "<|endoftext|>", "<|endoftext|>", 77)
     config = CLIPConfig(**{**CLIP_L, "text_config": {**CLIP_L["text_config"], "vocab_size": max(size, 49408),
-                                                     "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2}})
+                                                     "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
+                                                     "pad_token_id": tok.pad_token_id}})
     model = CLIPModel(config)
     params["clip"] = sum(p.numel() for p in model.parameters())
     model.save_pretrained(clip_dir)

@@ -49,6 +49,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from artwalk import audio
 from artwalk.config import engine_options, record, setting
 from artwalk.engines import EngineSpec
 from artwalk.errors import ConfigError, InputError
@@ -98,6 +99,16 @@ class KeyframeConfig:
     seed_schedule: str | None = setting(None, "prompt walks: each keyframe's seed, a numeric schedule such as "
                                         "'0:(42), 60:(7)' (default: from --seed and the prompt's text)",
                                         metavar="SCHEDULE")
+    sync_audio: Path | None = setting(None, "image walks: put the keyframes (originals and in-betweens, in order) on "
+                                      "a song's beats or onsets (see `artwalk audio`); the video lasts as long as "
+                                      "the song, and the song is its soundtrack", metavar="SONG")
+    sync_on: str = setting("beats", "with --sync-audio: beats (the tracked tempo) or onsets (every attack)",
+                           flags=("--on",), choices=audio.ON)
+    sync_every: int = setting(1, "with --sync-audio: a keyframe on every K-th event", flags=("--every",),
+                              metavar="K")
+    sync_component: str = setting("percussive", "with --sync-audio: the part of the sound to follow",
+                                  flags=("--component",), choices=audio.COMPONENTS)
+    trim: bool = setting(False, "with --sync-audio: end the video on the last keyframe, not at the song's end")
     width: int = setting(1280, "frame width of the walk, before upscaling", flags=("--w", "--width"), metavar="W")
     height: int = setting(720, "frame height of the walk, before upscaling", flags=("--h", "--height"),
                           metavar="H")
@@ -161,6 +172,21 @@ class KeyframeConfig:
             raise ConfigError(f"--interpolation_steps must be 0 or more, got {self.interpolation_steps}")
         if not (math.isfinite(self.fps) and 0 < self.fps <= MAX_FPS):
             raise ConfigError(f"--fps must be a number in (0, {MAX_FPS:g}], got {self.fps}")
+        if self.sync_audio is None:
+            given = [flag for flag, value, default in (
+                ("--on", self.sync_on, "beats"), ("--every", self.sync_every, 1),
+                ("--component", self.sync_component, "percussive"), ("--trim", self.trim, False)) if value != default]
+            if given:
+                raise ConfigError(f"{', '.join(given)}: for --sync-audio SONG")
+        else:
+            if self.sync_every < 1:
+                raise ConfigError(f"--every must be 1 or more, got {self.sync_every}")
+            if self.prompts is not None:
+                raise ConfigError("--sync-audio places an image walk's keyframes; a prompt walk's come from its "
+                                  "schedule (`artwalk audio SONG --schedule walk.txt` writes one on the beats)")
+            if self.loop:
+                raise ConfigError("--loop with --sync-audio: end the walk on the first image again instead (add "
+                                  "it at the end of the folder)")
         if self.prompts is None:
             given = [flag for flag, value in (("--diffuse", self.diffuse), ("--frames", self.frames),
                                               ("--guidance-schedule", self.guidance_schedule),
@@ -217,6 +243,30 @@ class KeyframeResult:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Sync:
+    """An image walk on a song: keyframe i at ``positions[i]``, ``frames`` frames in all."""
+
+    positions: list[int]
+    frames: int
+    song: str
+
+
+def plan_sync(config: KeyframeConfig, keyframes: int) -> Sync:
+    """Every K-th event of the song for each of the walk's ``keyframes``, in order."""
+    samples = audio.load_mono(config.sync_audio)
+    found = audio.events(samples, config.fps, config.sync_component, config.sync_on)
+    chosen = found[::config.sync_every]
+    if len(chosen) < keyframes:
+        raise ConfigError(f"{config.sync_audio}: {len(found)} {config.sync_on} ({len(chosen)} taking every "
+                          f"{config.sync_every}) for {keyframes} keyframes: lower --every or -S, use "
+                          f"{'onsets' if config.sync_on == 'beats' else 'a longer song'}, or use fewer images")
+    positions = [e.frame for e in chosen[:keyframes]]
+    song_frames = audio.duration_frames(samples, config.fps)
+    frames = positions[-1] + 1 if config.trim else max(song_frames, positions[-1] + 1)
+    return Sync(positions, frames, str(config.sync_audio))
+
+
 @dataclass
 class KeyframePlan:
     """What :func:`check` found: the inputs, the engine, and the units already done."""
@@ -231,6 +281,7 @@ class KeyframePlan:
     default_prompt: str = ""
     seeds: list[int] = field(default_factory=list)  # per original, for outpainting
     prompt_walk: PromptPlan | None = None  # a prompt walk's keyframes and in-betweens
+    sync: Sync | None = None  # --sync-audio: each keyframe's frame, and the walk's length
 
     def prompt_of(self, path: Path) -> str | None:
         return None if self.prompts is None else prompt_for(path.name, self.prompts, self.default_prompt)
@@ -322,9 +373,21 @@ def check(config: KeyframeConfig, announce: bool | None = None) -> KeyframePlan:
                          plan.conform_keys):
         if not store.has(key):
             load_image(path, min_size=(width, height))
+    if config.sync_audio is not None:
+        count = (0 if config.no_originals else len(images)) + steps * (len(images) - 1)
+        plan.sync = plan_sync(config, count)
+        if announce:
+            log.info("%d keyframe(s) on the %s of %s (every %d): frames %s; %d frames in all", count,
+                     config.sync_on, config.sync_audio, config.sync_every, _frames_text(plan.sync.positions),
+                     plan.sync.frames)
     if config.interpolation_steps and not steps and announce:
         log.info("engine '%s' makes no in-betweens: the walk goes straight from original to original", name)
     return plan
+
+
+def _frames_text(positions: list[int]) -> str:
+    shown = ", ".join(map(str, positions[:8]))
+    return shown + (f", ... {positions[-1]}" if len(positions) > 8 else "")
 
 
 def _conform_key(config: KeyframeConfig, plan: KeyframePlan, i: int) -> str:
@@ -352,8 +415,14 @@ def run(config: KeyframeConfig, plan: KeyframePlan | None = None) -> KeyframeRes
         originals = _conform_originals(config, plan, store, run_dir)
         pairs = _make_inbetweens(config, plan, store, run_dir, originals)
         outputs = _walk_order(config, plan, originals, pairs)
+        placed = {}
+        if plan.sync is not None:  # each keyframe at its event's frame (stage 2 fills the gaps)
+            for entry, frame in zip(outputs, plan.sync.positions, strict=True):
+                entry["frame"] = frame
+            placed = {"frames": plan.sync.frames, "song": {"path": plan.sync.song,
+                                                           "sha256": sha256_file(plan.sync.song)}}
         manifest = write_manifest(
-            run_dir / STAGE, STAGE, config=record(config), engine=plan.engine.identity(),
+            run_dir / STAGE, STAGE, config=record(config), engine=plan.engine.identity(), **placed,
             **({"outpaint": plan.engine.outpaint_identity()} if config.outpaint else {}),
             inputs=[{"path": str(p), "sha256": h} for p, h in zip(plan.images, plan.hashes)],
             outputs=outputs, size=[width, height], originals=len(plan.images), inbetweens_per_pair=plan.steps,

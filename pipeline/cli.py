@@ -4,6 +4,7 @@
     artwalk prompts SCHEDULE OUT [flags]           the same from a prompt schedule
     artwalk plan [INPUT] OUT [flags] [--stage-args FILE]   (--prompts SCHEDULE instead of INPUT)
     artwalk interrogate FOLDER [flags]             a prompt per image into FOLDER/desc.csv
+    artwalk audio SONG [--fps 24] [--on beats]     a song's events as keyframe frames
     artwalk models list | download NAME
 
 ``plan --stage-args FILE`` is how ``full_pipeline.sh`` learns what to run: FILE gets,
@@ -24,6 +25,7 @@ from artwalk import __version__
 from artwalk.cli import Parser, add_common_flags, run_cli
 from artwalk.fsutil import atomic_write_bytes
 from artwalk.runfolder import run_lock
+from pipeline import audio_cmd
 from pipeline import inspire_cmd
 from pipeline import interrogate_cmd
 from pipeline import schedule_cmd
@@ -107,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "when no checksum is pinned")
     add_common_flags(md)
     md.set_defaults(func=models_download)
+    audio_cmd.add_command(sub)
     inspire_cmd.add_command(sub)
     interrogate_cmd.add_command(sub)
     schedule_cmd.add_command(sub)

@@ -133,8 +133,8 @@ def add_walk_flags(p: argparse.ArgumentParser, source: str = "images") -> None:
         desc.add_argument("--from-images", type=Path, metavar="FOLDER",
                           help=f"instead of SCHEDULE: a keyframe per image of FOLDER (in its order), prompted by "
                           f"its row of FOLDER/{interrogation.DESC} (`artwalk interrogate FOLDER` writes it), "
-                          "--every apart; --frames defaults to the last one's frame plus --every")
-        desc.add_argument("--every", metavar="2s|48", help="with --from-images: the step between keyframes, seconds "
+                          "--step apart; --frames defaults to the last one's frame plus --step")
+        desc.add_argument("--step", metavar="2s|48", help="with --from-images: the step between keyframes, seconds "
                           "(2s, 2.5s) or frames (48) (default 2s)")
     else:
         asked = p.add_argument_group("prompts from the images (artwalk interrogate)")
@@ -171,10 +171,10 @@ def walk_source(args: argparse.Namespace) -> None:
 
 
 def _schedule_from_images(args: argparse.Namespace) -> None:
-    folder, every = args.from_images, args.every
+    folder, every = args.from_images, args.step
     if folder is None:
         if every is not None:
-            raise ConfigError("--every is for --from-images FOLDER; a schedule places its keyframes itself")
+            raise ConfigError("--step is for --from-images FOLDER; a schedule places its keyframes itself")
         if args.prompts is None:
             raise ConfigError("give a SCHEDULE (or --from-images FOLDER) and OUT")
         return
@@ -271,6 +271,12 @@ def configure(args: argparse.Namespace) -> Walk:
     for stage in ("motion", "upscale"):
         values[stage].setdefault("engine", getattr(engines, stage))
     _route_shared(args, values)
+    song = values["keyframes"].get("sync_audio")
+    if song is not None:  # the song the keyframes follow is the soundtrack
+        given_audio = values["video"].setdefault("audio", song)
+        if Path(given_audio).resolve() != Path(song).resolve():
+            raise ConfigError(f"--audio {given_audio} and --sync-audio {song}: the walk follows one song and plays "
+                              "it; give one of them")
     keyframes = KeyframeConfig(input_dir=inp, run_dir=args.output, progress=progress, **values["keyframes"])
     engines = Engines(keyframes.engine_name, values["motion"]["engine"], values["upscale"]["engine"])
     motion = MotionConfig(run_dir=args.output, progress=progress, **values["motion"])
@@ -366,6 +372,8 @@ def plan_walk(args: argparse.Namespace) -> Walk:
     loop = walk.keyframes.loop or walk.motion.loop
     if kf.prompt_walk is not None:
         walk.plan = plan_counts(kf.prompt_walk.frames, kf.prompt_walk.unique_frames, walk.motion.fps, size, upscaled)
+    elif kf.sync is not None:  # keyframes on the song's events; motion fills every gap
+        walk.plan = plan_counts(kf.sync.frames, kf.sync.positions[-1] + 1, walk.motion.fps, size, upscaled)
     else:
         walk.plan = plan_numbers(len(kf.images), kf.steps, walk.motion.spec, loop, size, upscaled)
     log.info("%s", walk.plan.describe(walk.run_dir))
@@ -394,6 +402,7 @@ def walk_key(walk: Walk) -> str:
     return cache_key(
         images=[[p.name, h] for p, h in zip(kf.images, kf.hashes)], engines=vars(walk.engines),
         image_prompts=kf.prompts,
+        sync=None if kf.sync is None else [kf.sync.positions, kf.sync.frames],
         prompts=None if kf.prompt_walk is None else {
             "keyframes": [[k.frame, k.key] for k in kf.prompt_walk.keyframes], "frames": kf.prompt_walk.frames,
             "segments": [[g.frames, g.fractions, g.guidances] for g in kf.prompt_walk.segments]},

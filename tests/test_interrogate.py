@@ -347,7 +347,7 @@ def test_images_to_prompt_walk_to_video(tiny, tmp_path):
     folder = pictures(tmp_path / "in")
     out = tmp_path / "prompt walk"
     base = ["-m", "pipeline", "prompts", "--from-images", str(folder), str(out), "--engine", "sd", "--model",
-            str(tiny["sd"]), "--steps", "2", "--w", "64", "--h", "40", "--fps", "4", "--every", "3",
+            str(tiny["sd"]), "--steps", "2", "--w", "64", "--h", "40", "--fps", "4", "--step", "3",
             "--motion-engine", "blend", "--no-upscale", "--device", DEVICE, "-q"]
     proc = run_cli(*base)
     assert proc.returncode == 1 and "artwalk interrogate" in proc.stderr and len(proc.stderr.splitlines()) == 1
