@@ -207,7 +207,7 @@ def run(config: VideoConfig) -> VideoResult:
         output = config.video_path
         log.info("encoding %d frames (%d unique) of %dx%d at %s fps from %s/ into %s (%s)", len(timeline),
                  len(set(timeline)), width, height, _fps_text(rate), source, output, config.video_format)
-        if audio_s is not None and audio_s + 1e-3 < len(timeline) / float(rate):
+        if audio_s is not None and audio_s + (0.5 + 1e-3) / float(rate) < len(timeline) / float(rate):  # > 1/2 frame
             log.warning("the soundtrack %s is %.1f s, shorter than the %.1f s video: the end will be silent",
                         config.audio, audio_s, len(timeline) / float(rate))
 

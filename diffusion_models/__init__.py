@@ -363,23 +363,24 @@ def check(config: KeyframeConfig, announce: bool | None = None) -> KeyframePlan:
         unknown = sorted(set(prompts) - {p.name for p in images} - {p.stem for p in images})
         if unknown:
             log.warning("%s: no image named %s in %s", csv_path, ", ".join(unknown), config.input_dir)
+    sync = None
+    if config.sync_audio is not None:  # before the images are decoded: a song that does not fit is one line
+        count = (0 if config.no_originals else len(images)) + steps * (len(images) - 1)
+        sync = plan_sync(config, count)
+        if announce:
+            log.info("%d keyframe(s) on the %s of %s (every %d): frames %s; %d frames in all", count,
+                     config.sync_on, config.sync_audio, config.sync_every, _frames_text(sync.positions), sync.frames)
     hashes = [_input_sha256(p) for p in images]
     plan = KeyframePlan(images, hashes, spec, engine, steps, [], prompts, config.prompt or "",
                         [image_seed(config.seed, h) for h in hashes])
     plan.conform_keys = [_conform_key(config, plan, i) for i in range(len(images))]
+    plan.sync = sync
     store = UnitStore(Path(config.run_dir) / STAGE)
     width, height = config.size
     for path, key in zip(progress(images, desc="checking inputs", enabled=config.progress, leave=False),
                          plan.conform_keys):
         if not store.has(key):
             load_image(path, min_size=(width, height))
-    if config.sync_audio is not None:
-        count = (0 if config.no_originals else len(images)) + steps * (len(images) - 1)
-        plan.sync = plan_sync(config, count)
-        if announce:
-            log.info("%d keyframe(s) on the %s of %s (every %d): frames %s; %d frames in all", count,
-                     config.sync_on, config.sync_audio, config.sync_every, _frames_text(plan.sync.positions),
-                     plan.sync.frames)
     if config.interpolation_steps and not steps and announce:
         log.info("engine '%s' makes no in-betweens: the walk goes straight from original to original", name)
     return plan

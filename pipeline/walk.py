@@ -377,7 +377,7 @@ def plan_walk(args: argparse.Namespace) -> Walk:
     else:
         walk.plan = plan_numbers(len(kf.images), kf.steps, walk.motion.spec, loop, size, upscaled)
     log.info("%s", walk.plan.describe(walk.run_dir))
-    if audio_s is not None and audio_s + 1e-3 < walk.plan.duration_s:
+    if audio_s is not None and audio_s + 0.5 / walk.motion.fps + 1e-3 < walk.plan.duration_s:  # > half a frame
         log.warning("warning: the soundtrack is %.1f s, shorter than the %.1f s video: the end will be silent",
                     audio_s, walk.plan.duration_s)
     # What a rerun finds in OUT already (units it reuses, or rewrites in place) needs no new space.

@@ -157,7 +157,8 @@ def test_best_scores_at_least_classic_fast_and_the_caption(tiny, tmp_path):
     caption = models.caption(image(5))
     best = interrogation.best_prompt(caption, tables, features, models, 75)
     others = [fit(interrogation.classic_parts(caption, tables, features), models.count, 75),
-              fit(interrogation.fast_parts(caption, tables, features), models.count, 75), fit([caption], models.count, 75)]
+              fit(interrogation.fast_parts(caption, tables, features), models.count, 75),
+              fit([caption], models.count, 75)]
     sims = (models.text_features([best, *others]) @ features).tolist()
     assert sims[0] >= max(sims[1:]) - 1e-6
 
