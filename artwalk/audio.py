@@ -125,6 +125,18 @@ def song_events(path: Path | str, fps: float, component: str = "percussive", on:
     return events(load_mono(path), fps, component, on)
 
 
+def cumulative_energy(samples: np.ndarray, fps: float, frames: int, rate: int = RATE) -> np.ndarray:
+    """The song's onset energy summed up to each frame boundary 0..frames (``frames + 1``
+    values, rising strictly): what ``--easing audio`` moves by. A floor of 5% of the mean
+    keeps the picture moving, slowly, through silence; past the song's end it is flat."""
+    envelope = onset_envelope(samples, rate).astype(np.float64)
+    envelope = envelope + 0.05 * (float(envelope.mean()) if envelope.size else 0.0) + 1e-9
+    step_times = np.arange(envelope.size + 1) * HOP / rate
+    steps = np.concatenate([[0.0], np.cumsum(envelope)])
+    cumulative = np.interp(np.arange(frames + 1) / fps, step_times, steps)
+    return cumulative + np.linspace(0.0, 1e-6 * cumulative[-1] + 1e-9, frames + 1)  # rising past the end too
+
+
 def duration_frames(samples: np.ndarray, fps: float, rate: int = RATE) -> int:
     """The song's length in frames: round(seconds * fps)."""
     return round(samples.size / rate * fps)

@@ -19,6 +19,9 @@ Keyframes at explicit frames (a prompt schedule's ``60: a lion``): keyframe i si
 exactly frame p_i; the L - 1 motion frames between p_i and p_i+1 (L = p_i+1 - p_i)
 sit at ease(k / L); frames before the first keyframe show it, and frames after the
 last hold it up to the walk's length (:func:`positioned_timeline`, :func:`gap_times`).
+
+``--easing audio`` is no curve: a segment from frame s, L frames long, sits at
+t_k = (C(s+k) - C(s)) / (C(s+L) - C(s)) for a song's cumulative energy C (:func:`energy_times`).
 """
 
 from __future__ import annotations
@@ -85,12 +88,36 @@ EASINGS: dict[str, Callable[[float], float]] = {
 DEFAULT_EASING = "eased"
 
 
+# Not a curve: the motion stage times each segment by a song's cumulative energy
+# (:func:`energy_times`), so only it takes this name.
+AUDIO_EASING = "audio"
+AUDIO_EASING_HELP = "moves with the music: each segment advances with the song's cumulative onset energy, and " \
+    "rests in quiet passages (needs the song: --audio, or --sync-audio)"
+EASING_NAMES = (*EASINGS, AUDIO_EASING)
+
+
 def ease(name: str, x: float) -> float:
+    if name == AUDIO_EASING:
+        raise ConfigError("--easing audio times the motion stage's segments by a song; here give a curve "
+                          f"({', '.join(EASINGS)})")
     try:
         curve = EASINGS[name]
     except KeyError:
-        raise ConfigError(f"unknown easing '{name}' (choose from {', '.join(EASINGS)})") from None
+        raise ConfigError(f"unknown easing '{name}' (choose from {', '.join(EASING_NAMES)})") from None
     return curve(x)
+
+
+def energy_times(cumulative: Sequence[float], start: int, length: int) -> list[float]:
+    """The L - 1 times of a segment from frame ``start`` to ``start + L`` that advance with
+    ``cumulative`` energy (its value at each frame of the walk, rising): t_k = (C[s+k] - C[s])
+    / (C[s+L] - C[s]). Rising energy gives rising times; where the energy is flat the
+    times are linear. Kept off the ends like every curve's."""
+    if length < 2:
+        return []
+    c0, c1 = float(cumulative[start]), float(cumulative[start + length])
+    if not c1 > c0:
+        return keep_off_the_ends([k / length for k in range(1, length)])
+    return keep_off_the_ends([(float(cumulative[start + k]) - c0) / (c1 - c0) for k in range(1, length)])
 
 
 # The first and last motion frames of a segment are at least this far (in t) from their
@@ -133,7 +160,8 @@ class TimelineSpec:
                 f"--sec_interpolation {self.sec_interpolation} at {self.fps} fps is under one"
                 " frame; use at least 1/fps seconds"
             )
-        ease(self.easing, 0.5)  # validates the name
+        if self.easing != AUDIO_EASING:
+            ease(self.easing, 0.5)  # validates the name
 
     @property
     def hold(self) -> int:
@@ -144,6 +172,16 @@ class TimelineSpec:
     def intervals(self) -> int:
         """N: frame intervals per motion segment (N - 1 motion frames)."""
         return round(self.sec_interpolation * self.fps)
+
+    def segment_starts(self, originals: Sequence[bool], segments: int) -> list[int]:
+        """The frame each of the first ``segments`` segments leaves from (its keyframe's last
+        shown frame), for keyframes that are originals (held H frames) or not (shown once)."""
+        starts, cursor = [], 0
+        for i in range(segments):
+            cursor += self.hold if originals[i] else 1
+            starts.append(cursor - 1)
+            cursor += self.intervals - 1
+        return starts
 
     def segment_times(self) -> list[float]:
         """The eased times t_k = ease(k / N), k = 1..N-1, strictly inside (0, 1), and never

@@ -59,7 +59,7 @@ from artwalk.progress import progress
 from artwalk.runfolder import UnitStore, cache_key, check_layout, run_lock, write_manifest
 from artwalk.schedule import keyframe_seed, parse_prompt
 from artwalk.sizes import check_side
-from artwalk.timeline import DEFAULT_EASING, EASINGS, MAX_FPS
+from artwalk.timeline import DEFAULT_EASING, EASING_NAMES, MAX_FPS
 from diffusion_models import outpaint as outpainting
 from diffusion_models import prompt_walk
 from diffusion_models.conform import FIT_MODES, conform
@@ -93,7 +93,7 @@ class KeyframeConfig:
                                   "segment, motion between them) (default keyframes)", metavar="every|keyframes|N")
     fps: float = setting(24.0, "frames per second of the video (prompt walks: what a schedule's 2.5s means)")
     easing: str = setting(DEFAULT_EASING, "timing curve between keyframes (prompt walks with --diffuse every: of "
-                          "the diffused frames)", choices=EASINGS)
+                          "the diffused frames)", choices=EASING_NAMES)
     guidance_schedule: str | None = setting(None, "prompt walks: guidance per frame, a numeric schedule such as "
                                             "'0:(7.5), 30:(12)' (default: --guidance)", metavar="SCHEDULE")
     seed_schedule: str | None = setting(None, "prompt walks: each keyframe's seed, a numeric schedule such as "

@@ -46,8 +46,8 @@ from artwalk.fsutil import sha256_file
 from artwalk.images import read_frame
 from artwalk.progress import progress
 from artwalk.runfolder import UnitStore, cache_key, keyframe_inputs, read_manifest, run_lock, write_manifest
-from artwalk.timeline import DEFAULT_EASING, EASINGS, Keyframe, TimelineSpec, build_timeline, gap_times, \
-    positioned_timeline
+from artwalk.timeline import AUDIO_EASING, AUDIO_EASING_HELP, DEFAULT_EASING, EASING_NAMES, EASINGS, Keyframe, \
+    TimelineSpec, build_timeline, energy_times, gap_times, positioned_timeline, total_frames
 from frame_interpolation.engines import ENGINES, MotionEngine
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,10 @@ class MotionConfig:
     sec_freeze: float = setting(2.0, "F: seconds each original is held still (at least one frame)",
                                 flags=("--sec_freeze", "-F"), metavar="F")
     easing: str = setting(DEFAULT_EASING, "timing curve of each segment: " + "; ".join(
-        f"{name}: {curve.__doc__}" for name, curve in EASINGS.items()), choices=EASINGS)
+        [*(f"{name}: {curve.__doc__}" for name, curve in EASINGS.items()), f"audio: {AUDIO_EASING_HELP}"]),
+        choices=EASING_NAMES)
+    audio: Path | None = setting(None, "with --easing audio: the song whose energy moves the picture (default: "
+                                 "the song of stage 1's --sync-audio)", metavar="SONG")
     engine: str = setting("flow", f"motion engine: {', '.join(ENGINES.names)}", choices=ENGINES.names)
     loop: bool = setting(False, "also move from the last keyframe back to the first")
     progress: bool = setting(True, cli=False, key=False)
@@ -129,12 +132,17 @@ def run(config: MotionConfig, engine: MotionEngine | None = None) -> MotionResul
         positioned = "frames" in keyframes  # keyframes at explicit frames (a prompt walk)
         loop = (config.loop or keyframes.get("loop", False)) and len(keys) > 1 and not positioned
         joins = [(i, i + 1) for i in range(len(keys) - 1)] + ([(len(keys) - 1, 0)] if loop else [])
+        energy = _song_energy(config, keyframes, keys, positioned, loop)
         if positioned:
             _check_positioned(config, keyframes)
             positions = [int(k["frame"]) for k in keys]
-            times = [gap_times(positions[j] - positions[i], spec.easing) for i, j in joins]
+            times = [gap_times(positions[j] - positions[i], spec.easing) if energy is None else
+                     energy_times(energy, positions[i], positions[j] - positions[i]) for i, j in joins]
             log.info("motion: %d keyframe(s) at their frames, %d motion frame(s), %s easing, engine %s, %g fps",
                      len(keys), sum(map(len, times)), spec.easing, engine.name, spec.fps)
+        elif energy is not None:
+            starts = spec.segment_starts([k["kind"] == "original" for k in keys], len(joins))
+            times = [energy_times(energy, start, spec.intervals) for start in starts]
         else:
             times = [spec.segment_times()] * len(joins)
             log.info("motion: %d segment(s) of %d frames, %s easing, engine %s, %g fps",
@@ -178,6 +186,25 @@ def run(config: MotionConfig, engine: MotionEngine | None = None) -> MotionResul
         motion_frames=len(frames) - len(keys), reused=store.reused, computed=store.computed,
         seconds=time.monotonic() - start,
     )
+
+
+def _song_energy(config: MotionConfig, keyframes: dict, keys: list[dict], positioned: bool, loop: bool):
+    """``--easing audio``: the song's cumulative energy at every frame of the walk, else None."""
+    if config.easing != AUDIO_EASING:
+        if config.audio is not None:
+            log.warning("warning: --audio does nothing here: it is the song of --easing audio")
+        return None
+    song = config.audio or (keyframes.get("song") or {}).get("path")
+    if song is None:
+        raise ConfigError("--easing audio moves with a song: give --audio SONG (or make the keyframes with "
+                          "--sync-audio SONG)")
+    from artwalk import audio
+
+    frames = int(keyframes["frames"]) if positioned else total_frames(
+        int(keyframes.get("originals", 0)), int(keyframes.get("inbetweens_per_pair", 0)), config.spec, loop)
+    frames = max(frames, len(keys) * config.spec.intervals + len(keys) * config.spec.hold)  # room for every start
+    log.info("motion: timed by the energy of %s", song)
+    return audio.cumulative_energy(audio.load_mono(song), config.fps, frames)
 
 
 def _check_positioned(config: MotionConfig, keyframes: dict) -> None:

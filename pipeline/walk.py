@@ -100,6 +100,8 @@ SHARED = {
     "device": "the neural engines' device: auto (CUDA when there), cpu, cuda, cuda:1, ...",
     "dtype": "the neural engines' precision: auto (float16 on CUDA, float32 on CPU), float32, float16, bfloat16",
     "batch": "frames per network call for the neural motion and upscale engines",
+    "audio": "the soundtrack (wav, mp3, flac, m4a, ogg, ...), trimmed to the video; with --easing audio it also "
+             "times the motion",
 }
 
 
@@ -277,6 +279,12 @@ def configure(args: argparse.Namespace) -> Walk:
         if Path(given_audio).resolve() != Path(song).resolve():
             raise ConfigError(f"--audio {given_audio} and --sync-audio {song}: the walk follows one song and plays "
                               "it; give one of them")
+    if values["motion"].get("easing") == "audio":  # the motion follows the soundtrack
+        if values["video"].get("audio") is None:
+            raise ConfigError("--easing audio moves with a song: give --audio SONG or --sync-audio SONG")
+        values["motion"]["audio"] = values["video"]["audio"]
+    else:
+        values["motion"].pop("audio", None)
     keyframes = KeyframeConfig(input_dir=inp, run_dir=args.output, progress=progress, **values["keyframes"])
     engines = Engines(keyframes.engine_name, values["motion"]["engine"], values["upscale"]["engine"])
     motion = MotionConfig(run_dir=args.output, progress=progress, **values["motion"])

@@ -201,3 +201,42 @@ def test_gif_delays_add_up_to_frames_over_fps(tmp_path, fps):
         im.seek(k)
         delays.append(im.info["duration"])
     assert im.n_frames == n and abs(sum(delays) - n / fps * 1000) <= 10
+
+
+# --------------------------------------------------------------------------------------------
+# --easing audio
+
+def test_energy_times_are_monotonic_and_faster_where_it_is_loud():
+    from artwalk.timeline import energy_times
+
+    energy = np.array([1.0] * 10 + [9.0] * 10)  # quiet, then loud
+    cumulative = np.concatenate([[0.0], np.cumsum(energy)])
+    times = energy_times(cumulative, 0, 20)
+    assert len(times) == 19 and all(0 < a < b < 1 for a, b in zip(times, times[1:]))
+    steps = np.diff([0.0, *times, 1.0])
+    assert steps[15] > 5 * steps[5]  # more motion per frame where the energy is higher
+    assert energy_times(np.zeros(30), 0, 4) == pytest.approx([0.25, 0.5, 0.75])  # no energy: linear
+
+
+def test_a_walk_with_audio_easing(clicks, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((36, 64, 3), 40 + 90 * i, np.uint8)).save(folder / f"{i}.png")
+    runs = {}
+    for easing in ("linear", "audio"):
+        out = tmp_path / easing
+        proc = run_cli("-m", "pipeline", "run", str(folder), str(out), "--preset", "cpu", "--audio", str(clicks),
+                       "--easing", easing, "-I", "2", "-F", "0.5", "--w", "64", "--h", "36", "--no-upscale", "-q")
+        assert proc.returncode == 0, proc.stderr
+        runs[easing] = json.loads((out / "frames" / "manifest.json").read_text())
+    assert len(runs["audio"]["timeline"]) == len(runs["linear"]["timeline"])  # the frame count is unchanged
+    # The cross-fade's brightness follows t: monotonic, and not the linear curve.
+    means = [float(read_frame_u8(tmp_path / "audio" / f["path"]).mean()) for f in runs["audio"]["frames"]]
+    segment = means[3:3 + 47]  # the first segment's motion frames (3 keyframes first)
+    assert all(a <= b + 0.5 for a, b in zip(segment, segment[1:]))
+    linear = [float(read_frame_u8(tmp_path / "linear" / f["path"]).mean()) for f in runs["linear"]["frames"]][3:50]
+    assert max(abs(a - b) for a, b in zip(segment, linear)) > 5
+    proc = run_cli("-m", "pipeline", "run", str(folder), str(tmp_path / "x"), "--preset", "cpu", "--easing", "audio",
+                   "--no-upscale", "-q")
+    assert proc.returncode == 2 and "--easing audio moves with a song" in proc.stderr
