@@ -20,6 +20,8 @@ librosa is imported only here, inside the functions: ``pip install -r requiremen
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 RATE = 22050  # analysis sample rate (librosa's default)
 HOP = 256  # onset envelope step: 11.6 ms at RATE, under a third of a frame at 24 fps
 COMPONENTS = ("percussive", "harmonic", "both")
+VERSION = 1  # bump when the same song and settings would give other events
 ON = ("onsets", "beats")
 
 
@@ -122,7 +125,33 @@ def events(samples: np.ndarray, fps: float, component: str = "percussive", on: s
 
 def song_events(path: Path | str, fps: float, component: str = "percussive", on: str = "onsets") -> list[Event]:
     """:func:`events` of the song at ``path``."""
-    return events(load_mono(path), fps, component, on)
+    return analyse(path, fps, component, on)[0]
+
+
+def analyse(path: Path | str, fps: float, component: str = "percussive", on: str = "onsets") -> tuple[list[Event], int]:
+    """(events, the song's length in frames), cached on disk by the song's bytes and the
+    settings: HPSS takes about a tenth of the song's length on two cores, and a walk's plan and
+    its stage 1 both ask."""
+    from artwalk.fsutil import atomic_write_json, sha256_file
+    from artwalk.models import cache_dir
+    from artwalk.video import probe_audio
+
+    probe_audio(path)  # the one-line errors first, whatever the cache holds
+    key = hashlib.sha256(json.dumps([VERSION, sha256_file(path), float(fps), component, on]).encode()).hexdigest()
+    cached = cache_dir() / "audio" / f"{key[:32]}.json"
+    try:
+        data = json.loads(cached.read_text("utf-8"))
+        return [Event(int(e[0]), float(e[1]), float(e[2])) for e in data["events"]], int(data["frames"])
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        pass
+    samples = load_mono(path)
+    found, frames = events(samples, fps, component, on), duration_frames(samples, fps)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(cached, {"events": [[e.frame, e.time, e.strength] for e in found], "frames": frames})
+    except Exception as exc:  # a cache that cannot be written only costs time
+        log.debug("cannot cache the analysis in %s: %s", cached, exc)
+    return found, frames
 
 
 def cumulative_energy(samples: np.ndarray, fps: float, frames: int, rate: int = RATE) -> np.ndarray:

@@ -59,6 +59,12 @@ def to_mp3(wav: Path, mp3: Path) -> Path:
     return mp3
 
 
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    """Each test its own artwalk cache (the analyses)."""
+    monkeypatch.setenv("ARTWALK_CACHE", str(tmp_path / "cache"))
+
+
 CLICKS = np.cumsum(np.random.default_rng(1).uniform(0.35, 0.9, 16)) + 0.2
 
 
@@ -240,3 +246,11 @@ def test_a_walk_with_audio_easing(clicks, tmp_path):
     proc = run_cli("-m", "pipeline", "run", str(folder), str(tmp_path / "x"), "--preset", "cpu", "--easing", "audio",
                    "--no-upscale", "-q")
     assert proc.returncode == 2 and "--easing audio moves with a song" in proc.stderr
+
+
+def test_the_analysis_is_cached_by_the_song_and_settings(clicks, tmp_path):
+    first = audio.analyse(clicks, FPS, "percussive", "onsets")
+    cached = list((tmp_path / "cache" / "audio").glob("*.json"))
+    assert len(cached) == 1 and audio.analyse(clicks, FPS, "percussive", "onsets") == first
+    assert audio.analyse(clicks, 12, "percussive", "onsets") != first  # another frame rate: its own entry
+    assert len(list((tmp_path / "cache" / "audio").glob("*.json"))) == 2
