@@ -99,9 +99,10 @@ class KeyframeConfig:
     seed_schedule: str | None = setting(None, "prompt walks: each keyframe's seed, a numeric schedule such as "
                                         "'0:(42), 60:(7)' (default: from --seed and the prompt's text)",
                                         metavar="SCHEDULE")
-    sync_audio: Path | None = setting(None, "image walks: put the keyframes (originals and in-betweens, in order) on "
-                                      "a song's beats or onsets (see `artwalk audio`); the video lasts as long as "
-                                      "the song, and the song is its soundtrack", metavar="SONG")
+    sync_audio: Path | None = setting(None, "put the keyframes (an image walk's originals and in-betweens, a prompt "
+                                      "walk's scheduled prompts), in order, on a song's beats or onsets (see "
+                                      "`artwalk audio`); the video lasts as long as the song, its soundtrack",
+                                      metavar="SONG")
     sync_on: str = setting("beats", "with --sync-audio: beats (the tracked tempo) or onsets (every attack)",
                            flags=("--on",), choices=audio.ON)
     sync_every: int = setting(1, "with --sync-audio: a keyframe on every K-th event", flags=("--every",),
@@ -181,9 +182,6 @@ class KeyframeConfig:
         else:
             if self.sync_every < 1:
                 raise ConfigError(f"--every must be 1 or more, got {self.sync_every}")
-            if self.prompts is not None:
-                raise ConfigError("--sync-audio places an image walk's keyframes; a prompt walk's come from its "
-                                  "schedule (`artwalk audio SONG --schedule walk.txt` writes one on the beats)")
             if self.loop:
                 raise ConfigError("--loop with --sync-audio: end the walk on the first image again instead (add "
                                   "it at the end of the folder)")

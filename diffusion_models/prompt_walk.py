@@ -42,6 +42,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from artwalk import audio
 from artwalk.errors import ConfigError
 from artwalk.progress import progress
 from artwalk.runfolder import UnitStore, cache_key
@@ -118,9 +119,26 @@ def plan_prompts(config, identity: dict, guidance: float) -> PromptPlan:
     """Parse the schedule and every numeric schedule; place keyframes and in-betweens.
     ``identity``: the engine's text identity; ``guidance``: its guidance, where no
     ``--guidance-schedule`` says otherwise."""
-    schedule = read_prompts(config.prompts, fps=config.fps, max_frames=config.frames)
-    frames = config.frames if config.frames is not None else schedule.last_frame + 1
-    if frames <= schedule.last_frame:
+    if config.sync_audio is not None:  # the schedule's keyframes, in order, on the song's events
+        if config.frames is not None:
+            raise ConfigError("--frames: with --sync-audio the song sets the walk's length (--trim ends it on the "
+                              "last keyframe)")
+        found, song_frames = audio.analyse(config.sync_audio, config.fps, config.sync_component, config.sync_on)
+        schedule = read_prompts(config.prompts, fps=config.fps, max_frames=song_frames)
+        chosen = found[::config.sync_every]
+        if len(chosen) < len(schedule.keys):
+            raise ConfigError(f"{config.sync_audio}: {len(found)} {config.sync_on} ({len(chosen)} taking every "
+                              f"{config.sync_every}) for the schedule's {len(schedule.keys)} keyframes: lower "
+                              "--every, or use onsets or a longer song")
+        positions = [e.frame for e in chosen[:len(schedule.keys)]]
+        frames = positions[-1] + 1 if config.trim else max(song_frames, positions[-1] + 1)
+        log.info("%d prompt keyframe(s) on the %s of %s: frames %s", len(positions), config.sync_on,
+                 config.sync_audio, ", ".join(map(str, positions[:8])) + (" ..." if len(positions) > 8 else ""))
+    else:
+        schedule = read_prompts(config.prompts, fps=config.fps, max_frames=config.frames)
+        positions = [k.frame for k in schedule.keys]
+        frames = config.frames if config.frames is not None else schedule.last_frame + 1
+    if frames <= positions[-1]:
         raise ConfigError(f"--frames {frames} ends before the schedule's last keyframe (frame "
                           f"{schedule.last_frame}); give at least {schedule.last_frame + 1}")
     if frames > MAX_SECONDS * config.fps:
@@ -139,10 +157,10 @@ def plan_prompts(config, identity: dict, guidance: float) -> PromptPlan:
         seeds = parse_numeric(config.seed_schedule, fps=config.fps, max_frames=frames,
                               source="--seed-schedule").values(frames, config.seed)
     keyframes = []
-    for k in schedule.keys:
-        seed = int(seeds[k.frame]) % 2**32 if seeds is not None else keyframe_seed(config.seed, k)
-        keyframes.append(PromptKeyframe(k.frame, list(k.parts), k.text, negative_of(config.negative_prompt, k), seed,
-                                        guidances[k.frame]))
+    for k, at in zip(schedule.keys, positions):
+        seed = int(seeds[at]) % 2**32 if seeds is not None else keyframe_seed(config.seed, k)
+        keyframes.append(PromptKeyframe(at, list(k.parts), k.text, negative_of(config.negative_prompt, k), seed,
+                                        guidances[at]))
     unguided = [kf.frame for kf in keyframes if kf.negative and kf.guidance <= 1.0]
     if unguided:
         log.warning("warning: a guidance of 1 or less (no classifier-free guidance, as turbo models run) leaves "

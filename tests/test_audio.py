@@ -254,3 +254,20 @@ def test_the_analysis_is_cached_by_the_song_and_settings(clicks, tmp_path):
     assert len(cached) == 1 and audio.analyse(clicks, FPS, "percussive", "onsets") == first
     assert audio.analyse(clicks, 12, "percussive", "onsets") != first  # another frame rate: its own entry
     assert len(list((tmp_path / "cache" / "audio").glob("*.json"))) == 2
+
+
+def test_a_prompt_walk_on_the_clicks(clicks, tmp_path):
+    import tiny_models
+
+    sd = tiny_models.save_all(tmp_path / "tiny", names=("sd",))["sd"]
+    out = tmp_path / "prompt walk"
+    proc = run_cli("-m", "pipeline", "prompts", "0: a corgi\n10: a lion\n20: a lighthouse", str(out), "--engine", "sd",
+                   "--model", str(sd), "--steps", "2", "--w", "64", "--h", "40", "--sync-audio", str(clicks), "--on",
+                   "onsets", "--every", "2", "--trim", "--motion-engine", "blend", "--no-upscale", "-q")
+    assert proc.returncode == 0, proc.stderr
+    events = audio.song_events(clicks, FPS, "percussive", "onsets")[::2]
+    walk = json.loads((out / "walk.json").read_text())
+    assert [k["frame"] for k in walk["prompts"]] == [e.frame for e in events[:3]]
+    assert walk["frames"] == events[2].frame + 1  # --trim: ends on the last keyframe
+    with av.open(str(out / "prompt walk.mp4")) as c:
+        assert c.streams.audio and sum(1 for _ in c.decode(video=0)) == walk["frames"]
