@@ -143,6 +143,8 @@ def run(config: MotionConfig, engine: MotionEngine | None = None) -> MotionResul
         elif energy is not None:
             starts = spec.segment_starts([k["kind"] == "original" for k in keys], len(joins))
             times = [energy_times(energy, start, spec.intervals) for start in starts]
+            log.info("motion: %d segment(s) of %d frames, timed by the song, engine %s, %g fps", len(joins),
+                     spec.intervals - 1, engine.name, spec.fps)
         else:
             times = [spec.segment_times()] * len(joins)
             log.info("motion: %d segment(s) of %d frames, %s easing, engine %s, %g fps",
