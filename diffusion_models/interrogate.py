@@ -273,15 +273,18 @@ def tokenizer_folder(model: str) -> Path:
     return folder
 
 
-def _loaded(what: str, folder: Path, load):
-    """``load()``, with transformers' loading errors as one line naming the folder."""
+def _loaded(what: str, folder: Path, load, progress: bool = True):
+    """``load()``, with transformers' loading errors as one line naming the folder (and its
+    loading bars only when ``progress``)."""
     try:
         from transformers.utils import logging as tlog
     except ImportError:
         raise ConfigError("artwalk interrogate needs transformers and torch: pip install -r "
                           "requirements/keyframes.txt") from None
-    verbosity = tlog.get_verbosity()
+    verbosity, bars = tlog.get_verbosity(), tlog.is_progress_bar_enabled()
     tlog.set_verbosity_error()  # "requires torchvision; falling back to PIL" is not the user's concern
+    if not progress:
+        tlog.disable_progress_bar()
     try:
         return load()
     except Exception as exc:  # torn weights, a wrong architecture, ...: transformers raises many kinds
@@ -290,6 +293,8 @@ def _loaded(what: str, folder: Path, load):
         raise InputError(f"{folder}: cannot load the {what} ({first_line(exc)})") from None
     finally:
         tlog.set_verbosity(verbosity)
+        if bars:
+            tlog.enable_progress_bar()
 
 
 class Models:
@@ -352,7 +357,7 @@ class Models:
                 words = AutoTokenizer.from_pretrained(self.caption_dir, local_files_only=True)
                 return model.to(device).eval(), images, words
 
-            self._blip = _loaded("caption model", self.caption_dir, load)
+            self._blip = _loaded("caption model", self.caption_dir, load, self.config.progress)
         return self._blip
 
     @property
@@ -369,7 +374,7 @@ class Models:
                 words = AutoTokenizer.from_pretrained(self.clip_dir, local_files_only=True)
                 return model.to(device).eval(), images, words
 
-            self._clip = _loaded("CLIP model", self.clip_dir, load)
+            self._clip = _loaded("CLIP model", self.clip_dir, load, self.config.progress)
         return self._clip
 
     @property
@@ -380,7 +385,7 @@ class Models:
 
                 return AutoTokenizer.from_pretrained(self.tokenizer_dir, local_files_only=True)
 
-            self._tokenizer = _loaded("tokenizer", self.tokenizer_dir, load)
+            self._tokenizer = _loaded("tokenizer", self.tokenizer_dir, load, self.config.progress)
         return self._tokenizer
 
     # --- inference -------------------------------------------------------------------------

@@ -50,6 +50,8 @@ def read_prompts_csv(path: Path | str, allow_empty: bool = False) -> dict[str, s
         prompt = ",".join(row[1:]).strip()
         if line == 1 and name.lower() in ("filename", "file", "image", "name"):
             continue
+        if line == 1 and name.lower() == "prompt" and row[1].strip().lower() in ("filename", "file", "image", "name"):
+            raise InputError(f"{path}, line 1: the columns are {row[1].strip()},prompt: put the image first")
         if name in prompts and prompts[name] != prompt:
             log.warning("warning: %s, line %d: a second row for %s; the last one is used", path, line, name)
         prompts[name] = prompt
