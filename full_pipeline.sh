@@ -118,6 +118,7 @@ if [[ ${#words[@]} -gt 0 ]]; then
     plan
     exec 3<"$stage_args"
     IFS= read -r -d '' status <&3
+    if [[ "$status" == "done" ]]; then exit 0; fi
     read_words
 fi
 read_words; "$PYTHON" -m diffusion_models "${words[@]}"

@@ -166,6 +166,31 @@ def cumulative_energy(samples: np.ndarray, fps: float, frames: int, rate: int = 
     return cumulative + np.linspace(0.0, 1e-6 * cumulative[-1] + 1e-9, frames + 1)  # rising past the end too
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Keyframes on a song: keyframe i at ``positions[i]``; ``frames`` in the walk."""
+
+    positions: list[int]
+    frames: int
+    song_frames: int  # the song's own length in frames
+
+
+def place(song: Path | str, fps: float, count: int, *, component: str, on: str, every: int, trim: bool,
+          what: str = "keyframes", hint: str = "lower --every") -> Placement:
+    """``count`` keyframes on every ``every``-th event of ``song`` (frame 0 first), in order;
+    the walk lasts as long as the song, or (``trim``) ends on the last keyframe. Too few
+    events is one line saying what to change."""
+    found, song_frames = analyse(song, fps, component, on)
+    chosen = found[::every]
+    if len(chosen) < count:
+        raise ConfigError(f"{song}: frame 0 and {len(found) - 1} {on} give {len(chosen)} keyframe place(s) taking "
+                          f"every {every}, for {count} {what}: {hint}, use "
+                          f"{'onsets' if on == 'beats' else 'a longer song'}")
+    positions = [e.frame for e in chosen[:count]]
+    frames = positions[-1] + 1 if trim else max(song_frames, positions[-1] + 1)
+    return Placement(positions, frames, song_frames)
+
+
 def duration_frames(samples: np.ndarray, fps: float, rate: int = RATE) -> int:
     """The song's length in frames: round(seconds * fps)."""
     return round(samples.size / rate * fps)

@@ -252,15 +252,10 @@ class Sync:
 
 def plan_sync(config: KeyframeConfig, keyframes: int) -> Sync:
     """Every K-th event of the song for each of the walk's ``keyframes``, in order."""
-    found, song_frames = audio.analyse(config.sync_audio, config.fps, config.sync_component, config.sync_on)
-    chosen = found[::config.sync_every]
-    if len(chosen) < keyframes:
-        raise ConfigError(f"{config.sync_audio}: {len(found)} {config.sync_on} ({len(chosen)} taking every "
-                          f"{config.sync_every}) for {keyframes} keyframes: lower --every or -S, use "
-                          f"{'onsets' if config.sync_on == 'beats' else 'a longer song'}, or use fewer images")
-    positions = [e.frame for e in chosen[:keyframes]]
-    frames = positions[-1] + 1 if config.trim else max(song_frames, positions[-1] + 1)
-    return Sync(positions, frames, str(config.sync_audio))
+    placed = audio.place(config.sync_audio, config.fps, keyframes, component=config.sync_component,
+                         on=config.sync_on, every=config.sync_every, trim=config.trim,
+                         hint="lower --every or -S, use fewer images")
+    return Sync(placed.positions, placed.frames, str(Path(config.sync_audio).resolve()))
 
 
 @dataclass

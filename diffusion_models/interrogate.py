@@ -60,7 +60,7 @@ from artwalk.images import IMAGE_EXTENSIONS, list_images, load_image, to_uint8
 from artwalk.models import cache_dir, get_spec, hub_missing, model_source
 from artwalk.progress import progress as progress_bar
 from artwalk.runfolder import run_lock
-from diffusion_models.prompts import DESC, read_prompts_csv
+from diffusion_models.prompts import DESC, comment_lines, read_prompts_csv
 
 log = logging.getLogger(__name__)
 
@@ -629,10 +629,11 @@ def read_record(csv_path: Path) -> dict[str, dict] | None:
     return rows if isinstance(rows, dict) else None
 
 
-def csv_bytes(rows: list[tuple[str, str]]) -> bytes:
+def csv_bytes(rows: list[tuple[str, str]], comments: list[str] = ()) -> bytes:
     """``image,prompt`` with a header, utf-8; every field of a row quoted, so a name that starts
-    with ``#`` or a space reads back as written."""
+    with ``#`` or a space reads back as written. ``comments`` (``#`` lines) go first."""
     buffer = io.StringIO()
+    buffer.writelines(line + "\n" for line in comments)
     csv.writer(buffer, lineterminator="\n").writerow(["image", "prompt"])
     csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL).writerows(rows)
     return buffer.getvalue().encode("utf-8")
@@ -683,6 +684,9 @@ def plan_rows(config: InterrogateConfig, images: list[Path], rows: dict[str, str
         elif changed is not None:
             log.warning("%s: keeping the hand-edited row of %s though its %s changed (--force makes it again)",
                         config.csv_path, path.name, changed)
+        if path.stem in rows and path.name in rows and rows[path.stem] != rows[path.name]:
+            log.warning("warning: %s: the row %r gives way to the row of %s (a row by file name wins over one by "
+                        "stem)", config.csv_path, path.stem, path.name)
         plan.append(row)
     return plan
 
@@ -749,6 +753,7 @@ def interrogate(config: InterrogateConfig) -> InterrogateResult:
     csv_path = config.csv_path
     with run_lock(csv_path.parent, config.wait):
         rows, record = read_rows(csv_path), read_record(csv_path)  # again, under the lock
+        disk = _Disk(csv_path)
         models, key, plan = _todo(config, images, rows, record)
         record = record or {}
         todo = [r for r in plan if r.redo]
@@ -767,9 +772,9 @@ def interrogate(config: InterrogateConfig) -> InterrogateResult:
             row.prompt = make_prompt(picture, config, models, tables)
             row.made = {"sha256": row.sha256, "key": key, "settings": plain_settings(config), "prompt": row.prompt}
             log.info("%s: %s", row.image.name, row.prompt)
-            _write(csv_path, plan, rows, record)  # after each image: a killed run resumes here
+            disk.write(plan, rows, record)  # after each image: a killed run resumes here
         if not todo and _lines(plan, rows, record) != list(rows.items()):
-            _write(csv_path, plan, rows, record)  # rows out of order, or of images that are gone
+            disk.write(plan, rows, record)  # rows out of order, or of images that are gone
     edited = sum(1 for r in plan if not r.redo and not r.generated)
     result = InterrogateResult(csv_path, len(plan), len(todo), len(plan) - len(todo), edited,
                                time.monotonic() - start)
@@ -792,13 +797,30 @@ def _lines(plan: list[_Row], rows: dict[str, str], record: dict) -> list[tuple[s
     return lines
 
 
-def _write(csv_path: Path, plan: list[_Row], rows: dict[str, str], record: dict) -> None:
-    """The CSV, then its record, each replaced atomically. A kill between the two leaves a
-    new row the record does not know yet: it is current, and kept as if written by hand."""
-    atomic_write_bytes(csv_path, csv_bytes(_lines(plan, rows, record)))
-    made = {r.image.name: r.made for r in plan if r.made is not None}
-    atomic_write_bytes(record_path(csv_path), json.dumps({"version": VERSION, "rows": made}, indent=1,
-                                                         ensure_ascii=False).encode("utf-8"))
+class _Disk:
+    """The CSV as this run last saw it: a rewrite never replaces a file someone changed since
+    (a text editor open on it during a long run); it stops with one line instead."""
+
+    def __init__(self, csv_path: Path) -> None:
+        self.path = csv_path
+        self.comments = comment_lines(csv_path)
+        self.sha256 = self._sha()
+
+    def _sha(self) -> str | None:
+        return sha256_file(self.path) if self.path.is_file() else None
+
+    def write(self, plan: list[_Row], rows: dict[str, str], record: dict) -> None:
+        """The CSV, then its record, each replaced atomically. A kill between the two leaves
+        a new row the record does not know yet: it is current, and kept as if hand-written."""
+        if self._sha() != self.sha256:
+            raise InputError(f"{self.path}: changed by someone else while this run was making rows; stopped "
+                             "without writing over it: rerun to make the rest (your edits are kept)")
+        data = csv_bytes(_lines(plan, rows, record), self.comments)
+        atomic_write_bytes(self.path, data)
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        made = {r.image.name: r.made for r in plan if r.made is not None}
+        atomic_write_bytes(record_path(self.path), json.dumps({"version": VERSION, "rows": made}, indent=1,
+                                                              ensure_ascii=False).encode("utf-8"))
 
 
 def target_of(model: str | None, engine: str) -> str:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from artwalk import audio
-from artwalk.errors import ConfigError
+from artwalk.errors import ConfigError, ScheduleError
 from artwalk.progress import progress
 from artwalk.runfolder import UnitStore, cache_key
 from artwalk.schedule import PromptSchedule, keyframe_seed, parse_numeric, read_prompts
@@ -123,15 +123,18 @@ def plan_prompts(config, identity: dict, guidance: float) -> PromptPlan:
         if config.frames is not None:
             raise ConfigError("--frames: with --sync-audio the song sets the walk's length (--trim ends it on the "
                               "last keyframe)")
-        found, song_frames = audio.analyse(config.sync_audio, config.fps, config.sync_component, config.sync_on)
-        schedule = read_prompts(config.prompts, fps=config.fps, max_frames=song_frames)
-        chosen = found[::config.sync_every]
-        if len(chosen) < len(schedule.keys):
-            raise ConfigError(f"{config.sync_audio}: {len(found)} {config.sync_on} ({len(chosen)} taking every "
-                              f"{config.sync_every}) for the schedule's {len(schedule.keys)} keyframes: lower "
-                              "--every, or use onsets or a longer song")
-        positions = [e.frame for e in chosen[:len(schedule.keys)]]
-        frames = positions[-1] + 1 if config.trim else max(song_frames, positions[-1] + 1)
+        try:  # the schedule's own frames only give the order
+            schedule = read_prompts(config.prompts, fps=config.fps)
+        except ScheduleError as exc:
+            if "uses max_f" not in str(exc):
+                raise
+            schedule = read_prompts(config.prompts, fps=config.fps,  # max_f is the song's length
+                                    max_frames=audio.analyse(config.sync_audio, config.fps, config.sync_component,
+                                                             config.sync_on)[1])
+        placed = audio.place(config.sync_audio, config.fps, len(schedule.keys), component=config.sync_component,
+                             on=config.sync_on, every=config.sync_every, trim=config.trim,
+                             what="keyframes of the schedule")
+        positions, frames = placed.positions, placed.frames
         log.info("%d prompt keyframe(s) on the %s of %s: frames %s", len(positions), config.sync_on,
                  config.sync_audio, ", ".join(map(str, positions[:8])) + (" ..." if len(positions) > 8 else ""))
     else:

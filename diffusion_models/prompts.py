@@ -40,17 +40,19 @@ def read_prompts_csv(path: Path | str, allow_empty: bool = False) -> dict[str, s
             first = reader.line_num + 1
     except csv.Error as exc:
         raise InputError(f"{path}, line {reader.line_num}: not CSV ({exc})") from None
+    first_row = True
     for line, raw, row in rows:
         # A comment is a line that starts with '#'; a quoted "#1.png" is a file name.
         if not row or not "".join(row).strip() or raw.startswith("#"):
             continue
+        header, first_row = first_row, False
         if len(row) < 2:
             raise InputError(f"{path}, line {line}: expected 'image,prompt', got {','.join(row)!r}")
         name = row[0] if raw.startswith('"') else row[0].strip()  # a quoted name is taken as it is
         prompt = ",".join(row[1:]).strip()
-        if line == 1 and name.lower() in ("filename", "file", "image", "name"):
+        if header and name.lower() in ("filename", "file", "image", "name"):
             continue
-        if line == 1 and name.lower() == "prompt" and row[1].strip().lower() in ("filename", "file", "image", "name"):
+        if header and name.lower() == "prompt" and row[1].strip().lower() in ("filename", "file", "image", "name"):
             raise InputError(f"{path}, line 1: the columns are {row[1].strip()},prompt: put the image first")
         if name in prompts and prompts[name] != prompt:
             log.warning("warning: %s, line %d: a second row for %s; the last one is used", path, line, name)
@@ -58,6 +60,15 @@ def read_prompts_csv(path: Path | str, allow_empty: bool = False) -> dict[str, s
     if not prompts and not allow_empty:
         raise InputError(f"{path}: no 'filename,prompt' rows")
     return prompts
+
+
+def comment_lines(path: Path | str) -> list[str]:
+    """The lines of a prompts CSV that start with ``#`` (kept when the file is rewritten)."""
+    try:
+        text = Path(path).read_text("utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [line for line in re.split(r"\r\n|\r|\n", text) if line.lstrip().startswith("#")]
 
 
 def prompt_for(name: str, prompts: dict[str, str], default: str = "") -> str:

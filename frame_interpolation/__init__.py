@@ -132,9 +132,10 @@ def run(config: MotionConfig, engine: MotionEngine | None = None) -> MotionResul
         positioned = "frames" in keyframes  # keyframes at explicit frames (a prompt walk)
         loop = (config.loop or keyframes.get("loop", False)) and len(keys) > 1 and not positioned
         joins = [(i, i + 1) for i in range(len(keys) - 1)] + ([(len(keys) - 1, 0)] if loop else [])
-        energy = _song_energy(config, keyframes, keys, positioned, loop)
         if positioned:
             _check_positioned(config, keyframes)
+        energy = _song_energy(config, keyframes, keys, positioned, loop)
+        if positioned:
             positions = [int(k["frame"]) for k in keys]
             times = [gap_times(positions[j] - positions[i], spec.easing) if energy is None else
                      energy_times(energy, positions[i], positions[j] - positions[i]) for i, j in joins]

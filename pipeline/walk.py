@@ -186,7 +186,7 @@ def _schedule_from_images(args: argparse.Namespace) -> None:
         raise ConfigError("give a SCHEDULE or --from-images FOLDER, not both")
     every = every or "2s"
     args.prompts, count = interrogation.schedule_from_desc(folder, every)
-    if "frames" not in vars(args):  # the last image is held as long as the others
+    if "frames" not in vars(args) and "sync_audio" not in vars(args):  # the last image held as long as the others
         step = parse_every(every)
         fps = vars(args).get("fps", KeyframeConfig.fps)
         args.frames = max(1, round(float(step.value) * count * (fps if step.seconds else 1)))
@@ -395,13 +395,18 @@ def plan_walk(args: argparse.Namespace) -> Walk:
                          f"{human_bytes(walk.plan.disk_bytes - there)} more, {human_bytes(free_bytes(walk.run_dir))} "
                          "free")
     walk.key = walk_key(walk)
-    previous = generate_videos.video_record(walk.video)
-    walk.up_to_date = (not (walk.run_dir / "keyframes" / MANIFEST).is_file() and bool(previous.get("cleaned"))
-                       and previous.get("walk_key") == walk.key)
+    walk.up_to_date = _up_to_date(walk)
     if walk.up_to_date:
         log.info("%s is up to date (the run folder was cleaned after it was made): nothing to do",
                  walk.video.video_path)
     return walk
+
+
+def _up_to_date(walk: Walk) -> bool:
+    """The run folder was cleaned after its video was made, and nothing has changed since."""
+    previous = generate_videos.video_record(walk.video)
+    return (not (walk.run_dir / "keyframes" / MANIFEST).is_file() and bool(previous.get("cleaned"))
+            and previous.get("walk_key") == walk.key)
 
 
 def walk_key(walk: Walk) -> str:
@@ -447,6 +452,7 @@ def run_walk(args: argparse.Namespace) -> generate_videos.VideoResult | None:
             interrogation.interrogate(walk.interrogate)  # desc.csv, then stage 1 reads it
             walk.keyframe_plan = diffusion_models.check(walk.keyframes, announce=False)
             walk.key = walk_key(walk)
+            walk.up_to_date = _up_to_date(walk)
         write_walk_json(walk)
         if walk.up_to_date:
             return None

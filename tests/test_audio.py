@@ -248,12 +248,21 @@ def test_a_walk_with_audio_easing(clicks, tmp_path):
     assert proc.returncode == 2 and "--easing audio moves with a song" in proc.stderr
 
 
-def test_the_analysis_is_cached_by_the_song_and_settings(clicks, tmp_path):
+def test_the_analysis_is_cached_by_the_song_and_settings(clicks, tmp_path, monkeypatch):
     first = audio.analyse(clicks, FPS, "percussive", "onsets")
     cached = list((tmp_path / "cache" / "audio").glob("*.json"))
-    assert len(cached) == 1 and audio.analyse(clicks, FPS, "percussive", "onsets") == first
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again: the cache was not read")
+
+    with monkeypatch.context() as m:
+        m.setattr(audio, "load_mono", no_decoding)
+        assert len(cached) == 1 and audio.analyse(clicks, FPS, "percussive", "onsets") == first
+    changed = tmp_path / "changed.wav"
+    changed.write_bytes(clicks.read_bytes()[:-4410])  # other bytes: its own analysis
+    assert audio.analyse(changed, FPS, "percussive", "onsets")[1] < first[1]
     assert audio.analyse(clicks, 12, "percussive", "onsets") != first  # another frame rate: its own entry
-    assert len(list((tmp_path / "cache" / "audio").glob("*.json"))) == 2
+    assert len(list((tmp_path / "cache" / "audio").glob("*.json"))) == 3
 
 
 def test_a_prompt_walk_on_the_clicks(clicks, tmp_path):
@@ -271,3 +280,18 @@ def test_a_prompt_walk_on_the_clicks(clicks, tmp_path):
     assert walk["frames"] == events[2].frame + 1  # --trim: ends on the last keyframe
     with av.open(str(out / "prompt walk.mp4")) as c:
         assert c.streams.audio and sum(1 for _ in c.decode(video=0)) == walk["frames"]
+
+
+@pytest.mark.parametrize("loop, originals", [(False, [True, False, True, False, True]), (True, [True, True, True]),
+                                             (False, [False, False, False]), (True, [False, True])])
+def test_segment_starts_match_the_timeline(loop, originals):
+    from artwalk.timeline import Keyframe, TimelineSpec, build_timeline
+
+    spec = TimelineSpec(fps=10, sec_interpolation=0.6, sec_freeze=0.3, easing="linear")
+    joins = len(originals) - 1 + (1 if loop else 0)
+    segments = [[100 + 10 * j + k for k in range(spec.intervals - 1)] for j in range(joins)]
+    timeline = build_timeline([Keyframe(i, o) for i, o in enumerate(originals)], segments, spec)
+    for j, start in enumerate(spec.segment_starts(originals, joins)):
+        assert timeline[start] == j and timeline[start + 1] == segments[j][0]  # leaves from keyframe j's last frame
+        assert timeline[start + spec.intervals] == (j + 1) % len(originals) if start + spec.intervals < len(
+            timeline) else loop

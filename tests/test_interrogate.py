@@ -446,3 +446,39 @@ def test_a_lost_record_and_duplicate_rows_are_said(tiny, tmp_path, caplog):
         assert interrogate(cfg).made == 0
     assert "no record of how its rows were made" in caplog.text
     assert "a second row for a1.jpg; the last one is used" in caplog.text
+
+
+def test_comments_are_kept_and_a_header_may_follow_them(tiny, tmp_path):
+    folder = pictures(tmp_path / "in")
+    (folder / "desc.csv").write_text("# my notes, keep them\nimage,prompt\na1.jpg,mine\n", "utf-8")
+    interrogate(config(tiny, folder, mode="caption"))
+    text = (folder / "desc.csv").read_text("utf-8")
+    assert text.startswith("# my notes, keep them\nimage,prompt\n")
+    rows = read_prompts_csv(folder / "desc.csv")
+    assert "image" not in rows and rows["a1.jpg"] == "mine" and len(rows) == 3
+    (folder / "desc.csv").write_text("prompt,image\nx,a1.jpg\n", "utf-8")
+    with pytest.raises(interrogation.InputError, match="put the image first"):
+        read_prompts_csv(folder / "desc.csv")
+
+
+def test_an_edit_during_a_run_is_never_written_over(tiny, tmp_path, monkeypatch):
+    folder = pictures(tmp_path / "in")
+    cfg = config(tiny, folder, mode="caption")
+    interrogate(cfg)
+    desc = folder / "desc.csv"
+    for image in ("b 2.png", "c10.webp"):
+        pictures(folder, names=(image,), seed=30)  # two changed images: two rows to make again
+    caption, calls = Models.caption, []
+
+    def user_edits_meanwhile(self, picture):
+        calls.append(1)
+        if len(calls) == 2:  # while the run is on its second image, someone saves the file
+            desc.write_text(desc.read_text("utf-8").replace('"a1.jpg",', '"a1.jpg","edited: "'), "utf-8")
+        return caption(self, picture)
+
+    monkeypatch.setattr(Models, "caption", user_edits_meanwhile)
+    with pytest.raises(interrogation.InputError, match="changed by someone else"):
+        interrogate(cfg)
+    assert read_prompts_csv(desc)["a1.jpg"].startswith("edited: ")
+    monkeypatch.setattr(Models, "caption", caption)
+    assert interrogate(cfg).made == 1 and read_prompts_csv(desc)["a1.jpg"].startswith("edited: ")
