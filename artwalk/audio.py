@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ HOP = 256  # onset envelope step: 11.6 ms at RATE, under a third of a frame at 2
 COMPONENTS = ("percussive", "harmonic", "both")
 VERSION = 1  # bump when the same song and settings would give other events
 ON = ("onsets", "beats")
+MIN_SAMPLES = 2048  # one analysis window
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,9 @@ def load_mono(path: Path | str, rate: int = RATE) -> np.ndarray:
     samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     if samples.size == 0:
         raise InputError(f"{path}: audio stream holds no decodable sound")
+    if samples.size < MIN_SAMPLES:
+        raise InputError(f"{path}: only {samples.size / rate:.3f} s of sound, too short to find keyframes in "
+                         f"(at least {MIN_SAMPLES / rate:.2f} s)")
     return samples
 
 
@@ -105,8 +110,16 @@ def events(samples: np.ndarray, fps: float, component: str = "percussive", on: s
     librosa = _librosa()
     if on not in ON:
         raise ConfigError(f"--on {on!r}: choose one of {', '.join(ON)}")
-    if not fps > 0:
-        raise ConfigError(f"--fps must be more than 0, got {fps}")
+    from artwalk.timeline import MAX_FPS
+
+    if not 0 < fps <= MAX_FPS:
+        raise ConfigError(f"--fps must be a number in (0, {MAX_FPS:g}], got {fps:g}")
+    with warnings.catch_warnings():  # librosa's notes on short inputs are not the user's concern
+        warnings.simplefilter("ignore", UserWarning)
+        return _events(librosa, samples, fps, component, on, rate)
+
+
+def _events(librosa, samples: np.ndarray, fps: float, component: str, on: str, rate: int) -> list[Event]:
     envelope = onset_envelope(component_of(samples, component), rate)
     if on == "onsets":
         steps = librosa.onset.onset_detect(onset_envelope=envelope, sr=rate, hop_length=HOP, units="frames")
@@ -183,9 +196,9 @@ def place(song: Path | str, fps: float, count: int, *, component: str, on: str, 
     found, song_frames = analyse(song, fps, component, on)
     chosen = found[::every]
     if len(chosen) < count:
+        other = "--on onsets" if on == "beats" else "a longer song"
         raise ConfigError(f"{song}: frame 0 and {len(found) - 1} {on} give {len(chosen)} keyframe place(s) taking "
-                          f"every {every}, for {count} {what}: {hint}, use "
-                          f"{'onsets' if on == 'beats' else 'a longer song'}")
+                          f"every {every}, for {count} {what}: {hint}, or use {other}")
     positions = [e.frame for e in chosen[:count]]
     frames = positions[-1] + 1 if trim else max(song_frames, positions[-1] + 1)
     return Placement(positions, frames, song_frames)

@@ -103,11 +103,13 @@ class KeyframeConfig:
                                       "walk's scheduled prompts), in order, on a song's beats or onsets (see "
                                       "`artwalk audio`); the video lasts as long as the song, its soundtrack",
                                       metavar="SONG")
-    sync_on: str = setting("beats", "with --sync-audio: beats (the tracked tempo) or onsets (every attack)",
-                           flags=("--on",), choices=audio.ON)
-    sync_every: int = setting(1, "with --sync-audio: a keyframe on every K-th event", flags=("--every",),
+    sync_on: str | None = setting(None, "with --sync-audio: beats (the tracked tempo) or onsets (every attack) "
+                                  "(default beats)", flags=("--on",), choices=audio.ON)
+    sync_every: int | None = setting(None, "with --sync-audio: a keyframe on every K-th event (default 1)",
+                                     flags=("--every",),
                               metavar="K")
-    sync_component: str = setting("percussive", "with --sync-audio: the part of the sound to follow",
+    sync_component: str | None = setting(None, "with --sync-audio: the part of the sound to follow (default "
+                                         "percussive)",
                                   flags=("--component",), choices=audio.COMPONENTS)
     trim: bool = setting(False, "with --sync-audio: end the video on the last keyframe, not at the song's end")
     width: int = setting(1280, "frame width of the walk, before upscaling", flags=("--w", "--width"), metavar="W")
@@ -174,13 +176,13 @@ class KeyframeConfig:
         if not (math.isfinite(self.fps) and 0 < self.fps <= MAX_FPS):
             raise ConfigError(f"--fps must be a number in (0, {MAX_FPS:g}], got {self.fps}")
         if self.sync_audio is None:
-            given = [flag for flag, value, default in (
-                ("--on", self.sync_on, "beats"), ("--every", self.sync_every, 1),
-                ("--component", self.sync_component, "percussive"), ("--trim", self.trim, False)) if value != default]
+            given = [flag for flag, value in (("--on", self.sync_on), ("--every", self.sync_every),
+                                              ("--component", self.sync_component), ("--trim", self.trim or None))
+                     if value is not None]
             if given:
                 raise ConfigError(f"{', '.join(given)}: for --sync-audio SONG")
         else:
-            if self.sync_every < 1:
+            if self.sync_every is not None and self.sync_every < 1:
                 raise ConfigError(f"--every must be 1 or more, got {self.sync_every}")
             if self.loop:
                 raise ConfigError("--loop with --sync-audio: end the walk on the first image again instead (add "
@@ -203,6 +205,12 @@ class KeyframeConfig:
                                 ("--no_originals", self.no_originals)):
                 if value:
                     raise ConfigError(f"{flag} is for image walks, not prompt walks (--prompts)")
+
+    @property
+    def song_settings(self) -> dict:
+        """--sync-audio's component, events and stride, defaults filled in."""
+        return {"component": self.sync_component or "percussive", "on": self.sync_on or "beats",
+                "every": self.sync_every or 1}
 
     @property
     def size(self) -> tuple[int, int]:
@@ -250,11 +258,11 @@ class Sync:
     song: str
 
 
-def plan_sync(config: KeyframeConfig, keyframes: int) -> Sync:
+def plan_sync(config: KeyframeConfig, keyframes: int, steps: int) -> Sync:
     """Every K-th event of the song for each of the walk's ``keyframes``, in order."""
-    placed = audio.place(config.sync_audio, config.fps, keyframes, component=config.sync_component,
-                         on=config.sync_on, every=config.sync_every, trim=config.trim,
-                         hint="lower --every or -S, use fewer images")
+    song = config.song_settings
+    hints = (["lower --every"] if song["every"] > 1 else []) + (["lower -S"] if steps else []) + ["use fewer images"]
+    placed = audio.place(config.sync_audio, config.fps, keyframes, **song, trim=config.trim, hint=", ".join(hints))
     return Sync(placed.positions, placed.frames, str(Path(config.sync_audio).resolve()))
 
 
@@ -357,10 +365,11 @@ def check(config: KeyframeConfig, announce: bool | None = None) -> KeyframePlan:
     sync = None
     if config.sync_audio is not None:  # before the images are decoded: a song that does not fit is one line
         count = (0 if config.no_originals else len(images)) + steps * (len(images) - 1)
-        sync = plan_sync(config, count)
+        sync = plan_sync(config, count, steps)
         if announce:
             log.info("%d keyframe(s) on the %s of %s (every %d): frames %s; %d frames in all", count,
-                     config.sync_on, config.sync_audio, config.sync_every, _frames_text(sync.positions), sync.frames)
+                     config.song_settings["on"], config.sync_audio, config.song_settings["every"],
+                     _frames_text(sync.positions), sync.frames)
     hashes = [_input_sha256(p) for p in images]
     plan = KeyframePlan(images, hashes, spec, engine, steps, [], prompts, config.prompt or "",
                         [image_seed(config.seed, h) for h in hashes])

@@ -123,19 +123,20 @@ def plan_prompts(config, identity: dict, guidance: float) -> PromptPlan:
         if config.frames is not None:
             raise ConfigError("--frames: with --sync-audio the song sets the walk's length (--trim ends it on the "
                               "last keyframe)")
+        song = config.song_settings
         try:  # the schedule's own frames only give the order
             schedule = read_prompts(config.prompts, fps=config.fps)
         except ScheduleError as exc:
             if "uses max_f" not in str(exc):
                 raise
             schedule = read_prompts(config.prompts, fps=config.fps,  # max_f is the song's length
-                                    max_frames=audio.analyse(config.sync_audio, config.fps, config.sync_component,
-                                                             config.sync_on)[1])
-        placed = audio.place(config.sync_audio, config.fps, len(schedule.keys), component=config.sync_component,
-                             on=config.sync_on, every=config.sync_every, trim=config.trim,
-                             what="keyframes of the schedule")
+                                    max_frames=audio.analyse(config.sync_audio, config.fps, song["component"],
+                                                             song["on"])[1])
+        placed = audio.place(config.sync_audio, config.fps, len(schedule.keys), **song, trim=config.trim,
+                             what="keyframes of the schedule",
+                             hint="lower --every" if song["every"] > 1 else "use fewer keyframes")
         positions, frames = placed.positions, placed.frames
-        log.info("%d prompt keyframe(s) on the %s of %s: frames %s", len(positions), config.sync_on,
+        log.info("%d prompt keyframe(s) on the %s of %s: frames %s", len(positions), song["on"],
                  config.sync_audio, ", ".join(map(str, positions[:8])) + (" ..." if len(positions) > 8 else ""))
     else:
         schedule = read_prompts(config.prompts, fps=config.fps, max_frames=config.frames)

@@ -18,7 +18,8 @@ from artwalk import audio
 from artwalk.cli import add_common_flags
 from artwalk.config import finite_float
 from artwalk.errors import ConfigError, InputError
-from artwalk.fsutil import atomic_write_bytes, make_dir
+from artwalk.fsutil import atomic_write_bytes, check_writable, make_dir
+from artwalk.timeline import MAX_FPS
 
 
 def skeleton(events: list[audio.Event], song: Path) -> str:
@@ -29,14 +30,19 @@ def skeleton(events: list[audio.Event], song: Path) -> str:
 
 
 def audio_command(args: argparse.Namespace) -> None:
-    if not args.fps > 0:
-        raise ConfigError(f"--fps must be more than 0, got {args.fps:g}")
-    if args.schedule is not None and args.schedule.is_dir():
-        raise InputError(f"--schedule {args.schedule}: is a folder; give a file path")
+    if not 0 < args.fps <= MAX_FPS:
+        raise ConfigError(f"--fps must be a number in (0, {MAX_FPS:g}], got {args.fps:g}")
+    if args.schedule is not None:  # before the analysis: a schedule that cannot be written is one line
+        if args.schedule.is_dir():
+            raise InputError(f"--schedule {args.schedule}: is a folder; give a file path")
+        make_dir(args.schedule.parent, "folder of --schedule")
+        check_writable(args.schedule.parent, "folder of --schedule")
     events = audio.song_events(args.song, args.fps, args.component, args.on)
     if args.schedule is not None:
-        make_dir(args.schedule.parent, "folder of --schedule")
-        atomic_write_bytes(args.schedule, skeleton(events, args.song).encode("utf-8"))
+        try:
+            atomic_write_bytes(args.schedule, skeleton(events, args.song).encode("utf-8"))
+        except OSError as exc:
+            raise InputError(f"--schedule {args.schedule}: cannot write it ({exc.strerror or exc})") from None
     if args.json:
         print(json.dumps([{"frame": e.frame, "time": round(e.time, 6), "strength": e.strength} for e in events]))
     else:
