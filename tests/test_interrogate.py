@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -366,7 +367,7 @@ def test_images_to_prompt_walk_to_video(tiny, tmp_path):
 def test_full_pipeline_sh_interrogate(tiny, tmp_path):
     folder = pictures(tmp_path / "in", names=("a.png", "b.png"))
     out = tmp_path / "sh out"
-    env = {**os.environ, "PYTHONPATH": str(REPO), **hub_cache(tiny, tmp_path)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHON": sys.executable, **hub_cache(tiny, tmp_path)}
     proc = subprocess.run(["bash", str(REPO / "full_pipeline.sh"), "--input", str(folder), "--output", str(out),
                            "--engine", "sd", "--model", str(tiny["sd"]), "--interrogate", "--interrogate-mode",
                            "fast", "--device", DEVICE, *SD_WALK], env=env, capture_output=True, text=True,
