@@ -57,10 +57,10 @@ from artwalk.config import setting
 from artwalk.errors import ConfigError, InputError, WeightsMissingError, first_line
 from artwalk.fsutil import atomic_write_bytes, check_writable, sha256_file
 from artwalk.images import IMAGE_EXTENSIONS, list_images, load_image, to_uint8
-from artwalk.models import cache_dir, get_spec, hub_missing, model_source
+from artwalk.models import cache_dir, hub_missing, model_source
 from artwalk.progress import progress as progress_bar
 from artwalk.runfolder import run_lock
-from diffusion_models.prompts import DESC, comment_lines, read_prompts_csv
+from diffusion_models.prompts import DESC, comment_lines, prompt_for, read_prompts_csv
 
 log = logging.getLogger(__name__)
 
@@ -693,7 +693,7 @@ def plan_rows(config: InterrogateConfig, images: list[Path], rows: dict[str, str
 
 def _row_of(rows: dict[str, str], image: Path) -> str | None:
     """The image's row, by its file name, else by its stem (as the stage looks it up)."""
-    return rows[image.name] if image.name in rows else rows.get(image.stem)
+    return prompt_for(image.name, rows, None)
 
 
 def settings_key(config: InterrogateConfig, identity: dict) -> str:
@@ -836,14 +836,6 @@ def target_of(model: str | None, engine: str) -> str:
     except (WeightsMissingError, ConfigError, OSError, ValueError):
         return "sd1"
     return "sd2" if width == 1024 else "sd1"
-
-
-def registry_model(name: str) -> str:
-    """The registry's hub id for a short name (for messages), else the name."""
-    try:
-        return get_spec(name).source
-    except ConfigError:
-        return name
 
 
 def schedule_from_desc(folder: Path, every: str = "2s", csv_path: Path | None = None) -> tuple[str, int]:

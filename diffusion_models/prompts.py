@@ -71,7 +71,7 @@ def comment_lines(path: Path | str) -> list[str]:
     return [line for line in re.split(r"\r\n|\r|\n", text) if line.lstrip().startswith("#")]
 
 
-def prompt_for(name: str, prompts: dict[str, str], default: str = "") -> str:
+def prompt_for(name: str, prompts: dict[str, str], default: str | None = "") -> str | None:
     """The prompt of an image file: by its name, else by its stem, else ``default``."""
     if name in prompts:
         return prompts[name]
