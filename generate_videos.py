@@ -105,6 +105,8 @@ class VideoConfig:
                                  "faded out; AAC in mp4, Opus in webm; gif drops it with a warning", metavar="FILE")
     audio_fade: float = setting(2.0, "fade the soundtrack out over the video's last SECONDS (never longer than "
                                 "the video; 0 for none)", metavar="SECONDS")
+    audio_start: float = setting(0.0, "start the soundtrack SECONDS into its file (artwalk video-init sets it to "
+                                 "--start for the video's own sound)", metavar="SECONDS")
     source: str = setting("auto", "frames to encode: upscaled/ (stage 3) or frames/ (stage 2); auto takes "
                           "upscaled/ when stage 3 was run", choices=SOURCES, key=False)
     contact_sheet: bool = setting(True, "write <video name>_keyframes.png, the keyframes in a grid", key=False)
@@ -146,7 +148,7 @@ class VideoConfig:
     def settings(self, fps) -> EncodeSettings:
         return EncodeSettings(
             format=self.video_format, fps=fps, crf=self.crf, preset=self.encode_preset,
-            audio=self.audio, audio_fade=self.audio_fade, progress=self.progress,
+            audio=self.audio, audio_fade=self.audio_fade, audio_start=self.audio_start, progress=self.progress,
         )  # fmt: skip
 
 
@@ -186,9 +188,12 @@ def check(config: VideoConfig, fps: float | None = None) -> float | None:
     info = probe_audio(config.audio)  # even for a gif, which drops it: a missing file is still a mistake
     if config.video_format == "gif":
         return None
-    log.info("soundtrack %s: %s, %d Hz, %d channel(s), %.1f s", info.path.name, info.codec, info.sample_rate,
-             info.channels, info.duration_s)
-    return info.duration_s
+    if config.audio_start >= info.duration_s:
+        raise ConfigError(f"--audio-start {config.audio_start:g}: the soundtrack {config.audio} is only "
+                          f"{info.duration_s:.1f} s long")
+    log.info("soundtrack %s: %s, %d Hz, %d channel(s), %.1f s%s", info.path.name, info.codec, info.sample_rate,
+             info.channels, info.duration_s, f" from {config.audio_start:.2f} s" if config.audio_start else "")
+    return info.duration_s - config.audio_start
 
 
 def run(config: VideoConfig) -> VideoResult:

@@ -52,9 +52,18 @@ class Parser(argparse.ArgumentParser):
         return out
 
 
+def _not_torchvision(record: logging.LogRecord) -> bool:
+    """transformers warns on every run that torchvision is missing and it uses its PIL image
+    processors instead: that is this project's choice (see requirements/keyframes.txt)."""
+    return "requires torchvision (not installed)" not in record.getMessage()
+
+
 def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    noisy = logging.getLogger("transformers.utils.import_utils")
+    if _not_torchvision not in noisy.filters:
+        noisy.addFilter(_not_torchvision)
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:

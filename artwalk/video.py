@@ -141,6 +141,7 @@ class EncodeSettings:
     preset: str = "medium"
     audio: Path | None = None
     audio_fade: float = 2.0
+    audio_start: float = 0.0  # seconds of the soundtrack skipped (a video's own sound, from --start)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -155,6 +156,8 @@ class EncodeSettings:
             raise ConfigError(f"unknown --encode-preset '{self.preset}' (choose from {', '.join(X264_PRESETS)})")
         if not (self.audio_fade >= 0 and math.isfinite(self.audio_fade)):
             raise ConfigError(f"--audio-fade must be zero or more seconds, got {self.audio_fade}")
+        if not (self.audio_start >= 0 and math.isfinite(self.audio_start)):
+            raise ConfigError(f"--audio-start must be zero or more seconds, got {self.audio_start}")
         if self.format == "gif":
             check_gif_fps(float(self.fps))
 
@@ -220,21 +223,28 @@ def probe_audio(path: Path | str) -> AudioInfo:
 
 
 def _audio_frames(
-    path: Path, fmt: str, layout: str, frame_size: int, total: int, fade: int
+    path: Path, fmt: str, layout: str, frame_size: int, total: int, fade: int, skip: int = 0
 ) -> Iterator[av.AudioFrame]:
     """The soundtrack as encoder-ready frames at AUDIO_RATE: ``total`` samples at
-    most, the last ``fade`` of those (counted from ``total``) faded out linearly."""
+    most, after the first ``skip``, the last ``fade`` of those (counted from ``total``)
+    faded out linearly."""
     resampler = av.AudioResampler(format=fmt, layout=layout, rate=AUDIO_RATE, frame_size=frame_size)
     planar = av.AudioFormat(fmt).is_planar
     channels = av.AudioLayout(layout).nb_channels
     done = 0
 
     def shape(frame: av.AudioFrame) -> Iterator[av.AudioFrame]:
-        nonlocal done
-        n = min(frame.samples, total - done)
+        nonlocal done, skip
+        data = frame.to_ndarray()  # planar (C, n); packed (1, n * C)
+        samples = frame.samples
+        if skip:
+            dropped = min(skip, samples)
+            skip -= dropped
+            samples -= dropped
+            data = data[:, dropped:] if planar else data[:, dropped * channels :]
+        n = min(samples, total - done)
         if n <= 0:
             return
-        data = frame.to_ndarray()  # planar (C, n); packed (1, n * C)
         data = data[:, :n] if planar else data[:, : n * channels]
         if fade > 0 and done + n > total - fade:
             pos = np.arange(done, done + n, dtype=np.float64)
@@ -269,6 +279,80 @@ def _audio_frames(
                 yield from shape(chunk)
     except av.FFmpegError as exc:
         raise InputError(f"{path}: audio could not be decoded ({first_line(exc)})") from None
+
+
+# --------------------------------------------------------------------------- input video
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: Path
+    fps: float  # the stream's average frame rate
+    width: int
+    height: int
+    frames: int  # counted from the stream's packets, not read from the header
+    has_audio: bool
+
+
+def probe_video(path: Path | str) -> VideoInfo:
+    """Check that ``path`` is a video PyAV can decode (its first frame decoded), and
+    count its frames. Raise :class:`InputError` naming the file otherwise: missing,
+    empty, no video stream (audio only), no frame rate, not decodable."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a video file")
+    if not path.is_file():
+        raise InputError(f"{path}: video file not found")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: permission denied reading the video file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: video file is empty (0 bytes)")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                what = "it holds only sound" if container.streams.audio else "it holds no picture"
+                raise InputError(f"{path}: has no video stream ({what})")
+            has_audio = bool(container.streams.audio)
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            frames = sum(1 for packet in container.demux(stream) if packet.size)
+        with av.open(str(path)) as container:
+            first = next(container.decode(video=0), None)
+    except av.FFmpegError as exc:
+        raise InputError(f"{path}: not a video file this tool can read ({first_line(exc)})") from None
+    if first is None or frames == 0:
+        raise InputError(f"{path}: the video holds no frames")
+    if not rate or float(rate) <= 0:
+        raise InputError(f"{path}: the video states no frame rate")
+    return VideoInfo(path, float(rate), first.width, first.height, frames, has_audio)
+
+
+def decode_frames(path: Path | str, wanted: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """``(index, RGB uint8 (H, W, 3))`` for each frame index in ``wanted`` (counted in
+    presentation order from 0), in increasing order, in one pass that stops after the
+    last one. A video that ends or breaks before it is one :class:`InputError`."""
+    wanted = sorted(set(wanted))
+    if not wanted:
+        return
+    path = Path(path)
+    todo = iter(wanted)
+    target = next(todo)
+    index = -1
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                index += 1
+                if index < target:
+                    continue
+                yield index, frame.to_ndarray(format="rgb24")
+                target = next(todo, None)
+                if target is None:
+                    return
+    except av.FFmpegError as exc:
+        raise InputError(f"{path}: the video could not be decoded after frame {index} ({first_line(exc)})") from None
+    raise InputError(f"{path}: the video ends after {index + 1} frame(s), before frame {target}; it may be truncated")
 
 
 # --------------------------------------------------------------------------- output file
@@ -405,7 +489,8 @@ class _Muxer:
         frame_size = cc.frame_size or frame_size
         fade = round(min(s.audio_fade, total / AUDIO_RATE) * AUDIO_RATE)
         self.audio = stream
-        self.audio_frames = _audio_frames(s.audio, fmt, layout, frame_size, total, fade)
+        self.audio_frames = _audio_frames(s.audio, fmt, layout, frame_size, total, fade,
+                                          skip=round(s.audio_start * AUDIO_RATE))
 
     def feed_audio(self, until: int | None) -> None:
         """Encode soundtrack up to sample ``until`` (all of it when None)."""

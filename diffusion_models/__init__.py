@@ -37,6 +37,10 @@ diffused in-betweens between them (:mod:`diffusion_models.prompt_walk`). The lib
 functions :func:`keyframe_from_prompt` and :func:`interpolate` are the same two
 operations for callers that hold conditionings themselves (the studio).
 
+A video init (``--video-init VIDEO --prompts SCHEDULE``) restyles the video's frames by
+img2img instead, every ``--every``-th one, each at its own frame
+(:mod:`diffusion_models.video_init`).
+
 ``run(KeyframeConfig(...)) -> KeyframeResult``; the CLI is ``python -m diffusion_models``.
 """
 
@@ -62,11 +66,13 @@ from artwalk.sizes import check_side
 from artwalk.timeline import DEFAULT_EASING, EASING_NAMES, MAX_FPS
 from diffusion_models import outpaint as outpainting
 from diffusion_models import prompt_walk
+from diffusion_models import video_init
 from diffusion_models.conform import FIT_MODES, conform
 from diffusion_models.engines import ENGINES, KeyframeEngine, engine_for_model
 from diffusion_models.prompt_walk import PromptPlan, describe_density, negative_of, parse_density, plan_prompts, \
     run_prompts
 from diffusion_models.prompts import DESC, prompt_for, read_prompts_csv
+from diffusion_models.video_init import VideoPlan
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +81,9 @@ CONFORM_VERSION = 1  # bump when conform's output bytes change
 OUTPAINT_VERSION = 1  # bump when outpaint's geometry (mask, feather, composite) changes
 
 
-# The settings only a prompt walk has (an image walk refuses them).
+# The settings only a prompt walk has (an image walk refuses them), and only a video init.
 PROMPT_SETTINGS = ("prompts", "frames", "diffuse", "guidance_schedule", "seed_schedule")
+VIDEO_SETTINGS = ("video_init", "start", "end", "strength_schedule", "color_match")
 
 
 @dataclass(frozen=True)
@@ -105,13 +112,26 @@ class KeyframeConfig:
                                       metavar="SONG")
     sync_on: str | None = setting(None, "with --sync-audio: beats (the tracked tempo) or onsets (every attack) "
                                   "(default beats)", flags=("--on",), choices=audio.ON)
-    sync_every: int | None = setting(None, "with --sync-audio: a keyframe on every K-th event (default 1)",
-                                     flags=("--every",),
-                              metavar="K")
+    every: int | None = setting(None, "with --sync-audio: a keyframe on every K-th event; with --video-init: "
+                                "restyle every K-th frame (and the last), the motion engine fills between "
+                                "(default 1)", metavar="K")
     sync_component: str | None = setting(None, "with --sync-audio: the part of the sound to follow (default "
                                          "percussive)",
                                   flags=("--component",), choices=audio.COMPONENTS)
     trim: bool = setting(False, "with --sync-audio: end the video on the last keyframe, not at the song's end")
+    video_init: Path | None = setting(None, "video init: restyle the frames of VIDEO (any format PyAV decodes) by "
+                                      "img2img, each with its frame's prompt from --prompts; the walk keeps the "
+                                      "video's frame rate", metavar="VIDEO")
+    start: float | None = setting(None, "video init: where in the video the walk begins, in seconds (default 0)",
+                                  metavar="SEC")
+    end: float | None = setting(None, "video init: where in the video the walk ends, in seconds (default its end)",
+                                metavar="SEC")
+    strength_schedule: str | None = setting(None, "video init: img2img strength per frame, a number or a numeric "
+                                            "schedule such as '0:(0.45), 48:(0.6)' (default --strength, else "
+                                            "0.45)", metavar="SCHEDULE")
+    color_match: str | None = setting(None, "video init: match each restyled frame's colours (Lab histograms) to "
+                                      "the first restyled frame, the previous one, or none (default first)",
+                                      choices=("first", "previous", "none"))
     width: int = setting(1280, "frame width of the walk, before upscaling", flags=("--w", "--width"), metavar="W")
     height: int = setting(720, "frame height of the walk, before upscaling", flags=("--h", "--height"),
                           metavar="H")
@@ -175,15 +195,18 @@ class KeyframeConfig:
             raise ConfigError(f"--interpolation_steps must be 0 or more, got {self.interpolation_steps}")
         if not (math.isfinite(self.fps) and 0 < self.fps <= MAX_FPS):
             raise ConfigError(f"--fps must be a number in (0, {MAX_FPS:g}], got {self.fps}")
+        if self.every is not None and self.every < 1:
+            raise ConfigError(f"--every must be 1 or more, got {self.every}")
+        self._check_video_init()
         if self.sync_audio is None:
-            given = [flag for flag, value in (("--on", self.sync_on), ("--every", self.sync_every),
-                                              ("--component", self.sync_component), ("--trim", self.trim or None))
+            given = [flag for flag, value in (("--on", self.sync_on), ("--component", self.sync_component),
+                                              ("--trim", self.trim or None),
+                                              ("--every", None if self.video_init else self.every))
                      if value is not None]
             if given:
-                raise ConfigError(f"{', '.join(given)}: for --sync-audio SONG")
+                raise ConfigError(f"{', '.join(given)}: for --sync-audio SONG"
+                                  + (" (or --every for --video-init VIDEO)" if "--every" in given else ""))
         else:
-            if self.sync_every is not None and self.sync_every < 1:
-                raise ConfigError(f"--every must be 1 or more, got {self.sync_every}")
             if self.loop:
                 raise ConfigError("--loop with --sync-audio: end the walk on the first image again instead (add "
                                   "it at the end of the folder)")
@@ -206,11 +229,32 @@ class KeyframeConfig:
                 if value:
                     raise ConfigError(f"{flag} is for image walks, not prompt walks (--prompts)")
 
+    def _check_video_init(self) -> None:
+        if self.video_init is None:
+            given = [flag for flag, value in (("--start", self.start), ("--end", self.end),
+                                              ("--strength-schedule", self.strength_schedule),
+                                              ("--color-match", self.color_match)) if value is not None]
+            if given:
+                raise ConfigError(f"{', '.join(given)}: for --video-init VIDEO")
+            return
+        if self.prompts is None:
+            raise ConfigError("--video-init restyles each frame with its prompt: give --prompts SCHEDULE too")
+        for flag, value in (("--sync-audio", self.sync_audio), ("--diffuse", self.diffuse),
+                            ("--frames", self.frames)):
+            if value is not None:
+                raise ConfigError(f"{flag}: a video init takes its frames from the video (choose them with --start, "
+                                  "--end and --every)")
+        for flag, value in (("--start", self.start), ("--end", self.end)):
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{flag} must be zero or more seconds, got {value:g}")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ConfigError(f"--end {self.end:g} must be after --start {self.start:g}")
+
     @property
     def song_settings(self) -> dict:
         """--sync-audio's component, events and stride, defaults filled in."""
         return {"component": self.sync_component or "percussive", "on": self.sync_on or "beats",
-                "every": self.sync_every or 1}
+                "every": self.every or 1}
 
     @property
     def size(self) -> tuple[int, int]:
@@ -280,6 +324,7 @@ class KeyframePlan:
     default_prompt: str = ""
     seeds: list[int] = field(default_factory=list)  # per original, for outpainting
     prompt_walk: PromptPlan | None = None  # a prompt walk's keyframes and in-betweens
+    video: VideoPlan | None = None  # a video init's frames
     sync: Sync | None = None  # --sync-audio: each keyframe's frame, and the walk's length
 
     def prompt_of(self, path: Path) -> str | None:
@@ -331,10 +376,23 @@ def check(config: KeyframeConfig, announce: bool | None = None) -> KeyframePlan:
     if announce is None:
         announce = not (Path(config.run_dir) / "walk.json").is_file()
     name = config.engine_name
-    if config.prompts is not None:
+    if config.video_init is not None:
+        check_video_init(name)
+    elif config.prompts is not None:
         check_text2image(name)
     engine = ENGINES.create_for(config, name)  # checks the options' values; loads no model yet
     spec = ENGINES.check_config(config, name, outpaint=config.outpaint)  # are the weights here?
+    if config.video_init is not None:
+        check_layout(config.run_dir)
+        if Path(config.video_init).resolve().is_relative_to(Path(config.run_dir).resolve()):
+            raise ConfigError(f"{config.video_init}: the video is inside the run folder {config.run_dir}; pick an "
+                              "output folder elsewhere")
+        video = video_init.plan_video(config, engine.text_identity(), engine.guidance)
+        if announce:
+            log.info("video init: %d of %d frame(s) of %s restyled (from frame %d, every %d), %dx%d at %g fps",
+                     len(video.keyframes), video.frames, config.video_init, video.first, config.every or 1,
+                     *config.size, video.info.fps)
+        return KeyframePlan([], [], spec, engine, 0, [], video=video)
     if config.prompts is not None:
         check_layout(config.run_dir)
         walk = plan_prompts(config, engine.text_identity(), engine.guidance)
@@ -406,6 +464,8 @@ def run(config: KeyframeConfig, plan: KeyframePlan | None = None) -> KeyframeRes
     """The stage; ``plan``: what :func:`check` found for this config (a walk's plan made it)."""
     start = time.monotonic()
     plan = plan or check(config)
+    if plan.video is not None:
+        return _run_video(config, plan, start)
     if plan.prompt_walk is not None:
         return _run_prompt_walk(config, plan, start)
     width, height = config.size
@@ -457,6 +517,27 @@ def _run_prompt_walk(config: KeyframeConfig, plan: KeyframePlan, start: float) -
              walk.inbetweens, store.summary())
     return KeyframeResult(run_dir=run_dir, manifest=manifest, originals=0, inbetweens=walk.inbetweens,
                           reused=store.reused, computed=store.computed, seconds=time.monotonic() - start)
+
+
+def _run_video(config: KeyframeConfig, plan: KeyframePlan, start: float) -> KeyframeResult:
+    video = plan.video
+    width, height = config.size
+    with run_lock(config.run_dir, config.wait) as run_dir:
+        store = UnitStore.open(run_dir / STAGE, verify=config.verify)
+        outputs = video_init.run_video(config, video, plan.engine, store, run_dir)
+        manifest = write_manifest(
+            run_dir / STAGE, STAGE, config=record(video_init.recorded_config(config, video)),
+            engine=plan.engine.text_identity(),
+            inputs=[{"video": str(Path(config.video_init).resolve()), "sha256": video.sha256,
+                     "prompts": video.schedule.source}],
+            outputs=outputs, size=[width, height], frames=video.frames, originals=0, inbetweens_per_pair=0,
+            loop=False, video={"first": video.first, "fps": video.info.fps, "every": config.every or 1,
+                               "color_match": video.color_match, "audio": video.info.has_audio},
+        )
+        store.prune()
+    log.info("keyframes: %d restyled frame(s) of %d; %s", len(outputs), video.frames, store.summary())
+    return KeyframeResult(run_dir=run_dir, manifest=manifest, originals=0, inbetweens=0, reused=store.reused,
+                          computed=store.computed, seconds=time.monotonic() - start)
 
 
 def _conform_originals(config: KeyframeConfig, plan: KeyframePlan, store: UnitStore,
@@ -544,6 +625,12 @@ def _text_engine(settings: KeyframeConfig) -> KeyframeEngine:
         ENGINES.check_config(settings, name)
         _LAST_ENGINE[:] = [(tag, ENGINES.create_for(settings, name))]
     return _LAST_ENGINE[0][1]
+
+
+def check_video_init(name: str) -> None:
+    if "video" not in ENGINES.get(name).features:
+        raise ConfigError(f"a video init restyles each frame by img2img: engine '{name}' cannot; use --engine "
+                          f"{' or '.join(n for n, s in ENGINES.specs.items() if 'video' in s.features)}")
 
 
 def check_text2image(name: str) -> None:

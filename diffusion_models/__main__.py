@@ -1,4 +1,5 @@
-"""``python -m diffusion_models INPUT OUT`` (or ``--prompts SCHEDULE OUT``): stage 1, keyframes.
+"""``python -m diffusion_models INPUT OUT`` (or ``--prompts SCHEDULE OUT``, or ``--video-init VIDEO
+--prompts SCHEDULE OUT``): stage 1, keyframes.
 See the package docstring."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from artwalk.cli import Parser, add_common_flags, add_keep_settings_flag, artwal
 from artwalk.config import add_flags, engine_option_names, from_args
 from artwalk.errors import ConfigError
 from artwalk.runfolder import previous_config
-from diffusion_models import PROMPT_SETTINGS, STAGE, KeyframeConfig, run
+from diffusion_models import PROMPT_SETTINGS, STAGE, VIDEO_SETTINGS, KeyframeConfig, run
 
 
 def build_parser(prog: str = "python -m diffusion_models") -> argparse.ArgumentParser:
@@ -19,7 +20,8 @@ def build_parser(prog: str = "python -m diffusion_models") -> argparse.ArgumentP
         prog=prog,
         description="Stage 1: conform the input images to W x H and make S in-between "
         "artworks per pair; or, with --prompts SCHEDULE OUT, text to image at each keyframe of a "
-        "prompt schedule and the diffused in-betweens --diffuse asks for. Writes OUT/keyframes/ (a "
+        "prompt schedule and the diffused in-betweens --diffuse asks for; or, with --video-init VIDEO "
+        "--prompts SCHEDULE OUT, the video's frames restyled by img2img. Writes OUT/keyframes/ (a "
         "unit folder per keyframe and per pair or segment, and manifest.json). Reruns reuse every "
         "unchanged unit.",
     )
@@ -52,7 +54,7 @@ def config_from_args(args: argparse.Namespace) -> KeyframeConfig:
         raise ConfigError("give INPUT and OUT folders (or --input_path/--folder_name, or --prompts SCHEDULE OUT)")
     base = previous_config(out, STAGE) if args.keep_settings else None
     if base is not None and inp is not None:  # an image walk now: the kept prompt-walk settings do not apply
-        base = {k: v for k, v in base.items() if k not in PROMPT_SETTINGS}
+        base = {k: v for k, v in base.items() if k not in PROMPT_SETTINGS + VIDEO_SETTINGS}
     return from_args(KeyframeConfig, args, base=base, input_dir=inp, run_dir=out, progress=not args.quiet)
 
 

@@ -19,10 +19,12 @@ added. An engine has:
   engine's ``guidance``); ``render(conditioning)``, its W x H image;
   ``text_identity()``, what changes those bytes;
 - ``check_image_walk()``: raises one line when the engine's model cannot make
-  in-betweens of images (an SDXL checkpoint for ``sd``), before any work.
+  in-betweens of images (an SDXL checkpoint for ``sd``), before any work;
+- video init: ``restyle(conditioning, rgb, strength)``, a W x H frame through img2img.
 
 What an engine can do is on its registry row (``features``): ``inbetweens``,
-``prompts`` (``--prompts-csv``), ``outpaint``, ``text2image`` (prompt walks). The
+``prompts`` (``--prompts-csv``), ``outpaint``, ``text2image`` (prompt walks), ``video``
+(video init). The
 stage asks the row, never the object.
 
 ``none`` conforms the originals only. The neural engines (``kandinsky``, ``unclip``,
@@ -123,7 +125,7 @@ ENGINES = EngineRegistry("keyframes", [
                  "vae_tiling", *_RUNTIME),
         models=(ModelSlot("model", "sd15", "hub", "sd"),
                 ModelSlot("outpaint_model", "sd2-inpaint", "hub", "inpaint", when="outpaint")),
-        features=("inbetweens", "prompts", "outpaint", "text2image"),
+        features=("inbetweens", "prompts", "outpaint", "text2image", "video"),
         defaults={"steps": 50, "guidance": 7.5, "strength": 0.6},
         **_NEURAL,
     ),

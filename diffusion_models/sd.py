@@ -18,6 +18,10 @@ unconditional half of the batch is skipped (same result, half the work).
 Geometry: W x H is mirror-padded up to the VAE's multiple (8), generated, and
 centre-cropped back. The safety checker is not loaded (it blanks artworks).
 
+Video init (:meth:`StableDiffusionEngine.restyle`): each frame is img2img from its own
+VAE latent with a prompt keyframe's conditioning, through the same denoising loop as
+text to image (composable prompts, long prompts).
+
 Prompt walks (text to image, :mod:`diffusion_models.text2image`): ``--model`` may
 also be an SDXL checkpoint, and a registry model's own steps, guidance and scheduler
 (the turbo checkpoints') are its defaults.
@@ -206,6 +210,13 @@ class StableDiffusionEngine(SDFamilyEngine):
 
     def _own_identity(self) -> dict:
         return {"strength": self.strength}
+
+    def restyle(self, cond, rgb: np.ndarray, strength: float) -> np.ndarray:
+        """Video init: the W x H image ``rgb`` through img2img at ``strength``, conditioned on a
+        prompt keyframe's :class:`~diffusion_models.conditioning.Conditioning` (its composable
+        parts, negative, guidance, and its seeded noise)."""
+        check_range("strength", strength, 0.0, 1.0, low_open=True)
+        return self.text2image.render(cond, init=rgb, strength=strength)
 
     @torch.no_grad()
     def encode(self, rgb: np.ndarray) -> torch.Tensor:

@@ -24,14 +24,16 @@ empty prompt's encoding. The VAE decodes in float32 when it must (``force_upcast
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 
 import numpy as np
 import torch
 
 from artwalk.devices import generator
 from diffusion_models.conditioning import Conditioning, Term, batch, layout, split_weights
-from diffusion_models.runtime import crop_to, padded_size, to_numpy
+from diffusion_models.runtime import crop_to, pad_to, padded_size, to_numpy, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +122,13 @@ class SDText:
     # --- image -------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def render(self, cond: Conditioning) -> np.ndarray:
-        """The W x H RGB image of ``cond``: float32 (H, W, 3) in [0, 1]."""
+    def render(self, cond: Conditioning, init: np.ndarray | None = None, strength: float = 1.0) -> np.ndarray:
+        """The W x H RGB image of ``cond``: float32 (H, W, 3) in [0, 1].
+
+        ``init`` (img2img, video init): an RGB float32 W x H image to start from. Its VAE
+        latent (the posterior's mode) is noised with ``cond``'s noise to the step that
+        ``strength`` says, as diffusers' img2img pipelines do, and only the rest of the
+        schedule is run: at least one step, so a tiny strength still changes it a little."""
         pipe = self.pipe
         unet, scheduler = pipe.unet, pipe.scheduler
         width, height = cond.size
@@ -135,11 +142,24 @@ class SDText:
             pooled = batch(lay.rows, "pooled", {}).to(device=device, dtype=dtype)
             time_ids = torch.tensor([[ph, pw, 0, 0, ph, pw]], device=device, dtype=dtype).repeat(rows, 1)
             extra = {"added_cond_kwargs": {"text_embeds": pooled, "time_ids": time_ids}}
-        scheduler.set_timesteps(self.steps, device=device)
-        latents = cond.noise.to(device=device, dtype=dtype) * scheduler.init_noise_sigma
+        noise = cond.noise.to(device=device, dtype=dtype)
+        if init is None:
+            scheduler.set_timesteps(self.steps, device=device)
+            timesteps = scheduler.timesteps
+            latents = noise * scheduler.init_noise_sigma
+        else:
+            steps = max(self.steps, math.ceil(1.0 / strength - 1e-9))
+            scheduler.set_timesteps(steps, device=device)
+            start = (steps - min(int(steps * strength), steps)) * scheduler.order
+            timesteps = scheduler.timesteps[start:]
+            if hasattr(scheduler, "set_begin_index"):
+                scheduler.set_begin_index(start)
+            with self.rt.memory(f"sd encoding an init image at {pw}x{ph}"):
+                z = self.encode_image(pad_to(init, pw, ph))
+            latents = scheduler.add_noise(z, noise, timesteps[:1])
         steps_gen = generator(cond.seed)  # the per-step noise of stochastic schedulers
         with self.rt.memory(f"sd text to image at {pw}x{ph}"):
-            for t in pipe.progress_bar(scheduler.timesteps):
+            for t in pipe.progress_bar(timesteps):
                 x = torch.cat([latents] * rows) if rows > 1 else latents
                 x = scheduler.scale_model_input(x, t)
                 eps = unet(x, t, encoder_hidden_states=embeds, return_dict=False, **extra)[0]
@@ -148,15 +168,29 @@ class SDText:
         pipe.maybe_free_model_hooks()
         return crop_to(to_numpy(image), width, height)
 
+    def encode_image(self, rgb: np.ndarray):
+        """The scaled VAE latent (the posterior's mode: no randomness) of an RGB image whose
+        sides are multiples of the VAE's, in the UNet's dtype."""
+        with self._vae() as vae:
+            x = to_tensor(rgb, self.pipe._execution_device, vae.dtype)
+            z = vae.encode(x).latent_dist.mode() * vae.config.scaling_factor
+        return z.to(self.pipe.unet.dtype)
+
     def decode(self, latents):
-        """The VAE's image of ``latents``, in float32 for a float16 VAE that needs it (SDXL's
-        overflows in float16: ``force_upcast``), cast back afterwards."""
+        """The VAE's image of ``latents``."""
+        with self._vae() as vae:
+            return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+
+    @contextlib.contextmanager
+    def _vae(self):
+        """The VAE, in float32 for a float16 VAE that needs it (SDXL's overflows in float16:
+        ``force_upcast``), cast back afterwards."""
         vae = self.pipe.vae
         upcast = vae.dtype == torch.float16 and vae.config.get("force_upcast", False)
         if upcast:
             vae.to(torch.float32)
         try:
-            return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+            yield vae
         finally:
             if upcast:
                 vae.to(torch.float16)

@@ -2,6 +2,7 @@
 
     artwalk run INPUT OUT [flags]                  plan, then the four stages
     artwalk prompts SCHEDULE OUT [flags]           the same from a prompt schedule
+    artwalk video-init VIDEO OUT --prompts SCHEDULE   a video's frames restyled by img2img
     artwalk plan [INPUT] OUT [flags] [--stage-args FILE]   (--prompts SCHEDULE instead of INPUT)
     artwalk interrogate FOLDER [flags]             a prompt per image into FOLDER/desc.csv
     artwalk audio SONG [--fps 24] [--on beats]     a song's events as keyframe frames
@@ -82,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_walk_flags(pr, source="prompts")
     add_common_flags(pr)
     pr.set_defaults(func=run_walk)
+    vi = sub.add_parser("video-init", help="restyle a video's frames by img2img, with a prompt schedule",
+                        description="Restyle the frames of VIDEO with the sd engine's img2img, each with the prompt, "
+                        "strength, guidance and seed of its frame from the schedules (frames count from --start), "
+                        "into a video in OUT at the input's frame rate, size (or --w/--h) and with its sound. With "
+                        "--every N only every N-th frame (and the last) is restyled and the motion engine fills "
+                        "between them; --color-match holds the palette. Each frame is a cached unit: a rerun "
+                        "resumes, and a changed prompt redoes only its frames.")
+    add_walk_flags(vi, source="video")
+    add_common_flags(vi)
+    vi.set_defaults(func=run_walk)
     pl = sub.add_parser("plan", help="check a walk, state its engines, frames and disk; write OUT/walk.json",
                         description="Check everything the walk needs, log the preset and plan lines and write "
                         "OUT/walk.json; print the keyframe, motion and upscale engine names on stdout. Writes "

@@ -4,6 +4,8 @@
 
     artwalk run INPUT OUT [flags]          plan, then the four stages in this process
     artwalk prompts SCHEDULE OUT [flags]   the same, with keyframes from a prompt schedule
+    artwalk video-init VIDEO OUT --prompts SCHEDULE [flags]   the same, with a video's frames
+                                           restyled by img2img
     artwalk plan [INPUT] OUT [flags]       plan only (full_pipeline.sh then runs each stage);
                                            --prompts SCHEDULE instead of INPUT
 
@@ -48,7 +50,9 @@ from artwalk.fsutil import atomic_write_json, check_writable, free_bytes, human_
 from artwalk.plan import WalkPlan, plan_counts, plan_walk as plan_numbers
 from artwalk.runfolder import MANIFEST, cache_key, check_layout, run_lock
 from artwalk.sizes import target_size
-from diffusion_models import PROMPT_SETTINGS, KeyframeConfig, parse_density
+from artwalk.video import probe_video
+from diffusion_models import PROMPT_SETTINGS, VIDEO_SETTINGS, KeyframeConfig, parse_density
+from diffusion_models import video_init
 from diffusion_models import interrogate as interrogation
 from diffusion_models.engines import ENGINES as KEYFRAME_ENGINES
 from diffusion_models.inspire import parse_every
@@ -109,21 +113,30 @@ SHARED = {
 PROMPT_ONLY = PROMPT_SETTINGS
 IMAGE_ONLY = ("interpolation_steps", "no_originals", "outpaint", "prompts_csv", "outpaint_model", "fit",
               "square_crop", "sec_interpolation", "sec_freeze", "loop", "prompt", "strength", "noise_level")
+# A video init takes its frames, rate and length from the video (--fit and --strength it keeps).
+NOT_VIDEO = tuple(f for f in IMAGE_ONLY if f not in ("fit", "strength")) + (
+    "frames", "diffuse", "fps", "sync_audio", "sync_on", "sync_component", "trim", "prior_model")
 
 
 def add_walk_flags(p: argparse.ArgumentParser, source: str = "images") -> None:
-    """The walk's flags. ``source``: images (INPUT OUT), prompts (SCHEDULE OUT), or
-    either ([INPUT] OUT, with --prompts instead of INPUT: ``artwalk plan``)."""
+    """The walk's flags. ``source``: images (INPUT OUT), prompts (SCHEDULE OUT), video
+    (VIDEO OUT, ``artwalk video-init``), or either ([INPUT] OUT, with --prompts instead of
+    INPUT: ``artwalk plan``)."""
     if source == "prompts":
         p.add_argument("prompts", metavar="SCHEDULE", nargs="?",
                        help="prompt schedule: a file of 'FRAME: prompt' lines, or that text itself "
                        "(see `artwalk schedule`); or --from-images FOLDER instead")
+    elif source == "video":
+        p.add_argument("video_init", type=Path, metavar="VIDEO",
+                       help="the video whose frames are restyled (any format PyAV decodes); its frame rate, size "
+                       "and sound are the walk's")
     else:
         p.add_argument("input", type=Path, metavar="INPUT", nargs="?" if source == "either" else None,
                        help="folder of input images (natural order; other files are skipped)")
     p.add_argument("output", type=Path, metavar="OUT", nargs="?" if source == "either" else None,
                    help="run folder to write (reruns resume and reuse work)")
-    skip = {"images": PROMPT_ONLY, "prompts": IMAGE_ONLY, "either": ()}[source]
+    skip = {"images": PROMPT_ONLY + VIDEO_SETTINGS, "prompts": IMAGE_ONLY + VIDEO_SETTINGS,
+            "video": ("video_init", "strength", *NOT_VIDEO), "either": ()}[source]
     walk = p.add_argument_group("the walk")
     walk.add_argument("--preset", default="auto", choices=["auto", "cpu", "gpu"],
                       help="engine set: gpu (Kandinsky, FILM, Real-ESRGAN) or cpu (classical, no weights); auto "
@@ -138,7 +151,7 @@ def add_walk_flags(p: argparse.ArgumentParser, source: str = "images") -> None:
                           "--step apart; --frames defaults to the last one's frame plus --step")
         desc.add_argument("--step", metavar="2s|48", help="with --from-images: the step between keyframes, seconds "
                           "(2s, 2.5s) or frames (48) (default 2s)")
-    else:
+    elif source != "video":
         asked = p.add_argument_group("prompts from the images (artwalk interrogate)")
         asked.add_argument("--interrogate", action="store_true",
                            help="first write INPUT/desc.csv, a prompt per image (BLIP caption + CLIP ranking, as "
@@ -151,9 +164,19 @@ def add_walk_flags(p: argparse.ArgumentParser, source: str = "images") -> None:
         owner = next(s for s in STAGES if name in {f.name for f in dataclasses.fields(s.config)})
         add_flags(walk, owner.config, names=[name], seen=seen, helps={name: text})
     for stage in STAGES:
+        flags = {f: spellings for f, (spellings, _) in stage.renamed.items()}
+        helps = dict(stage.helps)
+        if source == "video" and stage.name == "keyframes":  # the issue's spelling: --strength takes a schedule
+            flags["strength_schedule"] = ("--strength", "--strength-schedule")
+            helps["strength_schedule"] = ("img2img strength per frame: a number, or a numeric schedule such as "
+                                          f"'0:(0.45), 48:(0.6)' (default {video_init.DEFAULT_STRENGTH})")
+            helps["engine"] = "keyframe engine (default sd: img2img of each frame)"
+            helps["prompts"] = ("the prompt schedule, a file or its text ('0: a watercolour | ink:0.5' / '2s: an oil "
+                                "painting --neg blur'): each frame takes the line at or before it; frames count "
+                                "from --start (see `artwalk schedule`)")
+            helps["easing"] = "timing of the motion frames between restyled frames (default linear, as the video moves)"
         add_flags(p.add_argument_group(stage.title), stage.config, exclude=stage.exclude, seen=seen,
-                  flags={f: spellings for f, (spellings, _) in stage.renamed.items()}, dests=stage.dests,
-                  helps=stage.helps)
+                  flags=flags, dests=stage.dests, helps=helps)
 
 
 def walk_source(args: argparse.Namespace) -> None:
@@ -162,6 +185,8 @@ def walk_source(args: argparse.Namespace) -> None:
     if "from_images" in vars(args):
         _schedule_from_images(args)
     inp, out, prompts = getattr(args, "input", None), args.output, getattr(args, "prompts", None)
+    if getattr(args, "video_init", None) is not None and prompts is None:
+        raise ConfigError("a video init restyles each frame with its prompt: give --prompts SCHEDULE")
     if prompts is not None and out is None:
         args.input, args.output = None, inp
     elif prompts is not None and inp is not None:
@@ -248,7 +273,9 @@ def configure(args: argparse.Namespace) -> Walk:
     preset, engines, reason = resolve_preset(args.preset)
     values = {stage.name: given(args, stage.config, stage.dests) for stage in STAGES}
     prompt_walk = values["keyframes"].get("prompts") is not None
-    if prompt_walk:  # what only an image walk reads would do nothing: say so rather than drop it
+    if values["keyframes"].get("video_init") is not None:
+        _video_defaults(args, values)
+    elif prompt_walk:  # what only an image walk reads would do nothing: say so rather than drop it
         dropped = [stage.flag(f) for stage in STAGES for f in values[stage.name] if f in IMAGE_ONLY]
         if dropped:
             raise ConfigError(f"{', '.join(dict.fromkeys(dropped))}: for image walks; a prompt walk places its "
@@ -296,6 +323,40 @@ def configure(args: argparse.Namespace) -> Walk:
                 upscale, video, values)
     walk.interrogate = _interrogation(args, keyframes, progress)
     return walk
+
+
+def _video_defaults(args: argparse.Namespace, values: dict[str, dict]) -> None:
+    """A video init keeps the video's frame rate, size (unless --w/--h) and sound (unless
+    --audio); it is restyled by ``sd``, moves linearly between restyled frames, and is not
+    upscaled unless a stage-3 flag asks for it."""
+    dropped = [stage.flag(f) for stage in STAGES for f in values[stage.name] if f in NOT_VIDEO]
+    if dropped:
+        raise ConfigError(f"{', '.join(dict.fromkeys(dropped))}: not for a video init, which takes its frames, "
+                          "frame rate and length from the video (choose them with --start, --end and --every)")
+    kf = values["keyframes"]
+    info = probe_video(kf["video_init"])
+    if "engine" not in kf and "model" not in kf:
+        kf["engine"] = "sd"
+    if "engine" in kf:  # before the other engines' options are routed by it
+        diffusion_models.check_video_init(kf["engine"])
+    for stage in ("keyframes", "motion"):
+        values[stage]["fps"] = info.fps
+    width, height = kf.get("width"), kf.get("height")
+    if width is None and height is None:
+        width, height = info.width, info.height
+    elif height is None:  # one side given: the other keeps the video's aspect
+        height = max(2, 2 * round(width * info.height / info.width / 2))
+    elif width is None:
+        width = max(2, 2 * round(height * info.width / info.height / 2))
+    kf["width"], kf["height"] = width, height
+    if (kf.get("every") or 1) == 1:  # every frame restyled: nothing to move
+        values["motion"].setdefault("engine", "none")
+    values["motion"].setdefault("easing", "linear")  # the video moves evenly between its frames
+    if not args.no_upscale and not [f for f in values["upscale"] if f not in SHARED]:
+        args.no_upscale = True  # the video's own size unless --target (or an upscale engine) asks for more
+    if "audio" not in values["video"] and info.has_audio:
+        values["video"]["audio"] = kf["video_init"]
+        values["video"].setdefault("audio_start", round((kf.get("start") or 0.0) * info.fps) / info.fps)
 
 
 def _interrogation(args: argparse.Namespace, keyframes: KeyframeConfig, progress: bool):
@@ -364,8 +425,11 @@ def plan_walk(args: argparse.Namespace) -> Walk:
         interrogation.check_ready(walk.interrogate)
     kf = diffusion_models.check(walk.keyframes, announce=True)
     walk.keyframe_plan = kf
-    if walk.motion.engine == "none" and (kf.prompt_walk is None or kf.prompt_walk.density != "every"):
-        raise ConfigError("motion engine none makes no motion frames: it is for prompt walks with --diffuse every")
+    every_frame = (kf.prompt_walk is not None and kf.prompt_walk.density == "every") or (
+        kf.video is not None and len(kf.video.keyframes) == kf.video.frames)
+    if walk.motion.engine == "none" and not every_frame:
+        raise ConfigError("motion engine none makes no motion frames: it is for prompt walks with --diffuse every "
+                          "and video inits with --every 1")
     walk.motion_engine = frame_interpolation.check(walk.motion)
     if walk.upscale is not None:
         walk.upscale_engine = super_resolution.check(walk.upscale)
@@ -380,6 +444,8 @@ def plan_walk(args: argparse.Namespace) -> Walk:
     loop = walk.keyframes.loop or walk.motion.loop
     if kf.prompt_walk is not None:
         walk.plan = plan_counts(kf.prompt_walk.frames, kf.prompt_walk.unique_frames, walk.motion.fps, size, upscaled)
+    elif kf.video is not None:
+        walk.plan = plan_counts(kf.video.frames, kf.video.unique_frames, walk.motion.fps, size, upscaled)
     elif kf.sync is not None:  # keyframes on the song's events; motion fills every gap
         walk.plan = plan_counts(kf.sync.frames, kf.sync.positions[-1] + 1, walk.motion.fps, size, upscaled)
     else:
@@ -416,6 +482,8 @@ def walk_key(walk: Walk) -> str:
         images=[[p.name, h] for p, h in zip(kf.images, kf.hashes)], engines=vars(walk.engines),
         image_prompts=kf.prompts,
         sync=None if kf.sync is None else [kf.sync.positions, kf.sync.frames],
+        video=None if kf.video is None else {"sha256": kf.video.sha256, "frames": kf.video.frames,
+                                             "keys": [[v.frame, v.key] for v in kf.video.keyframes]},
         prompts=None if kf.prompt_walk is None else {
             "keyframes": [[k.frame, k.key] for k in kf.prompt_walk.keyframes], "frames": kf.prompt_walk.frames,
             "segments": [[g.frames, g.fractions, g.guidances] for g in kf.prompt_walk.segments]},
@@ -430,7 +498,8 @@ def write_walk_json(walk: Walk) -> Path:
     path = walk.run_dir / "walk.json"
     atomic_write_json(path, {
         "artwalk": __version__, "preset": walk.preset, "engines": vars(walk.engines),
-        "input": str(walk.input_dir) if walk.input_dir is not None else None,
+        "input": str(walk.input_dir) if walk.input_dir is not None else
+        None if walk.keyframes.video_init is None else str(walk.keyframes.video_init),
         "images": [p.name for p in walk.keyframe_plan.images],
         "prompts": None if walk.keyframe_plan.prompt_walk is None else [
             {"frame": k.frame, "prompt": k.text, "negative": k.negative, "seed": k.seed}

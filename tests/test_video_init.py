@@ -1,0 +1,316 @@
+"""Video init on a generated 24-frame video, through `artwalk video-init` and tiny random SD.
+
+The frames restyled by img2img (each with its frame's prompt and strength), every N-th one
+with motion between, colour coherence, the input's frame rate, size and sound (from
+--start), the cache after a prompt edit, resume after a kill, and one-line refusals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+from artwalk.errors import InputError  # noqa: E402
+from artwalk.images import read_frame  # noqa: E402
+from artwalk.schedule import parse_numeric  # noqa: E402
+from artwalk.video import decode_frames, probe_video  # noqa: E402
+from conftest import DEVICE, REPO  # noqa: E402
+from diffusion_models import KeyframeConfig, run as run_keyframes  # noqa: E402
+from diffusion_models.conform import conform  # noqa: E402
+from diffusion_models.engines import ENGINES  # noqa: E402
+from diffusion_models.video_init import match_colors  # noqa: E402
+from test_end_to_end import count_frames  # noqa: E402
+
+W, H, FPS, FRAMES = 64, 48, 12, 24
+STEPS = 2
+SCHEDULE = "0: a red fox\n12: a blue storm | rain:0.5 --neg fog\n"
+RATE = 48_000
+
+
+def write_video(path: Path, frames: int = FRAMES, fps: int = FPS, size=(W, H), silent_for: float = 0.5,
+                audio: bool = True) -> Path:
+    """A square crossing a changing background, H.264 at ``fps``; the sound is silence for
+    ``silent_for`` seconds, then a 440 Hz tone."""
+    w, h = size
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        a = c.add_stream("aac", rate=RATE, layout="mono") if audio else None
+        for i in range(frames):
+            img = np.zeros((h, w, 3), np.uint8)
+            img[..., 0], img[..., 1], img[..., 2] = 40 + 6 * i, 60, 140
+            x = 2 + i * (w - 20) // frames
+            img[h // 4 : h // 4 + 18, x : x + 16] = (250, 220, 30)
+            for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in v.encode(None):
+            c.mux(p)
+        if a is not None:
+            n = RATE * frames // fps
+            t = np.arange(n) / RATE
+            sig = np.where(t < silent_for, 0.0, 0.4 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+            for s in range(0, n, 1024):
+                fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(sig[:, s : s + 1024]), format="flt",
+                                                layout="mono")
+                fr.sample_rate, fr.pts = RATE, s
+                for p in a.encode(fr):
+                    c.mux(p)
+            for p in a.encode(None):
+                c.mux(p)
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    import tiny_models
+
+    return tiny_models.save_all(tmp_path_factory.mktemp("tiny"), names=("sd",))
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    return write_video(tmp_path_factory.mktemp("video") / "clip ü.mp4")
+
+
+def cli(models, video: Path, out: Path, *extra: str, prompts: str = SCHEDULE) -> list[str]:
+    return ["video-init", str(video), str(out), "--prompts", prompts, "--model", str(models["sd"]),
+            "--steps", str(STEPS), "--device", DEVICE, "-q", *extra]
+
+
+def walk(models, video: Path, out: Path, *extra: str, **kw) -> Path:
+    from pipeline.cli import main
+
+    assert main(cli(models, video, out, *extra, **kw)) == 0
+    return out
+
+
+def manifest(out: Path, stage: str = "keyframes") -> dict:
+    return json.loads((out / stage / "manifest.json").read_text())
+
+
+def decoded(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def sound(path: Path) -> np.ndarray:
+    with av.open(str(path)) as c:
+        assert c.streams.audio, f"{path} has no audio stream"
+        return np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
+
+
+@pytest.fixture(scope="module")
+def every_frame(models, video, tmp_path_factory) -> Path:
+    """The uninterrupted walk with every frame restyled: the reference of the resume test."""
+    return walk(models, video, tmp_path_factory.mktemp("every") / "every", "--every", "1")
+
+
+# --------------------------------------------------------------------------------------------
+# The core: probing and decoding
+
+
+def test_probe_and_decode_frames(video, tmp_path):
+    info = probe_video(video)
+    assert (info.fps, info.width, info.height, info.frames, info.has_audio) == (FPS, W, H, FRAMES, True)
+    everything = decoded(video)
+    picked = list(decode_frames(video, [20, 3, 0, 3]))
+    assert [i for i, _ in picked] == [0, 3, 20]
+    for i, rgb in picked:
+        assert np.array_equal(rgb, everything[i])
+    with pytest.raises(InputError, match="ends after 24 frame"):
+        list(decode_frames(video, [5, 30]))
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("empty", "video file is empty (0 bytes)"),
+    ("garbage", "not a video file this tool can read"),
+    ("sound", "has no video stream (it holds only sound)"),
+    ("missing", "video file not found"),
+])
+def test_broken_videos_are_one_line(tmp_path, kind, expected):
+    path = tmp_path / f"{kind}.mp4"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "garbage":
+        path.write_bytes(os.urandom(4096))
+    elif kind == "sound":
+        path = tmp_path / "sound.wav"
+        with av.open(str(path), "w") as c:
+            a = c.add_stream("pcm_s16le", rate=8000, layout="mono")
+            fr = av.AudioFrame.from_ndarray(np.zeros((1, 8000), np.int16), format="s16", layout="mono")
+            fr.sample_rate = 8000
+            for p in [*a.encode(fr), *a.encode(None)]:
+                c.mux(p)
+    with pytest.raises(InputError) as err:
+        probe_video(path)
+    assert expected in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+# --------------------------------------------------------------------------------------------
+# The walk
+
+
+@pytest.mark.parametrize("every", [1, 4])
+def test_video_init_keeps_rate_size_length_and_sound(models, video, tmp_path, every, every_frame):
+    out = every_frame if every == 1 else walk(models, video, tmp_path / "four", "--every", str(every))
+    mp4 = out / f"{out.name}.mp4"
+    assert count_frames(mp4) == (FRAMES, FPS, (W, H))
+    assert sound(mp4).size == pytest.approx(RATE * FRAMES / FPS, abs=1024)  # the clip's 2 s of sound
+    keys = manifest(out)
+    restyled = list(range(0, FRAMES, every)) + ([FRAMES - 1] if (FRAMES - 1) % every else [])
+    assert [e["frame"] for e in keys["outputs"]] == restyled and keys["frames"] == FRAMES
+    assert [e["source"] for e in keys["outputs"]] == restyled
+    motion = manifest(out, "frames")
+    assert len(motion["timeline"]) == FRAMES
+    assert sum(e["kind"] == "motion" for e in motion["frames"]) == FRAMES - len(restyled)
+    assert motion["engine"]["engine"] == ("none" if every == 1 else "flow")
+    # The frame at 0 is img2img of the video's frame 0 with the first line's prompt, at 0.45.
+    engine = ENGINES.create("sd", {"model": str(models["sd"]), "steps": STEPS, "device": DEVICE}, progress=False)
+    from artwalk.schedule import Part
+
+    cond = engine.conditioning([Part("a red fox", 1.0)], "", 0, None, (W, H))
+    source = conform(decoded(video)[0].astype(np.float32) / 255, W, H, "cover")
+    expected = engine.restyle(cond, source, 0.45)
+    assert np.array_equal(read_frame(out / keys["outputs"][0]["path"]), np.rint(expected * 255) / 255)
+    # The contact sheet shows the schedule's two prompts, not every restyled frame.
+    assert [e["kind"] for e in keys["outputs"]].count("keyframe") == 2
+
+
+def test_strength_schedule_and_a_prompt_edit(models, video, tmp_path):
+    strength = "0:(0.2), 23:(0.9)"
+    settings = dict(video_init=video, run_dir=tmp_path / "out", prompts=SCHEDULE, strength_schedule=strength,
+                    every=6, engine="sd", model=str(models["sd"]), steps=STEPS, device=DEVICE, width=W, height=H,
+                    fps=FPS, color_match="none", progress=False)
+    first = run_keyframes(KeyframeConfig(**settings))
+    assert (first.computed, first.reused) == (5, 0)
+    outputs = manifest(tmp_path / "out")["outputs"]
+    wanted = parse_numeric(strength, fps=FPS, max_frames=FRAMES).values(FRAMES)
+    assert [e["strength"] for e in outputs] == pytest.approx([wanted[f] for f in (0, 6, 12, 18, 23)])
+    # Frame 12 is img2img of the video's frame 12 with the second line (composable, --neg) at
+    # the schedule's strength there; another strength gives other pixels.
+    from artwalk.schedule import parse_prompt
+
+    engine = ENGINES.create("sd", {"model": str(models["sd"]), "steps": STEPS, "device": DEVICE}, progress=False)
+    line = parse_prompt("a blue storm | rain:0.5 --neg fog")
+    cond = engine.conditioning(line.parts, line.negative, 0, None, (W, H))
+    source = conform(decoded(video)[12].astype(np.float32) / 255, W, H, "cover")
+    made = read_frame(tmp_path / "out" / outputs[2]["path"])
+    assert np.array_equal(made, np.rint(engine.restyle(cond, source, wanted[12]) * 255) / 255)
+    assert not np.array_equal(made, np.rint(engine.restyle(cond, source, 1.0) * 255) / 255)
+    # A changed prompt from frame 12 on redoes frames 12, 18 and 23 only.
+    edited = run_keyframes(KeyframeConfig(**{**settings, "prompts": SCHEDULE.replace("blue storm", "green sea")}))
+    assert (edited.computed, edited.reused) == (3, 2)
+    after = manifest(tmp_path / "out")["outputs"]
+    assert [e["sha256"] for e in after[:2]] == [e["sha256"] for e in outputs[:2]]
+    assert all(a["sha256"] != b["sha256"] for a, b in zip(after[2:], outputs[2:]))
+
+
+def test_color_match_moves_the_palette_and_keeps_the_picture():
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:48, 0:64] / 64.0
+    picture = np.stack([x, y, 0.5 * (x + y)], axis=-1).astype(np.float32)
+    reference = np.clip(rng.random((40, 40, 3)) * 0.3 + [0.6, 0.2, 0.1], 0, 1).astype(np.float32)
+    out = match_colors(picture, reference)
+    assert out.shape == picture.shape and out.dtype == np.float32
+    mean_gap = lambda a, b: np.abs(a.reshape(-1, 3).mean(0) - b.reshape(-1, 3).mean(0)).max()  # noqa: E731
+    assert mean_gap(out, reference) < 0.03 < mean_gap(picture, reference)
+    # The picture's lightness order is kept: the matched image still shows the gradient.
+    lum = lambda a: a @ np.array([0.3, 0.59, 0.11], np.float32)  # noqa: E731
+    assert np.corrcoef(lum(picture).ravel(), lum(out).ravel())[0, 1] > 0.95
+    # Its own palette: unchanged, within one 8-bit level (OpenCV's float Lab is tabulated).
+    assert np.abs(match_colors(picture, picture) - picture).max() < 1 / 255
+
+
+def test_color_match_settings_reach_the_frames(models, video, tmp_path):
+    base = dict(video_init=video, prompts=SCHEDULE, every=8, engine="sd", model=str(models["sd"]), steps=STEPS,
+                device=DEVICE, width=W, height=H, progress=False)
+    shas = {}
+    for mode in ("none", "first", "previous"):
+        run_keyframes(KeyframeConfig(run_dir=tmp_path / mode, color_match=mode, **base))
+        shas[mode] = [e["sha256"] for e in manifest(tmp_path / mode)["outputs"]]
+    assert shas["none"][0] == shas["first"][0] == shas["previous"][0]  # the first frame is the reference
+    assert shas["none"][1:] != shas["first"][1:] and shas["first"][2:] != shas["previous"][2:]
+    assert shas["first"][1] == shas["previous"][1]  # frame 8's reference is frame 0 either way
+
+
+def test_start_end_choose_the_frames_and_the_sound(models, video, tmp_path):
+    out = walk(models, video, tmp_path / "part", "--start", "0.5", "--end", "1.5", "--every", "3",
+               prompts="0: a red fox\n6: a storm")
+    mp4 = out / "part.mp4"
+    assert count_frames(mp4) == (12, FPS, (W, H))
+    keys = manifest(out)
+    assert [e["source"] for e in keys["outputs"]] == [6, 9, 12, 15, 17]
+    assert [e["frame"] for e in keys["outputs"]] == [0, 3, 6, 9, 11]
+    samples = sound(mp4)
+    assert samples.size == pytest.approx(RATE, abs=1024)
+    # The clip is silent until 0.5 s: from --start its sound begins with the tone at once.
+    assert np.sqrt(np.mean(samples[: RATE // 10] ** 2)) > 0.1
+
+
+def test_a_killed_run_resumes_to_the_same_video(models, video, tmp_path, every_frame):
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", *cli(models, video, out, "--every", "1")],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    units = out / "keyframes" / "units"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        done = [u for u in units.glob("*") if (u / "unit.json").is_file()] if units.is_dir() else []
+        if len(done) >= 4:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "keyframes" / "manifest.json").exists()
+    walk(models, video, out, "--every", "1")
+    assert [e["sha256"] for e in manifest(out)["outputs"]] == [e["sha256"] for e in manifest(every_frame)["outputs"]]
+    for a, b in zip(decoded(out / "killed.mp4"), decoded(every_frame / "every.mp4"), strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_refusals_are_one_line_and_write_nothing(models, video, tmp_path, capsys):
+    from pipeline.cli import main
+
+    out = tmp_path / "out"
+    audio_only = tmp_path / "song.wav"
+    with av.open(str(audio_only), "w") as c:
+        a = c.add_stream("pcm_s16le", rate=8000, layout="mono")
+        fr = av.AudioFrame.from_ndarray(np.zeros((1, 8000), np.int16), format="s16", layout="mono")
+        fr.sample_rate = 8000
+        for p in [*a.encode(fr), *a.encode(None)]:
+            c.mux(p)
+    truncated = tmp_path / "cut.mp4"
+    truncated.write_bytes(video.read_bytes()[:300])
+    cases = [
+        (cli(models, audio_only, out), "has no video stream (it holds only sound)"),
+        (cli(models, truncated, out), str(truncated)),
+        (cli(models, video, out, "--start", "5"), "is only 2.00 s"),
+        (cli(models, video, out, "--start", "1", "--end", "0.5"), "--end 0.5 must be after --start 1"),
+        (cli(models, video, out, "--every", "0"), "--every must be 1 or more"),
+        (cli(models, video, out, "--strength", "0:(0), 12:(0.5)"), "strength must be in (0, 1]"),
+        (cli(models, video, out, prompts="0: a\n30: b"), "line 2"),
+        (cli(models, video, out, "--engine", "none"), "engine 'none' cannot; use --engine sd"),
+        (["plan", "--video-init", str(video), "--prompts", SCHEDULE, str(out), "--sec_freeze", "1", "--fps", "30"],
+         "--fps, --sec_freeze: not for a video init"),
+        (["video-init", str(video), str(out), "--model", str(models["sd"])], "give --prompts SCHEDULE"),
+        (cli(models, video, out, "--model", str(tmp_path / "nowhere")), "nowhere"),
+    ]
+    for args, expected in cases:
+        capsys.readouterr()
+        assert main(args) != 0, args
+        err = capsys.readouterr().err.strip()
+        assert expected in err and len(err.splitlines()) == 1, (args, err)
+        assert not out.exists(), args
