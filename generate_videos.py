@@ -55,7 +55,7 @@ from artwalk.cli import Parser, add_common_flags, run_cli
 from artwalk.config import add_flags, from_args, key_settings, record, setting
 from artwalk.errors import ConfigError, InputError, StageOrderError
 from artwalk.fsutil import atomic_write_json, check_writable, human_bytes, sha256_file
-from artwalk.images import read_frame_u8, save_png
+from artwalk.images import read_frame, read_frame_u8, resize, save_png, to_uint8
 from artwalk.runfolder import MANIFEST, STAGE_DIRS, cache_key, check_frames_current, read_manifest, run_lock
 from artwalk.video import (
     FORMATS,
@@ -228,8 +228,9 @@ def run(config: VideoConfig) -> VideoResult:
             log.info("%s is up to date with %s/ and the settings: nothing to do", output, source)
             result_fields, encoded_seconds = previous["result"], 0.0
         else:
-            encoded = encode_video(lambda: _timeline_frames(frame_paths, timeline, (width, height)), len(timeline),
-                                   (width, height), output, config.settings(rate))
+            streamed = source == "upscaled" and bool(manifest.get("streamed"))  # lanczos: resized here
+            encoded = encode_video(lambda: _timeline_frames(frame_paths, timeline, (width, height), streamed),
+                                   len(timeline), (width, height), output, config.settings(rate))
             if config.contact_sheet:
                 write_contact_sheet(run_dir, config.sheet_path)
             encoded_seconds = encoded.seconds
@@ -348,17 +349,20 @@ def check_manifest(
     return [run_dir.joinpath(*rel.parts) for rel in rels], timeline, (width, height), fps
 
 
-def _timeline_frames(paths: Sequence[Path], timeline: Sequence[int], size: tuple[int, int]) -> Iterator[np.ndarray]:
+def _timeline_frames(paths: Sequence[Path], timeline: Sequence[int], size: tuple[int, int],
+                     streamed: bool = False) -> Iterator[np.ndarray]:
     """The video frame by frame; a held frame is the same (read-only) array again.
 
     Each run of a repeated index is read once; a few recently used frames stay cached
     (a loop back to the first frame), and the next unique frames are read ahead in a
     background thread while the encoder works (PNG decoding releases the GIL).
+    ``streamed``: the frames are stage 2's, resized to ``size`` here by the core's resize
+    (stage 3's lanczos, which stored nothing), exactly as stage 3 would have written them.
     """
 
     def load(index: int) -> np.ndarray:
         path = paths[index]
-        rgb = read_frame_u8(path)
+        rgb = to_uint8(resize(read_frame(path), *size)) if streamed else read_frame_u8(path)
         if (rgb.shape[1], rgb.shape[0]) != size:
             raise StageOrderError(
                 f"{path}: frame is {rgb.shape[1]}x{rgb.shape[0]}, the manifest says"

@@ -286,18 +286,29 @@ def _audio_frames(
 
 @dataclass(frozen=True)
 class VideoInfo:
+    """A video as a constant-rate sequence: ``frames`` frames at ``fps``, frame i showing
+    the picture ``sources[i]`` (in presentation order) that is on screen at time i / fps.
+    For a constant-rate video ``sources`` is 0, 1, 2, ...; a variable-rate one (a phone's)
+    repeats or skips pictures, so its motion keeps time with its sound."""
+
     path: Path
     fps: float  # the stream's average frame rate
     width: int
     height: int
-    frames: int  # counted from the stream's packets, not read from the header
+    frames: int
     has_audio: bool
+    sources: tuple[int, ...]
+
+    @property
+    def variable(self) -> bool:
+        return self.sources != tuple(range(len(self.sources)))
 
 
 def probe_video(path: Path | str) -> VideoInfo:
-    """Check that ``path`` is a video PyAV can decode (its first frame decoded), and
-    count its frames. Raise :class:`InputError` naming the file otherwise: missing,
-    empty, no video stream (audio only), no frame rate, not decodable."""
+    """Check that ``path`` is a video PyAV can decode (its first frame decoded), and lay
+    its frames out at its average rate by their timestamps (read from its packets, not
+    decoded). Raise :class:`InputError` naming the file otherwise: missing, empty, no
+    video stream (audio only), no frame rate, not decodable."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not a video file")
@@ -315,20 +326,43 @@ def probe_video(path: Path | str) -> VideoInfo:
             has_audio = bool(container.streams.audio)
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            frames = sum(1 for packet in container.demux(stream) if packet.size)
+            stamps = [packet.pts for packet in container.demux(stream) if packet.size]
+            time_base = stream.time_base
         with av.open(str(path)) as container:
             first = next(container.decode(video=0), None)
     except av.FFmpegError as exc:
-        raise InputError(f"{path}: not a video file this tool can read ({first_line(exc)})") from None
-    if first is None or frames == 0:
+        raise InputError(f"{path}: not a video file this tool can read ({_reason(exc)})") from None
+    if first is None or not stamps:
         raise InputError(f"{path}: the video holds no frames")
     if not rate or float(rate) <= 0:
         raise InputError(f"{path}: the video states no frame rate")
-    return VideoInfo(path, float(rate), first.width, first.height, frames, has_audio)
+    frames, sources = _layout(stamps, time_base, float(rate))
+    return VideoInfo(path, float(rate), first.width, first.height, frames, has_audio, sources)
+
+
+def _layout(stamps: list, time_base, fps: float) -> tuple[int, tuple[int, ...]]:
+    """(frames, sources): the pictures with these presentation stamps, sampled at ``fps``
+    from the first one on: each output frame shows the picture nearest its time (the
+    earlier one of two equally near)."""
+    n = len(stamps)
+    if any(s is None for s in stamps) or time_base is None:
+        return n, tuple(range(n))
+    times = np.sort(np.array([float(s * time_base) for s in stamps]))
+    times -= times[0]
+    frames = max(n, 1) if np.allclose(times, np.arange(n) / fps, atol=0.25 / fps) else \
+        max(1, round(times[-1] * fps) + 1)
+    wanted = np.arange(frames) / fps
+    nearest = np.clip(np.searchsorted(times, wanted + 0.5 / fps, side="left") - 1, 0, n - 1)
+    return frames, tuple(int(i) for i in nearest)
+
+
+def _reason(exc: Exception) -> str:
+    """An FFmpeg error's reason without its errno and file name."""
+    return getattr(exc, "strerror", None) or first_line(exc)
 
 
 def decode_frames(path: Path | str, wanted: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
-    """``(index, RGB uint8 (H, W, 3))`` for each frame index in ``wanted`` (counted in
+    """``(index, RGB uint8 (H, W, 3))`` for each picture index in ``wanted`` (counted in
     presentation order from 0), in increasing order, in one pass that stops after the
     last one. A video that ends or breaks before it is one :class:`InputError`."""
     wanted = sorted(set(wanted))
@@ -351,7 +385,7 @@ def decode_frames(path: Path | str, wanted: Iterable[int]) -> Iterator[tuple[int
                 if target is None:
                     return
     except av.FFmpegError as exc:
-        raise InputError(f"{path}: the video could not be decoded after frame {index} ({first_line(exc)})") from None
+        raise InputError(f"{path}: the video could not be decoded after frame {index} ({_reason(exc)})") from None
     raise InputError(f"{path}: the video ends after {index + 1} frame(s), before frame {target}; it may be truncated")
 
 

@@ -16,9 +16,12 @@ walk), the strength of ``--strength-schedule`` at its frame, the guidance of
 for every frame: the same noise on every frame keeps the restyle steady from frame to
 frame. Schedules count frames from ``--start``; ``max_f`` is the walk's length.
 
-With ``--every N`` only frames 0, N, 2N, ... and the last are restyled, and the motion
-stage fills the frames between (linear timing, as the video moves): N times fewer
-diffusion runs, and no flicker between them.
+With ``--every N`` only frames 0, N, 2N, ..., the last and each schedule key's frame are
+restyled, and the motion stage fills the frames between (linear timing, as the video
+moves): N times fewer diffusion runs, and no flicker between them.
+
+A variable-rate video (a phone's) is laid out at its average rate by its pictures'
+timestamps (:func:`artwalk.video.probe_video`), so its motion keeps time with its sound.
 
 Colour coherence (``--color-match``, as Deforum's): the histogram of each restyled frame,
 channel by channel in CIE Lab, is matched to a reference: ``first`` the first restyled
@@ -107,8 +110,8 @@ def plan_video(config, identity: dict, guidance: float) -> VideoPlan:
     first = round((config.start or 0.0) * info.fps)
     stop = info.frames if config.end is None else min(info.frames, round(config.end * info.fps))
     if first >= info.frames:
-        raise ConfigError(f"--start {config.start:g}: {config.video_init} is only {info.frames / info.fps:.2f} s "
-                          f"({info.frames} frames)")
+        raise ConfigError(f"--start {config.start:g} is frame {first}, past the last frame ({info.frames - 1}) of "
+                          f"{config.video_init} ({info.frames / info.fps:.2f} s at {info.fps:g} fps)")
     if stop <= first:
         raise ConfigError(f"--start {config.start or 0:g} and --end {config.end:g} leave no frame of "
                           f"{config.video_init}")
@@ -116,14 +119,19 @@ def plan_video(config, identity: dict, guidance: float) -> VideoPlan:
     if frames > MAX_SECONDS * info.fps:
         raise ConfigError(f"{frames} frames is over {MAX_SECONDS / 3600:g} hour; split the video with --start and "
                           "--end")
-    every = config.every or 1
-    chosen = sorted(set(range(0, frames, every)) | {frames - 1})
+    if info.variable:
+        log.info("%s has a variable frame rate: its pictures are laid out at %g fps by their timestamps, so the "
+                 "motion keeps time with the sound", config.video_init, info.fps)
     schedule = read_prompts(config.prompts, fps=info.fps, max_frames=frames)
+    # Every K-th frame, the last, and each schedule key's, so a new prompt shows on its frame.
+    every = config.every or 1
+    chosen = sorted(set(range(0, frames, every)) | {frames - 1} | {k.frame for k in schedule.keys})
     strengths = parse_numeric(strength_schedule(config.strength_schedule, config.strength), fps=info.fps,
-                              max_frames=frames, source="--strength-schedule").values(frames, config.seed)
+                              max_frames=frames, source="the strength schedule").values(frames, config.seed)
     bad = next((f for f, s in enumerate(strengths) if not 0.0 < s <= 1.0), None)
     if bad is not None:
-        raise ConfigError(f"--strength-schedule gives {strengths[bad]:g} at frame {bad}; strength must be in (0, 1]")
+        raise ConfigError(f"the strength schedule gives {strengths[bad]:g} at frame {bad}; strength must be in "
+                          "(0, 1]")
     guidances = [float(guidance)] * frames
     if config.guidance_schedule:
         guidances = parse_numeric(config.guidance_schedule, fps=info.fps, max_frames=frames,
@@ -146,7 +154,7 @@ def plan_video(config, identity: dict, guidance: float) -> VideoPlan:
     for frame in chosen:
         k, _, _ = schedule.at(frame)
         key = schedule.keys[k]
-        plan.keyframes.append(VideoFrame(frame, first + frame, list(key.parts), key.text,
+        plan.keyframes.append(VideoFrame(frame, info.sources[first + frame], list(key.parts), key.text,
                                          negative_of(config.negative_prompt, key), seeds[frame], guidances[frame],
                                          strengths[frame], keyframe=k not in shown))
         shown.add(k)
@@ -164,9 +172,13 @@ def run_video(config, plan: VideoPlan, engine, store: UnitStore, run_dir: Path) 
     manifest outputs, in frame order."""
     width, height = config.size
     found = {vf.key: store.lookup(vf.key) for vf in plan.keyframes}
-    todo = {vf.source: vf for vf in plan.keyframes if found[vf.key] is None}
+    todo: dict[int, list[VideoFrame]] = {}  # picture -> the frames still to restyle from it
+    for vf in plan.keyframes:
+        if found[vf.key] is None and all(other.key != vf.key for other in todo.get(vf.source, [])):
+            todo.setdefault(vf.source, []).append(vf)
+    count = sum(map(len, todo.values()))
     if todo:
-        log.info("video init: %d of %d frame(s) to restyle (every %d, colours matched: %s)", len(todo),
+        log.info("video init: %d of %d frame(s) to restyle (every %d, colours matched: %s)", count,
                  len(plan.keyframes), config.every or 1, plan.color_match)
     done: dict[str, np.ndarray] = {}  # restyled frames a later one is matched to
 
@@ -181,24 +193,26 @@ def run_video(config, plan: VideoPlan, engine, store: UnitStore, run_dir: Path) 
         return done[ref.key]
 
     index = {vf.key: i for i, vf in enumerate(plan.keyframes)}
-    bar = progress(total=len(todo), desc="restyling frames", unit="frame", enabled=config.progress and bool(todo))
+    bar = progress(total=count, desc="restyling frames", unit="frame", enabled=config.progress and bool(todo))
     for source, rgb in decode_frames(plan.info.path, todo):
-        vf = todo[source]
-        i = index[vf.key]
         init = conform(rgb.astype(np.float32) / 255.0, width, height, config.effective_fit)
-        cond = engine.conditioning(vf.parts, vf.negative, vf.seed, vf.guidance, (width, height))
-        out = engine.restyle(cond, init, vf.strength)
-        reference = reference_of(i)
-        if reference is not None:
-            out = match_colors(out, reference)
-        with store.build(vf.key, frame=vf.frame, source=vf.source, prompt=vf.text, strength=vf.strength,
-                         seed=vf.seed) as unit:
-            unit.save_png("000001.png", out)
-        found[vf.key] = unit.record
-        done[vf.key] = np.asarray(to_uint8(out), dtype=np.float32) / 255.0  # as a later frame reads it back
-        if plan.color_match == "previous" and i:  # only the newest is a reference now
-            done.pop(plan.keyframes[i - 1].key, None)
-        bar.update()
+        for vf in todo[source]:
+            if found[vf.key] is not None:  # an equal frame from the same picture (a variable-rate video)
+                continue
+            i = index[vf.key]
+            cond = engine.conditioning(vf.parts, vf.negative, vf.seed, vf.guidance, (width, height))
+            out = engine.restyle(cond, init, vf.strength)
+            reference = reference_of(i)
+            if reference is not None:
+                out = match_colors(out, reference)
+            with store.build(vf.key, frame=vf.frame, source=vf.source, prompt=vf.text, strength=vf.strength,
+                             seed=vf.seed) as unit:
+                unit.save_png("000001.png", out)
+            found[vf.key] = unit.record
+            done[vf.key] = np.asarray(to_uint8(out), dtype=np.float32) / 255.0  # as a later frame reads it back
+            if plan.color_match == "previous" and i:  # only the newest is a reference now
+                done.pop(plan.keyframes[i - 1].key, None)
+            bar.update()
     bar.close()
     return [{"path": store.relpath(vf.key, "000001.png", run_dir), "sha256": found[vf.key]["files"][0]["sha256"],
              "kind": "keyframe" if vf.keyframe else "restyled", "frame": vf.frame, "source": vf.source,

@@ -175,6 +175,17 @@ def add_walk_flags(p: argparse.ArgumentParser, source: str = "images") -> None:
                                 "painting --neg blur'): each frame takes the line at or before it; frames count "
                                 "from --start (see `artwalk schedule`)")
             helps["easing"] = "timing of the motion frames between restyled frames (default linear, as the video moves)"
+            helps["every"] = ("restyle every K-th frame (and each schedule key's frame, and the last); the motion "
+                              "engine fills between them (default 1: every frame)")
+            helps["width"] = "frame width (default the video's; --w alone keeps its aspect)"
+            helps["height"] = "frame height (default the video's; --h alone keeps its aspect)"
+            helps["guidance_schedule"] = ("guidance per frame, a numeric schedule such as '0:(7.5), 48:(12)' "
+                                          "(default --guidance)")
+            helps["seed_schedule"] = ("each frame's seed, a numeric schedule such as '0:(42), 48:(7)' (default "
+                                      "--seed on every frame: the same noise keeps the restyle steady)")
+        if source == "video" and stage.name == "upscale":
+            helps["target"] = ("upscale to this size: a scale (x2, 1.5), a name (2k, 4k, ...) or WxH (default: no "
+                               "upscaling; the video keeps its size)")
         add_flags(p.add_argument_group(stage.title), stage.config, exclude=stage.exclude, seen=seen,
                   flags=flags, dests=stage.dests, helps=helps)
 
@@ -354,9 +365,10 @@ def _video_defaults(args: argparse.Namespace, values: dict[str, dict]) -> None:
     values["motion"].setdefault("easing", "linear")  # the video moves evenly between its frames
     if not args.no_upscale and not [f for f in values["upscale"] if f not in SHARED]:
         args.no_upscale = True  # the video's own size unless --target (or an upscale engine) asks for more
-    if "audio" not in values["video"] and info.has_audio:
+    if "audio" not in values["video"] and info.has_audio:  # its own sound, as it is: from --start, no fade
         values["video"]["audio"] = kf["video_init"]
         values["video"].setdefault("audio_start", round((kf.get("start") or 0.0) * info.fps) / info.fps)
+        values["video"].setdefault("audio_fade", 0.0)
 
 
 def _interrogation(args: argparse.Namespace, keyframes: KeyframeConfig, progress: bool):
@@ -435,6 +447,8 @@ def plan_walk(args: argparse.Namespace) -> Walk:
         walk.upscale_engine = super_resolution.check(walk.upscale)
     audio_s = generate_videos.check(walk.video, walk.motion.fps)
     video_path = walk.video.video_path.resolve()
+    if walk.keyframes.video_init is not None and video_path == Path(walk.keyframes.video_init).resolve():
+        raise ConfigError(f"{walk.video.video_path}: that is the input video; write the new one elsewhere")
     if walk.input_dir is not None and video_path.is_relative_to(walk.input_dir.resolve()):
         raise ConfigError(f"{walk.video.video_path}: the video would be written inside the input folder, and its "
                           "contact sheet read back as an image; write it elsewhere")

@@ -6,6 +6,9 @@
   exactly (height, width, 3) each. A neural engine runs its network (x2/x4) on the
   frames together and finishes with the core's Lanczos resize to the exact size.
 
+An engine with the ``streamed`` feature is the core's resize, cheap enough to run while
+the video is encoded: stage 3 then stores no frames (see :mod:`super_resolution`).
+
 Engines: ``lanczos`` (:mod:`super_resolution.lanczos`, classical, no weights) and
 ``realesrgan`` (:mod:`super_resolution.realesrgan`, imported only when asked for,
 so PyTorch is not needed for ``lanczos``).
@@ -29,7 +32,8 @@ class UpscaleEngine(Protocol):
 
 
 ENGINES = EngineRegistry("upscale", [
-    EngineSpec("lanczos", "super_resolution.lanczos:LanczosEngine", "Lanczos resize (classical, no weights)"),
+    EngineSpec("lanczos", "super_resolution.lanczos:LanczosEngine", "Lanczos resize (classical, no weights)",
+               features=("streamed",)),
     EngineSpec(
         "realesrgan", "super_resolution.realesrgan:RealESRGANEngine",
         "Real-ESRGAN RRDBNet / SRVGG-compact on the official weights, then Lanczos to the exact size",

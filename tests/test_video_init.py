@@ -133,6 +133,41 @@ def test_probe_and_decode_frames(video, tmp_path):
         list(decode_frames(video, [5, 30]))
 
 
+def test_a_variable_rate_video_keeps_time():
+    from fractions import Fraction
+
+    from artwalk.video import _layout
+
+    # 25 fps stamps: constant, then pictures held 3 frames long (a phone slowing down).
+    stamps = list(range(0, 40, 4)) + list(range(40, 100, 12))  # in 1/100 s
+    frames, sources = _layout(stamps, Fraction(1, 100), 25.0)
+    assert frames == 23  # the last picture starts at 0.88 s: frame 22 at 25 fps
+    assert sources[:10] == tuple(range(10)) and sources[10:] == tuple(10 + k // 3 for k in range(13))
+    assert _layout(list(range(0, 96, 4)), Fraction(1, 100), 25.0) == (24, tuple(range(24)))
+    shuffled = [0, 8, 4, 12]  # decode order of B-frames: sorted by time
+    assert _layout(shuffled, Fraction(1, 100), 25.0) == (4, (0, 1, 2, 3))
+
+
+def test_a_real_variable_rate_file(tmp_path):
+    from fractions import Fraction
+
+    path = tmp_path / "vfr.mkv"
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+        v.codec_context.time_base = Fraction(1, 100)
+        for k, pts in enumerate([0, 4, 8, 12, 24, 36, 48]):
+            frame = av.VideoFrame.from_ndarray(np.full((H, W, 3), 30 * k, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 100)
+            for p in v.encode(frame):
+                c.mux(p)
+        for p in v.encode(None):
+            c.mux(p)
+    info = probe_video(path)
+    assert info.variable and info.sources[0] == 0 and info.sources[-1] == 6
+    assert list(info.sources) == sorted(info.sources) and info.frames == round(0.48 * info.fps) + 1
+
+
 @pytest.mark.parametrize("kind, expected", [
     ("empty", "video file is empty (0 bytes)"),
     ("garbage", "not a video file this tool can read"),
@@ -191,13 +226,15 @@ def test_video_init_keeps_rate_size_length_and_sound(models, video, tmp_path, ev
 def test_strength_schedule_and_a_prompt_edit(models, video, tmp_path):
     strength = "0:(0.2), 23:(0.9)"
     settings = dict(video_init=video, run_dir=tmp_path / "out", prompts=SCHEDULE, strength_schedule=strength,
-                    every=6, engine="sd", model=str(models["sd"]), steps=STEPS, device=DEVICE, width=W, height=H,
+                    every=5, engine="sd", model=str(models["sd"]), steps=STEPS, device=DEVICE, width=W, height=H,
                     fps=FPS, color_match="none", progress=False)
     first = run_keyframes(KeyframeConfig(**settings))
-    assert (first.computed, first.reused) == (5, 0)
+    assert (first.computed, first.reused) == (7, 0)
     outputs = manifest(tmp_path / "out")["outputs"]
+    # Every 5th frame, the last, and the second line's frame, so its prompt shows on time.
+    assert [e["frame"] for e in outputs] == [0, 5, 10, 12, 15, 20, 23]
     wanted = parse_numeric(strength, fps=FPS, max_frames=FRAMES).values(FRAMES)
-    assert [e["strength"] for e in outputs] == pytest.approx([wanted[f] for f in (0, 6, 12, 18, 23)])
+    assert [e["strength"] for e in outputs] == pytest.approx([wanted[e["frame"]] for e in outputs])
     # Frame 12 is img2img of the video's frame 12 with the second line (composable, --neg) at
     # the schedule's strength there; another strength gives other pixels.
     from artwalk.schedule import parse_prompt
@@ -206,15 +243,15 @@ def test_strength_schedule_and_a_prompt_edit(models, video, tmp_path):
     line = parse_prompt("a blue storm | rain:0.5 --neg fog")
     cond = engine.conditioning(line.parts, line.negative, 0, None, (W, H))
     source = conform(decoded(video)[12].astype(np.float32) / 255, W, H, "cover")
-    made = read_frame(tmp_path / "out" / outputs[2]["path"])
+    made = read_frame(tmp_path / "out" / outputs[3]["path"])
     assert np.array_equal(made, np.rint(engine.restyle(cond, source, wanted[12]) * 255) / 255)
     assert not np.array_equal(made, np.rint(engine.restyle(cond, source, 1.0) * 255) / 255)
-    # A changed prompt from frame 12 on redoes frames 12, 18 and 23 only.
+    # A changed prompt from frame 12 on redoes frames 12, 15, 20 and 23 only.
     edited = run_keyframes(KeyframeConfig(**{**settings, "prompts": SCHEDULE.replace("blue storm", "green sea")}))
-    assert (edited.computed, edited.reused) == (3, 2)
+    assert (edited.computed, edited.reused) == (4, 3)
     after = manifest(tmp_path / "out")["outputs"]
-    assert [e["sha256"] for e in after[:2]] == [e["sha256"] for e in outputs[:2]]
-    assert all(a["sha256"] != b["sha256"] for a, b in zip(after[2:], outputs[2:]))
+    assert [e["sha256"] for e in after[:3]] == [e["sha256"] for e in outputs[:3]]
+    assert all(a["sha256"] != b["sha256"] for a, b in zip(after[3:], outputs[3:]))
 
 
 def test_color_match_moves_the_palette_and_keeps_the_picture():
@@ -255,8 +292,10 @@ def test_start_end_choose_the_frames_and_the_sound(models, video, tmp_path):
     assert [e["frame"] for e in keys["outputs"]] == [0, 3, 6, 9, 11]
     samples = sound(mp4)
     assert samples.size == pytest.approx(RATE, abs=1024)
-    # The clip is silent until 0.5 s: from --start its sound begins with the tone at once.
-    assert np.sqrt(np.mean(samples[: RATE // 10] ** 2)) > 0.1
+    # The clip is silent until 0.5 s: from --start its sound begins with the tone at once, and
+    # it is its own sound, not faded out at the end.
+    rms = lambda x: np.sqrt(np.mean(x ** 2))  # noqa: E731
+    assert rms(samples[: RATE // 10]) > 0.25 and rms(samples[-RATE // 10 :]) > 0.25
 
 
 def test_a_killed_run_resumes_to_the_same_video(models, video, tmp_path, every_frame):
@@ -297,16 +336,17 @@ def test_refusals_are_one_line_and_write_nothing(models, video, tmp_path, capsys
     cases = [
         (cli(models, audio_only, out), "has no video stream (it holds only sound)"),
         (cli(models, truncated, out), str(truncated)),
-        (cli(models, video, out, "--start", "5"), "is only 2.00 s"),
+        (cli(models, video, out, "--start", "5"), "is frame 60, past the last frame (23)"),
         (cli(models, video, out, "--start", "1", "--end", "0.5"), "--end 0.5 must be after --start 1"),
         (cli(models, video, out, "--every", "0"), "--every must be 1 or more"),
-        (cli(models, video, out, "--strength", "0:(0), 12:(0.5)"), "strength must be in (0, 1]"),
+        (cli(models, video, out, "--strength", "0:(0), 12:(0.5)"), "the strength schedule gives 0 at frame 0; strength must be in (0, 1]"),
         (cli(models, video, out, prompts="0: a\n30: b"), "line 2"),
         (cli(models, video, out, "--engine", "none"), "engine 'none' cannot; use --engine sd"),
         (["plan", "--video-init", str(video), "--prompts", SCHEDULE, str(out), "--sec_freeze", "1", "--fps", "30"],
          "--fps, --sec_freeze: not for a video init"),
         (["video-init", str(video), str(out), "--model", str(models["sd"])], "give --prompts SCHEDULE"),
         (cli(models, video, out, "--model", str(tmp_path / "nowhere")), "nowhere"),
+        (cli(models, video, out, "-o", str(video)), "that is the input video"),
     ]
     for args, expected in cases:
         capsys.readouterr()
