@@ -7,7 +7,8 @@ so they compress better), and the H.264 video 0.007 bytes per pixel per frame. T
 figures below round those up a little; the plan's total came within 2% of the run.
 Smaller walks take more bytes per pixel (a downscaled picture is denser): 1.71 for
 frames at 640x360, 1.80 at 320x180; all figures are scaled by (921600 / pixels)^0.15,
-which meets both within 15%. The contact sheet adds about half a megabyte.
+which meets both within 15%. The contact sheet adds about half a megabyte. A lanczos
+upscale stores nothing (it runs during the encode), so it adds no intermediates.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from artwalk.timeline import TimelineSpec, total_frames
 
 PNG_BYTES_PER_PIXEL = 1.35  # keyframes and motion frames at the walk's size
 UPSCALED_BYTES_PER_PIXEL = 1.0  # the same frames upscaled
-VIDEO_BYTES_PER_PIXEL = 0.01  # H.264 crf 18, per pixel of each video frame
+VIDEO_BYTES_PER_PIXEL = 0.0075  # H.264 crf 18, per pixel of each video frame (0.007 measured)
 REFERENCE_PIXELS = 1280 * 720  # the walk size the figures were measured at
 SHEET_BYTES = 450_000
 
@@ -30,28 +31,36 @@ class WalkPlan:
     frames: int
     unique_frames: int
     duration_s: float
-    disk_bytes: int
+    intermediate_bytes: int  # the stage folders: keyframes, motion frames, stored upscaled frames
+    video_bytes: int  # the video and its contact sheet
+
+    @property
+    def disk_bytes(self) -> int:
+        return self.intermediate_bytes + self.video_bytes
 
     def describe(self, where: Path) -> str:
         return (
             f"plan: {self.frames} frames ({self.unique_frames} unique), {self.duration_s:.1f} s of video; "
-            f"needs about {human_bytes(self.disk_bytes)} of disk ({human_bytes(free_bytes(where))} free)"
+            f"needs about {human_bytes(self.disk_bytes)} of disk ({human_bytes(self.intermediate_bytes)} of "
+            f"intermediates, {human_bytes(self.video_bytes)} of video; {human_bytes(free_bytes(where))} free)"
         )
 
 
 def plan_counts(
-    frames: int, unique: int, fps: float, size: tuple[int, int], upscaled_size: tuple[int, int] | None = None
+    frames: int, unique: int, fps: float, size: tuple[int, int], upscaled_size: tuple[int, int] | None = None,
+    stored_upscale: bool = True,
 ) -> WalkPlan:
-    """Disk for ``unique`` PNG frames (twice with upscaling) plus the video of ``frames``."""
+    """Disk for ``unique`` PNG frames (twice with an upscale that stores its frames) plus the
+    video of ``frames``."""
     pixels = size[0] * size[1]
     out_pixels = upscaled_size[0] * upscaled_size[1] if upscaled_size else pixels
     density = min(2.0, max(0.7, (REFERENCE_PIXELS / pixels) ** 0.15))
-    disk = unique * pixels * PNG_BYTES_PER_PIXEL
-    if upscaled_size is not None:
-        disk += unique * out_pixels * UPSCALED_BYTES_PER_PIXEL
-    disk += frames * out_pixels * VIDEO_BYTES_PER_PIXEL
-    disk = disk * density + SHEET_BYTES
-    return WalkPlan(frames=frames, unique_frames=unique, duration_s=frames / fps, disk_bytes=int(disk))
+    intermediates = unique * pixels * PNG_BYTES_PER_PIXEL
+    if upscaled_size is not None and stored_upscale:
+        intermediates += unique * out_pixels * UPSCALED_BYTES_PER_PIXEL
+    video = frames * out_pixels * VIDEO_BYTES_PER_PIXEL
+    return WalkPlan(frames=frames, unique_frames=unique, duration_s=frames / fps,
+                    intermediate_bytes=int(intermediates * density), video_bytes=int(video * density + SHEET_BYTES))
 
 
 def plan_walk(
@@ -61,8 +70,9 @@ def plan_walk(
     loop: bool,
     size: tuple[int, int],
     upscaled_size: tuple[int, int] | None = None,
+    stored_upscale: bool = True,
 ) -> WalkPlan:
     """The plan of a whole walk from the timeline formula (see :mod:`artwalk.timeline`)."""
     frames = total_frames(originals, inbetweens, spec, loop)
     unique = frames - originals * (spec.hold - 1)
-    return plan_counts(frames, unique, spec.fps, size, upscaled_size)
+    return plan_counts(frames, unique, spec.fps, size, upscaled_size, stored_upscale)

@@ -456,14 +456,18 @@ def plan_walk(args: argparse.Namespace) -> Walk:
     size = walk.keyframes.size
     upscaled = target_size(walk.upscale.target, *size) if walk.upscale is not None else None
     loop = walk.keyframes.loop or walk.motion.loop
+    stored = walk.upscale is not None and (walk.upscale.keep_frames or "streamed" not in
+                                           REGISTRIES["upscale"].get(walk.upscale.engine).features)
     if kf.prompt_walk is not None:
-        walk.plan = plan_counts(kf.prompt_walk.frames, kf.prompt_walk.unique_frames, walk.motion.fps, size, upscaled)
+        counts = kf.prompt_walk.frames, kf.prompt_walk.unique_frames
     elif kf.video is not None:
-        walk.plan = plan_counts(kf.video.frames, kf.video.unique_frames, walk.motion.fps, size, upscaled)
+        counts = kf.video.frames, kf.video.unique_frames
     elif kf.sync is not None:  # keyframes on the song's events; motion fills every gap
-        walk.plan = plan_counts(kf.sync.frames, kf.sync.positions[-1] + 1, walk.motion.fps, size, upscaled)
+        counts = kf.sync.frames, kf.sync.positions[-1] + 1
     else:
-        walk.plan = plan_numbers(len(kf.images), kf.steps, walk.motion.spec, loop, size, upscaled)
+        counts = None
+    walk.plan = plan_numbers(len(kf.images), kf.steps, walk.motion.spec, loop, size, upscaled, stored) \
+        if counts is None else plan_counts(*counts, walk.motion.fps, size, upscaled, stored)
     log.info("%s", walk.plan.describe(walk.run_dir))
     if audio_s is not None and audio_s + 0.5 / walk.motion.fps + 1e-3 < walk.plan.duration_s:  # > half a frame
         log.warning("warning: the soundtrack is %.1f s, shorter than the %.1f s video: the end will be silent",
@@ -522,6 +526,7 @@ def write_walk_json(walk: Walk) -> Path:
         "audio": None if walk.video.audio is None else str(walk.video.audio),
         "format": walk.video.video_format, "video": str(walk.video.video_path),
         "frames": walk.plan.frames, "duration_s": walk.plan.duration_s, "disk_bytes": walk.plan.disk_bytes,
+        "intermediate_bytes": walk.plan.intermediate_bytes, "video_bytes": walk.plan.video_bytes,
         "walk_key": walk.key,
     })
     return path

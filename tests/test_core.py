@@ -47,7 +47,7 @@ def test_values_go_back_to_the_same_flags():
 
 def test_what_enters_a_key_is_marked_on_the_field():
     video = VideoConfig("out", crf=20, progress=False, clean=True, source="frames")
-    assert set(key_settings(video)) == {"format", "crf", "encode_preset", "audio", "audio_fade"}
+    assert set(key_settings(video)) == {"format", "crf", "encode_preset", "audio", "audio_fade", "audio_start"}
     assert "wait" not in record(video) and "run_dir" not in record(video)
     assert "batch" not in key_settings(UpscaleConfig("out", batch=4))
 

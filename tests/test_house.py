@@ -497,9 +497,15 @@ def test_plan_disk_figure_is_within_a_quarter_of_what_the_run_writes(tmp_path):
     out = tmp_path / "run"
     run_cli("-m", "pipeline", "run", str(inp), str(out), "--w", "320", "--h", "180", "--fps", "12", "-I", "1",
             "-F", "0.5", "--target", "x2", "-q", check=True)
-    planned = json.loads((out / "walk.json").read_text())["disk_bytes"]
+    planned = json.loads((out / "walk.json").read_text())
     written = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    assert 0.75 <= planned / written <= 1.25, (planned, written)
+    assert 0.75 <= planned["disk_bytes"] / written <= 1.25, (planned, written)
+    # Each of the two figures the plan line states: the stage folders, and the video with its sheet.
+    stages = sum(p.stat().st_size for d in ("keyframes", "frames", "upscaled") for p in (out / d).rglob("*")
+                 if p.is_file())
+    video = sum((out / name).stat().st_size for name in ("run.mp4", "run_keyframes.png"))
+    assert 0.75 <= planned["intermediate_bytes"] / stages <= 1.25, (planned, stages)
+    assert 0.75 <= planned["video_bytes"] / video <= 1.25, (planned, video)
 
 
 # ------------------------------------------------------------------------------------ 11. joins

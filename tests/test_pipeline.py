@@ -32,11 +32,12 @@ def four_images(folder: Path) -> Path:
     return folder
 
 
-def stages(inp: Path, out: Path, engine: str = "blend", sec_i: float = 0.5) -> tuple:
+def stages(inp: Path, out: Path, engine: str = "blend", sec_i: float = 0.5, keep_frames: bool = True) -> tuple:
+    """Stages 1-3; ``keep_frames``: stage 3 stores its lanczos frames as units (else it streams them)."""
     kf = run_keyframes(KeyframeConfig(inp, out, width=W, height=H, progress=False))
     mo = run_motion(MotionConfig(out, fps=12, sec_interpolation=sec_i, sec_freeze=0.25, engine=engine,
                                  progress=False))
-    up = run_upscale(UpscaleConfig(out, target="x2", progress=False))
+    up = run_upscale(UpscaleConfig(out, target="x2", keep_frames=keep_frames, progress=False))
     return kf, mo, up
 
 
@@ -62,6 +63,29 @@ def test_frame_count_and_timeline_match_the_formula(tmp_path):
     assert upm["timeline"] == timeline and upm["size"] == [2 * W, 2 * H]
     assert up.computed == len(manifest["frames"])
     assert len(list((out / "upscaled" / "units").iterdir())) == len(manifest["frames"])
+
+
+def test_a_lanczos_upscale_streams_into_the_encode_with_the_same_frames(tmp_path):
+    import av
+    import numpy as np
+
+    import generate_videos as gv
+
+    inp = four_images(tmp_path / "in")
+    videos = []
+    for keep in (True, False):
+        out = tmp_path / f"keep-{keep}"
+        _, mo, up = stages(inp, out, keep_frames=keep)
+        upm = json.loads((out / "upscaled" / "manifest.json").read_text())
+        assert upm["size"] == [2 * W, 2 * H] and bool(upm.get("streamed")) is not keep
+        assert len(list((out / "upscaled" / "units").iterdir())) == (mo.unique_frames if keep else 0)
+        assert up.computed == (mo.unique_frames if keep else 0)
+        result = gv.run(gv.VideoConfig(out, progress=False))
+        assert result.source == "upscaled" and (result.width, result.height, result.frames) == (2 * W, 2 * H,
+                                                                                                 mo.frames)
+        with av.open(str(result.path)) as c:
+            videos.append([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    assert len(videos[0]) == len(videos[1]) and all(np.array_equal(a, b) for a, b in zip(*videos))
 
 
 def test_rerun_does_no_work(tmp_path):
