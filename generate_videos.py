@@ -55,7 +55,8 @@ from artwalk.cli import Parser, add_common_flags, run_cli
 from artwalk.config import add_flags, from_args, key_settings, record, setting
 from artwalk.errors import ConfigError, InputError, StageOrderError
 from artwalk.fsutil import atomic_write_json, check_writable, human_bytes, sha256_file
-from artwalk.images import read_frame, read_frame_u8, resize, save_png, to_uint8
+from artwalk.framestore import FrameReader
+from artwalk.images import read_frame_u8, resize, save_png, to_uint8
 from artwalk.runfolder import MANIFEST, STAGE_DIRS, cache_key, check_frames_current, read_manifest, run_lock
 from artwalk.video import (
     FORMATS,
@@ -205,7 +206,7 @@ def run(config: VideoConfig) -> VideoResult:
         if cleaned is not None:
             return cleaned
         source, manifest = choose_source(run_dir, config.source)
-        frame_paths, timeline, (width, height), fps = check_manifest(run_dir, source, manifest)
+        entries, timeline, (width, height), fps = check_manifest(run_dir, source, manifest)
         if config.video_format == "gif":
             check_gif_fps(fps)
         rate = fps_fraction(fps)
@@ -229,8 +230,9 @@ def run(config: VideoConfig) -> VideoResult:
             result_fields, encoded_seconds = previous["result"], 0.0
         else:
             streamed = source == "upscaled" and bool(manifest.get("streamed"))  # lanczos: resized here
-            encoded = encode_video(lambda: _timeline_frames(frame_paths, timeline, (width, height), streamed),
-                                   len(timeline), (width, height), output, config.settings(rate))
+            with FrameReader(run_dir) as reader:
+                encoded = encode_video(lambda: _timeline_frames(reader, entries, timeline, (width, height), streamed),
+                                       len(timeline), (width, height), output, config.settings(rate))
             if config.contact_sheet:
                 write_contact_sheet(run_dir, config.sheet_path)
             encoded_seconds = encoded.seconds
@@ -322,8 +324,8 @@ def choose_source(run_dir: Path, source: str) -> tuple[str, dict]:
 
 def check_manifest(
     run_dir: Path, stage: str, manifest: dict
-) -> tuple[list[Path], list[int], tuple[int, int], float]:
-    """Validate a frames/upscaled manifest: (frame paths, timeline, (w, h), fps)."""
+) -> tuple[list[dict], list[int], tuple[int, int], float]:
+    """Validate a frames/upscaled manifest: (frame entries, timeline, (w, h), fps)."""
     where = run_dir / stage / MANIFEST
     redo = f"rerun `{STAGE_DIRS[stage]}`"
     try:
@@ -346,10 +348,10 @@ def check_manifest(
     for rel in rels:
         if rel.is_absolute() or ".." in rel.parts:
             raise StageOrderError(f"{where}: frame path {rel} leaves the run folder; {redo}")
-    return [run_dir.joinpath(*rel.parts) for rel in rels], timeline, (width, height), fps
+    return entries, timeline, (width, height), fps
 
 
-def _timeline_frames(paths: Sequence[Path], timeline: Sequence[int], size: tuple[int, int],
+def _timeline_frames(reader: FrameReader, entries: Sequence[dict], timeline: Sequence[int], size: tuple[int, int],
                      streamed: bool = False) -> Iterator[np.ndarray]:
     """The video frame by frame; a held frame is the same (read-only) array again.
 
@@ -361,8 +363,9 @@ def _timeline_frames(paths: Sequence[Path], timeline: Sequence[int], size: tuple
     """
 
     def load(index: int) -> np.ndarray:
-        path = paths[index]
-        rgb = to_uint8(resize(read_frame(path), *size)) if streamed else read_frame_u8(path)
+        entry = entries[index]
+        path = reader.path(entry)
+        rgb = to_uint8(resize(reader.rgb(entry), *size)) if streamed else reader.u8(entry)
         if (rgb.shape[1], rgb.shape[0]) != size:
             raise StageOrderError(
                 f"{path}: frame is {rgb.shape[1]}x{rgb.shape[0]}, the manifest says"

@@ -19,7 +19,8 @@ from pathlib import Path
 from artwalk.fsutil import free_bytes, human_bytes
 from artwalk.timeline import TimelineSpec, total_frames
 
-PNG_BYTES_PER_PIXEL = 1.35  # keyframes and motion frames at the walk's size
+PNG_BYTES_PER_PIXEL = 1.35  # keyframes (and --keep-frames motion frames) at the walk's size
+SEGMENT_BYTES_PER_PIXEL = 0.82  # motion frames in lossless segment files (0.81 measured on the examples)
 UPSCALED_BYTES_PER_PIXEL = 1.0  # the same frames upscaled
 VIDEO_BYTES_PER_PIXEL = 0.0075  # H.264 crf 18, per pixel of each video frame (0.007 measured)
 REFERENCE_PIXELS = 1280 * 720  # the walk size the figures were measured at
@@ -48,14 +49,17 @@ class WalkPlan:
 
 def plan_counts(
     frames: int, unique: int, fps: float, size: tuple[int, int], upscaled_size: tuple[int, int] | None = None,
-    stored_upscale: bool = True,
+    stored_upscale: bool = True, keyframes: int | None = None, motion_pngs: bool = False,
 ) -> WalkPlan:
-    """Disk for ``unique`` PNG frames (twice with an upscale that stores its frames) plus the
-    video of ``frames``."""
+    """Disk for ``unique`` frames, ``keyframes`` of them PNG keyframes (default all) and the
+    rest motion frames in segment files (PNGs with ``motion_pngs``), again upscaled by an
+    upscale that stores its frames, plus the video of ``frames``."""
     pixels = size[0] * size[1]
     out_pixels = upscaled_size[0] * upscaled_size[1] if upscaled_size else pixels
     density = min(2.0, max(0.7, (REFERENCE_PIXELS / pixels) ** 0.15))
-    intermediates = unique * pixels * PNG_BYTES_PER_PIXEL
+    keyframes = unique if keyframes is None else min(keyframes, unique)
+    motion = (unique - keyframes) * (PNG_BYTES_PER_PIXEL if motion_pngs else SEGMENT_BYTES_PER_PIXEL)
+    intermediates = (keyframes * PNG_BYTES_PER_PIXEL + motion) * pixels
     if upscaled_size is not None and stored_upscale:
         intermediates += unique * out_pixels * UPSCALED_BYTES_PER_PIXEL
     video = frames * out_pixels * VIDEO_BYTES_PER_PIXEL
@@ -71,8 +75,11 @@ def plan_walk(
     size: tuple[int, int],
     upscaled_size: tuple[int, int] | None = None,
     stored_upscale: bool = True,
+    motion_pngs: bool = False,
 ) -> WalkPlan:
     """The plan of a whole walk from the timeline formula (see :mod:`artwalk.timeline`)."""
     frames = total_frames(originals, inbetweens, spec, loop)
     unique = frames - originals * (spec.hold - 1)
-    return plan_counts(frames, unique, spec.fps, size, upscaled_size, stored_upscale)
+    pairs = originals if loop and originals > 1 else max(0, originals - 1)
+    return plan_counts(frames, unique, spec.fps, size, upscaled_size, stored_upscale,
+                       keyframes=originals + pairs * inbetweens, motion_pngs=motion_pngs)

@@ -38,14 +38,14 @@ import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from artwalk import __version__
 from artwalk.errors import InputError, RunFolderBusyError, StageOrderError
-from artwalk.images import encode_png
-from artwalk.fsutil import TMP_MARK, atomic_dir, atomic_write_bytes, atomic_write_json, make_dir, \
+from artwalk.images import encode_png, to_uint8
+from artwalk.fsutil import TMP_MARK, atomic_dir, atomic_write_bytes, atomic_write_json, disk_errors, make_dir, \
     remove_stale_temps, sha256_file
 
 log = logging.getLogger(__name__)
@@ -252,6 +252,17 @@ class UnitBuilder:
 
     def save_png(self, name: str, rgb: np.ndarray) -> dict:
         return self.add_bytes(name, encode_png(rgb))
+
+    def add_segment(self, name: str, frames: Iterable[np.ndarray]) -> list[str]:
+        """Write RGB frames (float in [0, 1], or uint8) losslessly into one segment file
+        (:mod:`artwalk.framestore`); returns each frame's pixel hash."""
+        from artwalk.framestore import write_segment
+
+        path = self.folder / name
+        with disk_errors(path):
+            hashes = write_segment(path, (rgb if rgb.dtype == np.uint8 else to_uint8(rgb) for rgb in frames))
+        self._note(name, sha256_file(path), path.stat().st_size)
+        return hashes
 
     def _note(self, name: str, sha: str, size: int) -> dict:
         entry = {"name": name, "sha256": sha, "bytes": size}

@@ -4,9 +4,10 @@
 
     OUT/keyframes/manifest.json     OUT/frames/
       A1, K1..KS, A2, ...   --->      manifest.json     unique frames + the timeline
-                                      units/<key>/000001.png ... 0000NN.png
-                                                        the N-1 motion frames of one
-                                                        segment (keyframe i -> i+1)
+                                      units/<key>/motion.mkv   the N-1 motion frames of one
+                                                        segment (keyframe i -> i+1), in one
+                                                        lossless file (--keep-frames: a PNG
+                                                        each, 000001.png ...)
 
 Between two consecutive keyframes there are exactly N - 1 motion frames at
 t_k = ease(k / N); originals are held H frames as repeated references in the
@@ -22,7 +23,9 @@ frame was diffused (``--diffuse every``) no segment has a gap, and nothing runs;
 engine ``none`` makes that explicit and refuses a gap.
 
 The manifest lists the walk's unique frames (keyframes stay in OUT/keyframes/ and
-are referenced there) and ``timeline``: one index into that list per video frame.
+are referenced there; a motion frame is ``{path, index}`` in its segment file, read by
+:class:`artwalk.framestore.FrameReader`) and ``timeline``: one index into that list
+per video frame.
 
 Engines (:mod:`frame_interpolation.engines`): ``flow`` (the default, classical),
 ``blend``, and ``film`` (FILM on the published weights; its options are described in
@@ -42,6 +45,7 @@ from pathlib import Path
 
 from artwalk.config import record, setting
 from artwalk.errors import ConfigError, StageOrderError
+from artwalk.framestore import SEGMENT_FILE
 from artwalk.fsutil import sha256_file
 from artwalk.images import read_frame
 from artwalk.progress import progress
@@ -70,6 +74,8 @@ class MotionConfig:
                                  "the song of stage 1's --sync-audio)", metavar="SONG")
     engine: str = setting("flow", f"motion engine: {', '.join(ENGINES.names)}", choices=ENGINES.names)
     loop: bool = setting(False, "also move from the last keyframe back to the first")
+    keep_frames: bool = setting(False, "store each motion frame as a PNG file, instead of each segment's frames in "
+                                "one lossless video file (smaller and faster; the same pixels)")
     progress: bool = setting(True, cli=False, key=False)
     verify: bool = setting(False, "check every reused frame's sha256, not only its size", control=True)
     wait: bool = setting(False, "if another process works in OUT, wait for it instead of stopping", control=True)
@@ -164,10 +170,8 @@ def run(config: MotionConfig, engine: MotionEngine | None = None) -> MotionResul
                 if not ts:
                     segments.append([])
                     continue
-                files, key = _segment(engine, store, run_dir, keys[i], keys[j], ts, bar)
                 first = len(frames)
-                frames.extend({"path": store.relpath(key, f["name"], run_dir), "sha256": f["sha256"],
-                               "kind": "motion"} for f in files)
+                frames.extend(_segment(engine, store, run_dir, keys[i], keys[j], ts, bar, config.keep_frames))
                 segments.append(list(range(first, len(frames))))
 
         if positioned:
@@ -224,19 +228,30 @@ def _check_positioned(config: MotionConfig, keyframes: dict) -> None:
         log.warning("warning: %s do nothing here: the keyframes sit at their scheduled frames", ", ".join(unused))
 
 
-def _segment(engine, store: UnitStore, run_dir: Path, ka: dict, kb: dict, times: list[float], bar) -> tuple:
-    """The files of the segment from keyframe ``ka`` to ``kb`` (reused, or made now), and its key."""
-    key = cache_key(kind="segment", a=ka["sha256"], b=kb["sha256"], times=times, engine=engine.identity())
+def _segment(engine, store: UnitStore, run_dir: Path, ka: dict, kb: dict, times: list[float], bar,
+             pngs: bool) -> list[dict]:
+    """The frame entries of the segment from keyframe ``ka`` to ``kb`` (reused, or made now):
+    frames of one lossless segment file, or with ``pngs`` one PNG each."""
+    key = cache_key(kind="segment", a=ka["sha256"], b=kb["sha256"], times=times, engine=engine.identity(),
+                    store="png" if pngs else SEGMENT_FILE)
     found = store.lookup(key)
-    if found is not None:
+    if found is None:
+        a, b = read_frame(run_dir / ka["path"]), read_frame(run_dir / kb["path"])
+        if a.shape != b.shape:
+            raise StageOrderError(f"keyframes {ka['path']} and {kb['path']} differ in size; rerun "
+                                  "`python -m diffusion_models`")
+        with store.build(key, a=ka["path"], b=kb["path"]) as unit:
+            made = (bar.update() or rgb for rgb in engine.interpolate(a, b, times))
+            if pngs:
+                for k, rgb in enumerate(made, start=1):
+                    unit.save_png(f"{k:06d}.png", rgb)
+            else:
+                unit.record["frames"] = unit.add_segment(SEGMENT_FILE, made)
+        found = unit.record
+    else:
         bar.update(len(times))
-        return found["files"], key
-    a, b = read_frame(run_dir / ka["path"]), read_frame(run_dir / kb["path"])
-    if a.shape != b.shape:
-        raise StageOrderError(f"keyframes {ka['path']} and {kb['path']} differ in size; rerun "
-                              "`python -m diffusion_models`")
-    with store.build(key, a=ka["path"], b=kb["path"]) as unit:
-        for k, rgb in enumerate(engine.interpolate(a, b, times), start=1):
-            unit.save_png(f"{k:06d}.png", rgb)
-            bar.update()
-    return unit.record["files"], key
+    if pngs:
+        return [{"path": store.relpath(key, f["name"], run_dir), "sha256": f["sha256"], "kind": "motion"}
+                for f in found["files"]]
+    path = store.relpath(key, SEGMENT_FILE, run_dir)
+    return [{"path": path, "index": k, "sha256": sha, "kind": "motion"} for k, sha in enumerate(found["frames"])]

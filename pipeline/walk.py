@@ -106,6 +106,8 @@ SHARED = {
     "batch": "frames per network call for the neural motion and upscale engines",
     "audio": "the soundtrack (wav, mp3, flac, m4a, ogg, ...), trimmed to the video; with --easing audio it also "
              "times the motion",
+    "keep_frames": "store every motion frame and upscaled frame as a PNG file (otherwise a segment's motion frames "
+                   "share one lossless video file, and a lanczos upscale runs during the encode, storing nothing)",
 }
 
 
@@ -458,16 +460,19 @@ def plan_walk(args: argparse.Namespace) -> Walk:
     loop = walk.keyframes.loop or walk.motion.loop
     stored = walk.upscale is not None and (walk.upscale.keep_frames or "streamed" not in
                                            REGISTRIES["upscale"].get(walk.upscale.engine).features)
+    pngs = walk.motion.keep_frames
     if kf.prompt_walk is not None:
-        counts = kf.prompt_walk.frames, kf.prompt_walk.unique_frames
+        counts = (kf.prompt_walk.frames, kf.prompt_walk.unique_frames,
+                  len(kf.prompt_walk.keyframes) + kf.prompt_walk.inbetweens)
     elif kf.video is not None:
-        counts = kf.video.frames, kf.video.unique_frames
+        counts = kf.video.frames, kf.video.unique_frames, len(kf.video.keyframes)
     elif kf.sync is not None:  # keyframes on the song's events; motion fills every gap
-        counts = kf.sync.frames, kf.sync.positions[-1] + 1
+        counts = kf.sync.frames, kf.sync.positions[-1] + 1, len(kf.sync.positions)
     else:
         counts = None
-    walk.plan = plan_numbers(len(kf.images), kf.steps, walk.motion.spec, loop, size, upscaled, stored) \
-        if counts is None else plan_counts(*counts, walk.motion.fps, size, upscaled, stored)
+    walk.plan = plan_numbers(len(kf.images), kf.steps, walk.motion.spec, loop, size, upscaled, stored, pngs) \
+        if counts is None else plan_counts(*counts[:2], walk.motion.fps, size, upscaled, stored,
+                                           keyframes=counts[2], motion_pngs=pngs)
     log.info("%s", walk.plan.describe(walk.run_dir))
     if audio_s is not None and audio_s + 0.5 / walk.motion.fps + 1e-3 < walk.plan.duration_s:  # > half a frame
         log.warning("warning: the soundtrack is %.1f s, shorter than the %.1f s video: the end will be silent",

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from artwalk.config import record, setting
 from artwalk.errors import ConfigError
-from artwalk.images import read_frame
+from artwalk.framestore import FrameReader
 from artwalk.progress import progress
 from artwalk.runfolder import UnitStore, cache_key, check_frames_current, read_manifest, run_lock, write_manifest
 from artwalk.fsutil import sha256_file
@@ -122,7 +122,7 @@ def run(config: UpscaleConfig, engine: UpscaleEngine | None = None) -> UpscaleRe
         identity = engine.identity()
         streamed = "streamed" in ENGINES.get(engine.name).features and not config.keep_frames
         if streamed:  # stage 4 resizes each frame as it encodes it
-            frames = [{"path": f["path"], "sha256": f["sha256"], "kind": f["kind"]} for f in source["frames"]]
+            frames = [dict(f) for f in source["frames"]]
             log.info("upscale: %s runs during the encode: no frames stored (--keep-frames stores them)",
                      engine.name)
         else:
@@ -134,7 +134,7 @@ def run(config: UpscaleConfig, engine: UpscaleEngine | None = None) -> UpscaleRe
         manifest = write_manifest(
             run_dir / STAGE, STAGE, config=record(config), engine=identity,
             upstream=sha256_file(run_dir / "frames" / "manifest.json"),
-            inputs=[{"path": f["path"], "sha256": f["sha256"]} for f in source["frames"]],
+            inputs=[{k: f[k] for k in ("path", "index", "sha256") if k in f} for f in source["frames"]],
             outputs=frames, frames=frames, timeline=source["timeline"], fps=source["fps"], size=[width, height],
             **({"streamed": {"resize": identity, "from": list(source["size"])}} if streamed else {}),
         )
@@ -160,18 +160,20 @@ def _upscale_missing(config: UpscaleConfig, engine, store: UnitStore, run_dir: P
             records[key] = found
     pending = list(todo)
     batches = [pending[j:j + config.batch] for j in range(0, len(pending), config.batch)]
+    reader = FrameReader(run_dir)
 
     def compute(batch: list[str]) -> int:
-        paths = [sources[todo[key]]["path"] for key in batch]
-        outs = engine.upscale_batch([read_frame(run_dir / path) for path in paths], *size)
-        for key, path, rgb in zip(batch, paths, outs):
-            with store.build(key, source=path) as unit:
+        entries = [sources[todo[key]] for key in batch]
+        outs = engine.upscale_batch([reader.rgb(entry) for entry in entries], *size)
+        for key, entry, rgb in zip(batch, entries, outs):
+            with store.build(key, source=entry["path"], **({"index": entry["index"]} if "index" in entry else {})) \
+                    as unit:
                 unit.save_png(FRAME, rgb)
             records[key] = unit.record
         return len(batch)
 
     workers = config.workers or os.cpu_count() or 1
-    with ThreadPoolExecutor(max_workers=workers) as pool, progress(
+    with reader, ThreadPoolExecutor(max_workers=workers) as pool, progress(
             total=len(records) + len(pending), initial=len(records), desc="upscaling", unit="frame",
             enabled=config.progress) as bar:
         for done in pool.map(compute, batches):

@@ -238,10 +238,15 @@ def test_a_walk_with_audio_easing(clicks, tmp_path):
         runs[easing] = json.loads((out / "frames" / "manifest.json").read_text())
     assert len(runs["audio"]["timeline"]) == len(runs["linear"]["timeline"])  # the frame count is unchanged
     # The cross-fade's brightness follows t: monotonic, and not the linear curve.
-    means = [float(read_frame_u8(tmp_path / "audio" / f["path"]).mean()) for f in runs["audio"]["frames"]]
-    segment = means[3:3 + 47]  # the first segment's motion frames (3 keyframes first)
+    from artwalk.framestore import FrameReader
+
+    def means(name):
+        with FrameReader(tmp_path / name) as reader:
+            return [float(reader.u8(f).mean()) for f in runs[name]["frames"]]
+
+    segment = means("audio")[3:3 + 47]  # the first segment's motion frames (3 keyframes first)
     assert all(a <= b + 0.5 for a, b in zip(segment, segment[1:]))
-    linear = [float(read_frame_u8(tmp_path / "linear" / f["path"]).mean()) for f in runs["linear"]["frames"]][3:50]
+    linear = means("linear")[3:50]
     assert max(abs(a - b) for a, b in zip(segment, linear)) > 5
     proc = run_cli("-m", "pipeline", "run", str(folder), str(tmp_path / "x"), "--preset", "cpu", "--easing", "audio",
                    "--no-upscale", "-q")

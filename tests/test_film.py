@@ -537,10 +537,12 @@ def test_stage_writes_every_motion_frame_with_film(keyframes_run, port_export, t
     assert len(motion) == (n - 1) * (big_n - 1)
     assert len(manifest["timeline"]) == n * hold + (n - 1) * (big_n - 1)
     assert manifest["engine"]["engine"] == "film" and manifest["engine"]["time_mode"] == "bisect"
-    for f in motion:
-        with open(run_dir / f["path"], "rb") as fh:
-            img = cv2.imdecode(np.frombuffer(fh.read(), np.uint8), cv2.IMREAD_UNCHANGED)
-        assert img.shape == (64, 96, 3)
+    from artwalk.framestore import FrameReader, pixels_sha256
+
+    with FrameReader(run_dir) as reader:
+        for f in motion:
+            img = reader.u8(f)
+            assert img.shape == (64, 96, 3) and pixels_sha256(img) == f["sha256"]
 
 
 def test_out_of_gpu_memory_is_one_line_that_says_what_to_lower(port_export, pair):

@@ -183,9 +183,11 @@ def test_each_unique_frame_is_read_once(tmp_path, monkeypatch):
     manifest_path = write_frames_stage(run_dir, "frames", [solid(c, (64, 48)) for c in (RED, GREEN, BLUE)],
                                        [0] * 5 + [1] * 3 + [2] * 4 + [0] * 2)
     assert manifest_path.is_file()
+    import artwalk.framestore as framestore
+
     calls = []
-    real = gv.read_frame_u8
-    monkeypatch.setattr(gv, "read_frame_u8", lambda p: calls.append(Path(p).name) or real(p))
+    real = framestore.read_frame_u8
+    monkeypatch.setattr(framestore, "read_frame_u8", lambda p: calls.append(Path(p).name) or real(p))
     gv.run(cfg(run_dir, contact_sheet=False))
     assert sorted(calls) == ["000001.png", "000002.png", "000003.png"]
 

@@ -518,7 +518,7 @@ def test_no_frame_is_repeated_at_a_join(tmp_path, sec):
     inp = images(tmp_path / "in", n=2, width=400)
     out = tmp_path / "run"
     run_cli("-m", "diffusion_models", str(inp), str(out), "--w", "320", "--h", "180", "-q", check=True)
-    from artwalk.images import read_frame_u8
+    from artwalk.framestore import FrameReader
 
     for easing in ("eased", "smoothstep"):
         run_cli("-m", "frame_interpolation", str(out), "--engine", "blend", "-I", str(sec), "--easing", easing,
@@ -526,9 +526,10 @@ def test_no_frame_is_repeated_at_a_join(tmp_path, sec):
         manifest = json.loads((out / "frames" / "manifest.json").read_text())
         frames = manifest["frames"]
         first, last = frames[2], frames[-1]  # after the two keyframes: the segment's motion frames
-        a, b = (read_frame_u8(out / f["path"]) for f in frames[:2])
-        assert not np.array_equal(read_frame_u8(out / first["path"]), a), easing
-        assert not np.array_equal(read_frame_u8(out / last["path"]), b), easing
+        with FrameReader(out) as reader:
+            a, b = (reader.u8(f) for f in frames[:2])
+            assert not np.array_equal(reader.u8(first), a), easing
+            assert not np.array_equal(reader.u8(last), b), easing
 
 
 # ------------------------------------------------------------------------------------ found by a new user
