@@ -120,6 +120,30 @@ NOT_VIDEO = tuple(f for f in IMAGE_ONLY if f not in ("fit", "strength")) + (
     "frames", "diffuse", "fps", "sync_audio", "sync_on", "sync_component", "trim", "prior_model")
 
 
+# How `artwalk video-init` spells and words the flags whose meaning a video init changes.
+VIDEO_FLAGS = {"keyframes": {"strength_schedule": ("--strength", "--strength-schedule")}}
+VIDEO_HELPS = {
+    "keyframes": {
+        "strength_schedule": "img2img strength per frame: a number, or a numeric schedule such as '0:(0.45), "
+                             f"48:(0.6)' (default {video_init.DEFAULT_STRENGTH})",
+        "engine": "keyframe engine (default sd: img2img of each frame)",
+        "prompts": "the prompt schedule, a file or its text ('0: a watercolour | ink:0.5' / '2s: an oil painting "
+                   "--neg blur'): each frame takes the line at or before it; frames count from --start (see "
+                   "`artwalk schedule`)",
+        "easing": "timing of the motion frames between restyled frames (default linear, as the video moves)",
+        "every": "restyle every K-th frame (and each schedule key's frame, and the last); the motion engine fills "
+                 "between them (default 1: every frame)",
+        "width": "frame width (default the video's; --w alone keeps its aspect)",
+        "height": "frame height (default the video's; --h alone keeps its aspect)",
+        "guidance_schedule": "guidance per frame, a numeric schedule such as '0:(7.5), 48:(12)' (default --guidance)",
+        "seed_schedule": "each frame's seed, a numeric schedule such as '0:(42), 48:(7)' (default --seed on every "
+                         "frame: the same noise keeps the restyle steady)",
+    },
+    "upscale": {"target": "upscale to this size: a scale (x2, 1.5), a name (2k, 4k, ...) or WxH (default: no "
+                          "upscaling; the video keeps its size)"},
+}
+
+
 def add_walk_flags(p: argparse.ArgumentParser, source: str = "images") -> None:
     """The walk's flags. ``source``: images (INPUT OUT), prompts (SCHEDULE OUT), video
     (VIDEO OUT, ``artwalk video-init``), or either ([INPUT] OUT, with --prompts instead of
@@ -168,26 +192,9 @@ def add_walk_flags(p: argparse.ArgumentParser, source: str = "images") -> None:
     for stage in STAGES:
         flags = {f: spellings for f, (spellings, _) in stage.renamed.items()}
         helps = dict(stage.helps)
-        if source == "video" and stage.name == "keyframes":  # the issue's spelling: --strength takes a schedule
-            flags["strength_schedule"] = ("--strength", "--strength-schedule")
-            helps["strength_schedule"] = ("img2img strength per frame: a number, or a numeric schedule such as "
-                                          f"'0:(0.45), 48:(0.6)' (default {video_init.DEFAULT_STRENGTH})")
-            helps["engine"] = "keyframe engine (default sd: img2img of each frame)"
-            helps["prompts"] = ("the prompt schedule, a file or its text ('0: a watercolour | ink:0.5' / '2s: an oil "
-                                "painting --neg blur'): each frame takes the line at or before it; frames count "
-                                "from --start (see `artwalk schedule`)")
-            helps["easing"] = "timing of the motion frames between restyled frames (default linear, as the video moves)"
-            helps["every"] = ("restyle every K-th frame (and each schedule key's frame, and the last); the motion "
-                              "engine fills between them (default 1: every frame)")
-            helps["width"] = "frame width (default the video's; --w alone keeps its aspect)"
-            helps["height"] = "frame height (default the video's; --h alone keeps its aspect)"
-            helps["guidance_schedule"] = ("guidance per frame, a numeric schedule such as '0:(7.5), 48:(12)' "
-                                          "(default --guidance)")
-            helps["seed_schedule"] = ("each frame's seed, a numeric schedule such as '0:(42), 48:(7)' (default "
-                                      "--seed on every frame: the same noise keeps the restyle steady)")
-        if source == "video" and stage.name == "upscale":
-            helps["target"] = ("upscale to this size: a scale (x2, 1.5), a name (2k, 4k, ...) or WxH (default: no "
-                               "upscaling; the video keeps its size)")
+        if source == "video":  # its own words, and --strength takes a schedule (the issue's spelling)
+            flags.update(VIDEO_FLAGS.get(stage.name, {}))
+            helps.update(VIDEO_HELPS.get(stage.name, {}))
         add_flags(p.add_argument_group(stage.title), stage.config, exclude=stage.exclude, seen=seen,
                   flags=flags, dests=stage.dests, helps=helps)
 

@@ -315,9 +315,12 @@ def test_a_killed_run_resumes_to_the_same_video(models, video, tmp_path, every_f
     proc.wait()
     assert not (out / "keyframes" / "manifest.json").exists()
     walk(models, video, out, "--every", "1")
+    # Every restyled frame is bit-identical to the uninterrupted run's. (The encode of the same frames
+    # is not always: libx264 through PyAV varies run to run with mb-tree on; see bench/RESULTS.md.)
     assert [e["sha256"] for e in manifest(out)["outputs"]] == [e["sha256"] for e in manifest(every_frame)["outputs"]]
     for a, b in zip(decoded(out / "killed.mp4"), decoded(every_frame / "every.mp4"), strict=True):
-        assert np.array_equal(a, b)
+        mse = np.mean((a.astype(np.float64) - b) ** 2)
+        assert mse == 0 or 10 * np.log10(255 ** 2 / mse) > 40
 
 
 def test_refusals_are_one_line_and_write_nothing(models, video, tmp_path, capsys):
