@@ -32,6 +32,7 @@ each reusing whatever has not changed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import logging
@@ -56,13 +57,17 @@ from artwalk.config import add_flags, from_args, key_settings, record, setting
 from artwalk.errors import ConfigError, InputError, StageOrderError
 from artwalk.fsutil import atomic_write_json, check_writable, human_bytes, sha256_file
 from artwalk.framestore import FrameReader
+from artwalk.progress import progress
 from artwalk.images import read_frame_u8, resize, save_png, to_uint8
-from artwalk.runfolder import MANIFEST, STAGE_DIRS, cache_key, check_frames_current, read_manifest, run_lock
+from artwalk.runfolder import MANIFEST, STAGE_DIRS, UnitStore, cache_key, check_frames_current, read_manifest, \
+    run_lock
 from artwalk.video import (
     FORMATS,
     X264_PRESETS,
+    EncodeResult,
     EncodeSettings,
     check_gif_fps,
+    concat_chunks,
     encode_video,
     format_for,
     fps_fraction,
@@ -111,8 +116,8 @@ class VideoConfig:
     source: str = setting("auto", "frames to encode: upscaled/ (stage 3) or frames/ (stage 2); auto takes "
                           "upscaled/ when stage 3 was run", choices=SOURCES, key=False)
     contact_sheet: bool = setting(True, "write <video name>_keyframes.png, the keyframes in a grid", key=False)
-    clean: bool = setting(False, "after a successful encode, delete keyframes/, frames/ and upscaled/ from the run "
-                          "folder (the video, its record, its contact sheet and walk.json stay)", key=False)
+    clean: bool = setting(False, "after a successful encode, delete keyframes/, frames/, upscaled/ and chunks/ from "
+                          "the run folder (the video, its record, its contact sheet and walk.json stay)", key=False)
     progress: bool = setting(True, cli=False, key=False)
     wait: bool = setting(False, "if another process works in OUT, wait for it instead of stopping", control=True)
 
@@ -229,10 +234,15 @@ def run(config: VideoConfig) -> VideoResult:
             log.info("%s is up to date with %s/ and the settings: nothing to do", output, source)
             result_fields, encoded_seconds = previous["result"], 0.0
         else:
-            streamed = source == "upscaled" and bool(manifest.get("streamed"))  # lanczos: resized here
+            streamed = manifest.get("streamed")  # lanczos: resized here
             with FrameReader(run_dir) as reader:
-                encoded = encode_video(lambda: _timeline_frames(reader, entries, timeline, (width, height), streamed),
-                                       len(timeline), (width, height), output, config.settings(rate))
+                if config.video_format == "gif":  # one pass: one palette for the whole video
+                    encoded = encode_video(
+                        lambda: _timeline_frames(reader, entries, timeline, (width, height), bool(streamed)),
+                        len(timeline), (width, height), output, config.settings(rate))
+                else:
+                    encoded = _encode_chunks(config, run_dir, reader, entries, timeline, (width, height), rate,
+                                             streamed)
             if config.contact_sheet:
                 write_contact_sheet(run_dir, config.sheet_path)
             encoded_seconds = encoded.seconds
@@ -254,6 +264,61 @@ def run(config: VideoConfig) -> VideoResult:
             human_bytes(result.bytes), ", with sound" if result.audio_s else "", encoded_seconds,
         )  # fmt: skip
     return result
+
+
+CHUNKS = "chunks"
+CHUNK_VERSION = 1  # bump when a chunk's bytes change for the same frames and settings
+
+
+def chunk_bounds(entries: Sequence[dict], timeline: Sequence[int], min_frames: int) -> list[tuple[int, int]]:
+    """The timeline cut into units: each starts where a keyframe (anything but a motion
+    frame) comes on screen, so a chunk is a keyframe's hold and the motion after it; a
+    chunk shorter than ``min_frames`` joins the next (the last joins the one before)."""
+    n = len(timeline)
+    starts = [0]
+    for i in range(1, n):
+        if timeline[i] != timeline[i - 1] and entries[timeline[i]].get("kind") != "motion" \
+                and i - starts[-1] >= min_frames:
+            starts.append(i)
+    if len(starts) > 1 and n - starts[-1] < min_frames:
+        starts.pop()
+    return list(zip(starts, starts[1:] + [n]))
+
+
+def _encode_chunks(config: VideoConfig, run_dir: Path, reader: FrameReader, entries: list[dict], timeline: list[int],
+                   size: tuple[int, int], rate, streamed: dict | None) -> EncodeResult:
+    """Encode each unit of the timeline as its own closed-GOP chunk (``chunks/units/<key>/``,
+    reused while its frames and the settings are unchanged), then join them by stream copy
+    with the soundtrack. Chunks that cannot be joined fall back to one pass."""
+    settings = config.settings(rate)
+    silent = dataclasses.replace(settings, audio=None, progress=False)
+    store = UnitStore.open(run_dir / CHUNKS)
+    name = f"chunk.{config.video_format}"
+    bounds = chunk_bounds(entries, timeline, max(1, round(float(rate))))
+    identity = {"format": config.video_format, "crf": config.crf, "preset": config.encode_preset, "fps": str(rate),
+                "size": list(size), "streamed": streamed, "version": CHUNK_VERSION}
+    chunks = []
+    with progress(total=len(timeline), desc=f"{config.video_format} chunks", unit="frame",
+                  enabled=config.progress) as bar:
+        for start, end in bounds:
+            part = timeline[start:end]
+            key = cache_key(kind="chunk", frames=[[entries[i].get("sha256"), entries[i].get("index")] for i in part],
+                            **identity)
+            if store.lookup(key) is None:
+                with store.build(key, frames=[start, end]) as unit:
+                    encode_video(lambda part=part: _timeline_frames(reader, entries, part, size, bool(streamed)),
+                                 len(part), size, unit.folder / name, silent)
+                    unit.note_file(name)
+            chunks.append((store.path(key) / name, len(part)))
+            bar.update(len(part))
+    store.prune()
+    log.info("encode: %d chunk(s), %s", len(chunks), store.summary())
+    try:
+        return concat_chunks(chunks, config.video_path, settings)
+    except ValueError as exc:  # chunks that cannot be joined (codec headers differ): one pass instead
+        log.warning("warning: the chunks could not be joined (%s): encoding the video in one pass", exc)
+        return encode_video(lambda: _timeline_frames(reader, entries, timeline, size, bool(streamed)), len(timeline),
+                            size, config.video_path, settings)
 
 
 def _walk_key(run_dir: Path) -> str | None:
@@ -496,7 +561,7 @@ def _fit(draw, text: str, font, width: int) -> str:
 
 
 def clean_run_folder(run_dir: Path, keep: Sequence[Path]) -> None:
-    """Delete the stage folders (keyframes/, frames/, upscaled/) after a successful encode.
+    """Delete the stage folders (keyframes/, frames/, upscaled/, chunks/) after a successful encode.
 
     Only those: anything else a user put in the run folder stays, and a stage folder
     that holds one of the kept files (an --output inside it) is not touched.

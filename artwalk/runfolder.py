@@ -61,6 +61,7 @@ STAGE_DIRS = {
     "keyframes": "python -m diffusion_models",
     "frames": "python -m frame_interpolation",
     "upscaled": "python -m super_resolution",
+    "chunks": "python generate_videos.py",
 }
 
 
@@ -263,6 +264,11 @@ class UnitBuilder:
             hashes = write_segment(path, (rgb if rgb.dtype == np.uint8 else to_uint8(rgb) for rgb in frames))
         self._note(name, sha256_file(path), path.stat().st_size)
         return hashes
+
+    def note_file(self, name: str) -> dict:
+        """Record a file written into the unit's folder by other means (an encoder)."""
+        path = self.folder / name
+        return self._note(name, sha256_file(path), path.stat().st_size)
 
     def _note(self, name: str, sha: str, size: int) -> dict:
         entry = {"name": name, "sha256": sha, "bytes": size}

@@ -45,7 +45,7 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import av
 import cv2
@@ -462,7 +462,9 @@ def _drain(graph: av.filter.Graph) -> Iterator[av.VideoFrame]:
 class _Muxer:
     """An open output container with one video stream and maybe one audio stream."""
 
-    def __init__(self, tmp: Path, size: tuple[int, int], s: EncodeSettings, audio_total: int, bar: tqdm) -> None:
+    def __init__(self, tmp: Path, size: tuple[int, int], s: EncodeSettings, audio_total: int, bar: tqdm,
+                 template: av.video.stream.VideoStream | None = None) -> None:
+        """``template``: copy encoded packets of streams like it (chunks) instead of encoding."""
         self.s = s
         self.bar = bar
         self.frame_tb = Fraction(1) / s.fps
@@ -476,7 +478,10 @@ class _Muxer:
         self.audio_frames: Iterator[av.AudioFrame] | None = None
         self.container = av.open(str(tmp), "w", format=s.format, options=options)
         try:
-            self._add_video(width, height)
+            if template is None:
+                self._add_video(width, height)
+            else:
+                self.video = self.container.add_stream_from_template(template)
             if s.audio is not None and audio_total > 0:
                 self._add_audio(audio_total)
         except BaseException:
@@ -660,6 +665,62 @@ def _encode_gif(mux: _Muxer, frames: FrameSource, n_frames: int, size: tuple[int
         mux.write(out, written)
         written += 1
     return written
+
+
+def concat_chunks(chunks: Sequence[tuple[Path, int]], output: Path | str, settings: EncodeSettings) -> EncodeResult:
+    """Join encoded chunks (``(file, frames)`` each: closed-GOP mp4 or webm files that
+    :func:`encode_video` made with these settings and no sound) into ``output`` by stream
+    copy, each chunk's timestamps moved on by the frames before it, and the soundtrack
+    encoded once, interleaved chunk by chunk. Atomic like :func:`encode_video`. Raises
+    ValueError when the chunks cannot be joined (their codec headers differ)."""
+    output = Path(output)
+    s = settings
+    n_frames = sum(count for _, count in chunks)
+    if not chunks or n_frames < 1:
+        raise ValueError("a video needs at least one frame")
+    audio = s.audio if s.format != "gif" else None
+    audio_total = round(float(n_frames / s.fps) * AUDIO_RATE) if audio is not None else 0
+    started = time.monotonic()
+    bar = progress(total=n_frames, unit="frame", enabled=s.progress, desc=f"{s.format} (joining)", leave=False)
+    with contextlib.ExitStack() as stack, atomic_output(output) as tmp:
+        stack.enter_context(bar)
+        first = stack.enter_context(av.open(str(chunks[0][0])))
+        template = first.streams.video[0]
+        header = bytes(template.codec_context.extradata or b"")
+        width, height = template.codec_context.width, template.codec_context.height
+        mux = _Muxer(tmp, (width, height), s, audio_total, bar, template=template)
+        try:
+            done = 0
+            for path, count in chunks:
+                with av.open(str(path)) as container:
+                    stream = container.streams.video[0]
+                    if bytes(stream.codec_context.extradata or b"") != header:
+                        raise ValueError(f"{path}: its codec header differs from the first chunk's")
+                    shift = int(round(Fraction(done) / s.fps / stream.time_base))
+                    packets = 0
+                    for packet in container.demux(stream):
+                        if packet.size == 0:
+                            continue
+                        packet.pts = None if packet.pts is None else packet.pts + shift
+                        packet.dts = None if packet.dts is None else packet.dts + shift
+                        packet.stream = mux.video
+                        mux.container.mux(packet)
+                        packets += 1
+                    if packets != count:
+                        raise ValueError(f"{path}: holds {packets} frame(s), not {count}")
+                done += count
+                bar.update(count)
+                mux.feed_audio(math.ceil(done * mux.frame_tb * AUDIO_RATE))
+            if mux.audio is not None:
+                mux.feed_audio(None)
+                mux.container.mux(mux.audio.encode(None))
+            mux.container.close()
+        except BaseException:
+            mux.abort()
+            raise
+        nbytes = tmp.stat().st_size
+    return EncodeResult(path=output, frames=n_frames, duration_s=float(n_frames / s.fps), width=width, height=height,
+                        bytes=nbytes, audio_s=mux.audio_samples / AUDIO_RATE, seconds=time.monotonic() - started)
 
 
 def encode_video(

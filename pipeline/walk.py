@@ -477,9 +477,10 @@ def plan_walk(args: argparse.Namespace) -> Walk:
         counts = kf.sync.frames, kf.sync.positions[-1] + 1, len(kf.sync.positions)
     else:
         counts = None
-    walk.plan = plan_numbers(len(kf.images), kf.steps, walk.motion.spec, loop, size, upscaled, stored, pngs) \
+    chunked = walk.video.video_format != "gif"  # a gif is one pass; mp4 and webm keep their chunks
+    walk.plan = plan_numbers(len(kf.images), kf.steps, walk.motion.spec, loop, size, upscaled, stored, pngs, chunked) \
         if counts is None else plan_counts(*counts[:2], walk.motion.fps, size, upscaled, stored,
-                                           keyframes=counts[2], motion_pngs=pngs)
+                                           keyframes=counts[2], motion_pngs=pngs, chunked=chunked)
     log.info("%s", walk.plan.describe(walk.run_dir))
     if audio_s is not None and audio_s + 0.5 / walk.motion.fps + 1e-3 < walk.plan.duration_s:  # > half a frame
         log.warning("warning: the soundtrack is %.1f s, shorter than the %.1f s video: the end will be silent",

@@ -35,12 +35,13 @@ def solid(rgb, size):
 
 
 def write_frames_stage(out: Path, stage: str, images: list[np.ndarray], timeline: list[int],
-                       fps: float = 24.0, upstream: str = "0" * 64, unit: str = "k1") -> Path:
+                       fps: float = 24.0, upstream: str = "0" * 64, unit: str = "k1",
+                       kinds: list[str] | None = None) -> Path:
     frames = []
     for i, img in enumerate(images):
         rel = f"{stage}/units/{unit}/{i + 1:06d}.png"
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        frames.append({"path": rel, "sha256": save_png(out / rel, img), "kind": "motion"})
+        frames.append({"path": rel, "sha256": save_png(out / rel, img), "kind": kinds[i] if kinds else "motion"})
     h, w = images[0].shape[:2]
     return write_manifest(out / stage, stage, fps=fps, size=[w, h], frames=frames,
                           timeline=timeline, upstream=upstream)
@@ -205,7 +206,8 @@ def test_failed_encode_leaves_no_file(tmp_path, monkeypatch):
     (run_dir / "frames/units/k1/000003.png").write_bytes(b"not a png")
     with pytest.raises(InputError, match="000003.png"):
         gv.run(cfg(run_dir))
-    assert listing(run_dir) == ["frames", "keyframes", "walk.json"]
+    assert listing(run_dir) == ["chunks", "frames", "keyframes", "walk.json"]
+    assert list((run_dir / "chunks" / "units").iterdir()) == []  # no half-made chunk either
 
 
 def test_stale_temp_of_a_killed_run_is_removed(tmp_path):
@@ -436,7 +438,7 @@ def test_disk_full_is_one_line_and_leaves_nothing(tmp_path):
     proc = cli(run_dir, "--no-contact-sheet", "--quiet", preexec_fn=_limit_file_size)
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: no space left writing")
-    assert listing(run_dir) == ["frames"]
+    assert listing(run_dir) == ["chunks", "frames"] and list((run_dir / "chunks" / "units").iterdir()) == []
 
 
 def test_sigterm_mid_encode_leaves_nothing(tmp_path):
@@ -448,11 +450,109 @@ def test_sigterm_mid_encode_leaves_nothing(tmp_path):
     proc = subprocess.Popen([sys.executable, "generate_videos.py", str(run_dir), "--quiet", "--encode-preset", "veryslow"],
                             cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
-    while not leftovers(run_dir) and proc.poll() is None and time.monotonic() < deadline:
+    temps = lambda: [p for p in run_dir.rglob("*") if ".tmp-" in p.name]  # noqa: E731 (chunks are built in temps too)
+    while not temps() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert leftovers(run_dir), "the encode never started"
+    assert temps(), "the encode never started"
     time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 128 + signal.SIGTERM
-    assert listing(run_dir) == ["frames"], err
+    assert listing(run_dir) == ["chunks", "frames"] and temps() == [], err
+
+
+# --------------------------------------------------------------------------- chunks
+
+
+def walk_run(tmp_path: Path, colours, hold: int = 24, motion: int = 24, size=(64, 48), name: str = "walk"):
+    """A run folder like a walk's: each colour held ``hold`` frames (a keyframe), then
+    ``motion`` frames fading to the next; returns it and the colour of every video frame."""
+    images, kinds, timeline, shown = [], [], [], []
+    for k, colour in enumerate(colours):
+        images.append(solid(colour, size))
+        kinds.append("original")
+        timeline += [len(images) - 1] * hold
+        shown += [colour] * hold
+        for j in range(1, motion + 1 if k + 1 < len(colours) else 0):
+            t = j / (motion + 1)
+            mix = tuple(round((1 - t) * a + t * b) for a, b in zip(colour, colours[k + 1]))
+            images.append(solid(mix, size))
+            kinds.append("motion")
+            timeline.append(len(images) - 1)
+            shown.append(mix)
+    out = tmp_path / name
+    out.mkdir(parents=True)
+    write_frames_stage(out, "frames", images, timeline, kinds=kinds)
+    return out, shown
+
+
+def test_chunk_bounds_follow_the_keyframes():
+    entries = [{"kind": "original"}, {"kind": "motion"}, {"kind": "original"}, {"kind": "motion"},
+               {"kind": "inbetween"}]
+    timeline = [0] * 30 + [1] * 20 + [2] * 10 + [3] * 30 + [4] * 5
+    # A chunk from each keyframe's hold to the next keyframe: 0 (its hold and motion), 2 (its hold and
+    # the motion after it), 4; with 24 frames at least, 4's short tail (5) joins the chunk before.
+    assert gv.chunk_bounds(entries, timeline, 1) == [(0, 50), (50, 90), (90, 95)]
+    assert gv.chunk_bounds(entries, timeline, 24) == [(0, 50), (50, 95)]
+    assert gv.chunk_bounds(entries, timeline, 45) == [(0, 50), (50, 95)]
+    assert gv.chunk_bounds(entries, timeline, 60) == [(0, 95)]
+    assert gv.chunk_bounds(entries, [0] * 7, 24) == [(0, 7)]
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "webm"])
+def test_chunks_join_into_the_exact_frames_and_times(tmp_path, fmt):
+    run_dir, shown = walk_run(tmp_path, (RED, GREEN, BLUE, WHITE))
+    result = gv.run(cfg(run_dir, format=fmt, audio=sine_wav(tmp_path / "s.wav", 10.0)))
+    assert len(list((run_dir / "chunks" / "units").iterdir())) == 4  # a keyframe's hold and its motion each
+    frames, times, rate = decode_video(result.path)
+    assert len(frames) == len(shown) == 3 * 48 + 24 and rate == 24
+    assert np.allclose(times, np.arange(len(shown)) / 24, atol=1e-3)  # monotonic, no gap, no repeat
+    for k, (frame, colour) in enumerate(zip(frames, shown, strict=True)):
+        assert np.abs(frame.reshape(-1, 3).mean(axis=0) - colour).max() < 8, (k, colour)
+    samples, _ = decode_audio(result.path)  # the soundtrack once, over the whole video
+    assert samples.size == pytest.approx(len(shown) / 24 * 48_000, rel=0.01)
+
+
+def test_an_edit_re_encodes_only_its_chunks(tmp_path, caplog):
+    run_dir, _ = walk_run(tmp_path, (RED, GREEN, BLUE, WHITE))
+    gv.run(cfg(run_dir, contact_sheet=False))
+    units = run_dir / "chunks" / "units"
+    before = {u.name: (u / "chunk.mp4").read_bytes() for u in units.iterdir()}
+    # The last keyframe becomes grey: only its own chunk (its hold) changes.
+    manifest = run_dir / "frames" / "manifest.json"
+    import json
+
+    data = json.loads(manifest.read_text())
+    last = data["timeline"][-1]
+    data["frames"][last]["sha256"] = save_png(run_dir / data["frames"][last]["path"], solid((128, 128, 128), (64, 48)))
+    manifest.write_text(json.dumps(data))
+    with caplog.at_level(logging.INFO, logger="generate_videos"):
+        result = gv.run(cfg(run_dir, contact_sheet=False))
+    assert any("4 chunk(s), 3 unit(s) reused, 1 recomputed" in r.message for r in caplog.records)
+    after = {u.name: (u / "chunk.mp4").read_bytes() for u in units.iterdir()}
+    assert len(set(before) & set(after)) == 3 and all(before[k] == after[k] for k in set(before) & set(after))
+    frames, _, _ = decode_video(result.path)
+    assert np.abs(frames[-1].reshape(-1, 3).mean(axis=0) - 128).max() < 8
+
+
+def test_a_kill_while_encoding_chunks_then_a_rerun_gives_the_same_video(tmp_path):
+    colours = [(20 * k, 255 - 20 * k, (70 * k) % 256) for k in range(12)]
+    ref, _ = walk_run(tmp_path, colours, size=(320, 240), name="ref")
+    gv.run(cfg(ref, contact_sheet=False))
+    killed, _ = walk_run(tmp_path, colours, size=(320, 240), name="killed")
+    proc = subprocess.Popen([sys.executable, "generate_videos.py", str(killed), "--no-contact-sheet", "-q"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    units = killed / "chunks" / "units"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if units.is_dir() and len([u for u in units.iterdir() if ".tmp-" not in u.name]) >= 2:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the encode ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "killed.mp4").exists()
+    gv.run(cfg(killed, contact_sheet=False))
+    a, _, _ = decode_video(ref / "ref.mp4")
+    b, _, _ = decode_video(killed / "killed.mp4")
+    assert len(a) == len(b) == 11 * 48 + 24 and all(np.array_equal(x, y) for x, y in zip(a, b))

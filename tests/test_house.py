@@ -501,7 +501,7 @@ def test_plan_disk_figure_is_within_a_quarter_of_what_the_run_writes(tmp_path):
     written = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     assert 0.75 <= planned["disk_bytes"] / written <= 1.25, (planned, written)
     # Each of the two figures the plan line states: the stage folders, and the video with its sheet.
-    stages = sum(p.stat().st_size for d in ("keyframes", "frames", "upscaled") for p in (out / d).rglob("*")
+    stages = sum(p.stat().st_size for d in ("keyframes", "frames", "upscaled", "chunks") for p in (out / d).rglob("*")
                  if p.is_file())
     video = sum((out / name).stat().st_size for name in ("run.mp4", "run_keyframes.png"))
     assert 0.75 <= planned["intermediate_bytes"] / stages <= 1.25, (planned, stages)
