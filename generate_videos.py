@@ -8,12 +8,20 @@ beside it::
       keyframes/manifest.json  ─┐             <name>.mp4             the walk (or --output)
       frames/manifest.json     ─┼──────►      <name>.mp4.json        its record: config and cache key
       upscaled/manifest.json   ─┘             <name>_keyframes.png   the keyframes in a grid
-                                              (--clean: keyframes/, frames/, upscaled/ removed)
+                                              chunks/units/<key>/    one encoded chunk per unit
+                                              (--clean: keyframes/, frames/, upscaled/, chunks/ removed)
 
 The manifests' ``timeline`` lists the video frame by frame as indices into their
 ``frames``; a held frame is a repeated index. Each unique frame is read once (a
 small cache covers the repeats) and frames stream through the encoder, so memory
-does not grow with the length of the video. The file appears atomically: a failed
+does not grow with the length of the video.
+
+mp4 and webm are encoded in chunks (:func:`chunk_bounds`): each unit of the timeline, a
+keyframe's hold and the motion after it, is its own closed-GOP file in
+``OUT/chunks/units/<key>/``, keyed by its frames' hashes and the encode settings; the
+video is their concatenation by stream copy, with the soundtrack encoded once. After an
+edit only the chunks whose frames changed are encoded again (a gif is one pass: one
+palette for the whole video). The file appears atomically: a failed
 or killed encode leaves nothing at the final name. A rerun whose frames, soundtrack
 and settings are unchanged finds the video up to date and does nothing; each format
 has its own record, so switching between mp4, webm and gif re-encodes none of the
