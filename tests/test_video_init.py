@@ -72,6 +72,17 @@ def write_video(path: Path, frames: int = FRAMES, fps: int = FPS, size=(W, H), s
     return path
 
 
+def silent_wav(path: Path) -> Path:
+    """A second of silence: a file with sound and no picture."""
+    with av.open(str(path), "w") as c:
+        a = c.add_stream("pcm_s16le", rate=8000, layout="mono")
+        fr = av.AudioFrame.from_ndarray(np.zeros((1, 8000), np.int16), format="s16", layout="mono")
+        fr.sample_rate = 8000
+        for p in [*a.encode(fr), *a.encode(None)]:
+            c.mux(p)
+    return path
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     import tiny_models
@@ -181,13 +192,7 @@ def test_broken_videos_are_one_line(tmp_path, kind, expected):
     elif kind == "garbage":
         path.write_bytes(os.urandom(4096))
     elif kind == "sound":
-        path = tmp_path / "sound.wav"
-        with av.open(str(path), "w") as c:
-            a = c.add_stream("pcm_s16le", rate=8000, layout="mono")
-            fr = av.AudioFrame.from_ndarray(np.zeros((1, 8000), np.int16), format="s16", layout="mono")
-            fr.sample_rate = 8000
-            for p in [*a.encode(fr), *a.encode(None)]:
-                c.mux(p)
+        path = silent_wav(tmp_path / "sound.wav")
     with pytest.raises(InputError) as err:
         probe_video(path)
     assert expected in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
@@ -327,13 +332,7 @@ def test_refusals_are_one_line_and_write_nothing(models, video, tmp_path, capsys
     from pipeline.cli import main
 
     out = tmp_path / "out"
-    audio_only = tmp_path / "song.wav"
-    with av.open(str(audio_only), "w") as c:
-        a = c.add_stream("pcm_s16le", rate=8000, layout="mono")
-        fr = av.AudioFrame.from_ndarray(np.zeros((1, 8000), np.int16), format="s16", layout="mono")
-        fr.sample_rate = 8000
-        for p in [*a.encode(fr), *a.encode(None)]:
-            c.mux(p)
+    audio_only = silent_wav(tmp_path / "song.wav")
     truncated = tmp_path / "cut.mp4"
     truncated.write_bytes(video.read_bytes()[:300])
     cases = [
