@@ -10,6 +10,9 @@
 # Named:
 #   bash full_pipeline.sh --input DIR --output OUT [flags]
 #   bash full_pipeline.sh --prompts SCHEDULE --output OUT [flags]   a prompt walk
+#   bash full_pipeline.sh --zoom PROMPTS --output OUT [flags]       an infinite zoom: the
+#     levels (--levels-only, the GPU part), then the frames and video (--render); flags are
+#     `artwalk zoom`'s (`python -m pipeline zoom --help`); --zoom --through FOLDER needs no PROMPTS
 #
 # The flags are those of `artwalk run` (`python -m pipeline run --help` lists them
 # all, each with its stage's default; a prompt walk's: `python -m pipeline prompts --help`): --preset auto|cpu|gpu, -S, -I, -F, --fps,
@@ -25,11 +28,13 @@ set -euo pipefail
 
 PYTHON="${PYTHON:-python}"
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
 
 input=""
 output=""
 prompts=0
+zoom=0
+zoom_prompts=()
 rest=()
 fail() { echo "error: full_pipeline.sh: $1 (see --help)" >&2; exit 2; }
 
@@ -49,7 +54,8 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help)
             usage; echo
-            if [[ " ${rest[*]-} $* " == *" --prompts"* ]]; then "$PYTHON" -m pipeline prompts --help
+            if [[ "$zoom" == 1 || " $* " == *" --zoom"* ]]; then "$PYTHON" -m pipeline zoom --help
+            elif [[ " ${rest[*]-} $* " == *" --prompts"* ]]; then "$PYTHON" -m pipeline prompts --help
             else "$PYTHON" -m pipeline run --help; fi
             exit 0 ;;
         --input|--output)
@@ -59,9 +65,24 @@ while [[ $# -gt 0 ]]; do
         --input=*) input="${1#--input=}"; shift ;;
         --output=*) output="${1#--output=}"; shift ;;
         --prompts|--prompts=*) prompts=1; rest+=("$1"); shift ;;
+        --zoom)
+            zoom=1; shift
+            if [[ $# -gt 0 && "$1" != -* ]]; then zoom_prompts=("$1"); shift; fi ;;
+        --zoom=*) zoom=1; zoom_prompts=("${1#--zoom=}"); shift ;;
         *) rest+=("$1"); shift ;;
     esac
 done
+if [[ "$zoom" == 1 ]]; then
+    # Seed 003's two steps on one run folder: the levels (GPU), then the frames and video (CPU).
+    if [[ -n "$input" || "$prompts" == 1 ]]; then fail "--zoom takes its levels from PROMPTS or --through FOLDER"; fi
+    if [[ -z "$output" ]]; then fail "give the run folder with --output OUT"; fi
+    "$PYTHON" -m pipeline zoom --levels-only ${rest[@]+"${rest[@]}"} -- ${zoom_prompts[@]+"${zoom_prompts[@]}"} "$output"
+    common=()
+    for flag in ${rest[@]+"${rest[@]}"}; do
+        case "$flag" in -q|--quiet|-v|--verbose|--wait) common+=("$flag") ;; esac
+    done
+    exec "$PYTHON" -m pipeline zoom --render ${common[@]+"${common[@]}"} -- "$output"
+fi
 if [[ "$prompts" == 1 && -n "$input" ]]; then
     fail "give images (--input DIR or the positional form) or --prompts SCHEDULE, not both"
 fi

@@ -124,7 +124,7 @@ class VideoConfig:
     source: str = setting("auto", "frames to encode: upscaled/ (stage 3) or frames/ (stage 2); auto takes "
                           "upscaled/ when stage 3 was run", choices=SOURCES, key=False)
     contact_sheet: bool = setting(True, "write <video name>_keyframes.png, the keyframes in a grid", key=False)
-    clean: bool = setting(False, "after a successful encode, delete keyframes/, frames/, upscaled/ and chunks/ from "
+    clean: bool = setting(False, "after a successful encode, delete keyframes/, levels/, frames/, upscaled/ and chunks/ from "
                           "the run folder (the video, its record, its contact sheet and walk.json stay)", key=False)
     progress: bool = setting(True, cli=False, key=False)
     wait: bool = setting(False, "if another process works in OUT, wait for it instead of stopping", control=True)
@@ -544,9 +544,11 @@ def write_contact_sheet(run_dir: Path, path: Path) -> Path | None:
         rgb = read_frame_u8(run_dir.joinpath(*rel.parts))
         thumb = cv2.resize(rgb, (THUMB_WIDTH, thumb_h), interpolation=cv2.INTER_AREA)
         sheet.paste(Image.fromarray(thumb), (x, y))
-        original = entry.get("kind") in ("original", "keyframe")
+        original = entry.get("kind") in ("original", "keyframe", "level")
         if entry.get("kind") == "keyframe":  # a prompt keyframe: its frame and prompt
             head, name = f"{entry.get('frame')}:", str(entry.get("prompt", ""))
+        elif entry.get("kind") == "level":  # a zoom's level: its index, and its prompt or image
+            head, name = f"level {entry.get('level')}:", str(entry.get("prompt") or entry.get("source", ""))
         else:
             head, name = f"{i + 1} ", str(entry.get("source") or rel.name) if original else "in-between"
         label = _fit(draw, f"{head} {' '.join(name.split())}", font, THUMB_WIDTH - 4)  # one line

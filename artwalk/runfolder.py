@@ -6,6 +6,7 @@ One walk is one folder::
       walk.json                 what was asked (written by the driver)
       keyframes/manifest.json   stage 1: conformed originals + in-betweens
       keyframes/units/<key>/    one folder per unit of work, named by its cache key
+      levels/manifest.json      a zoom's levels upscaled to the output size (stage 3)
       frames/manifest.json      stage 2: unique frames + the timeline
       frames/units/<key>/       motion frames of one segment
       upscaled/manifest.json    stage 3: unique frames at the target size + timeline
@@ -59,6 +60,7 @@ LOCK_PID_ENV = "ARTWALK_LOCK_PID"  # set by a driver that holds the lock for the
 # Stage folder names inside a run folder, and the command that fills each.
 STAGE_DIRS = {
     "keyframes": "python -m diffusion_models",
+    "levels": "artwalk zoom --levels-only",  # a zoom's levels, upscaled (stage 3 on the keyframes)
     "frames": "python -m frame_interpolation",
     "upscaled": "python -m super_resolution",
     "chunks": "python generate_videos.py",

@@ -175,8 +175,10 @@ class SDFamilyEngine:
         return self.text2image.render(cond)
 
     @torch.no_grad()
-    def outpaint(self, canvas: np.ndarray, region: np.ndarray, seed: int, prompt: str | None = None) -> np.ndarray:
-        """Paint ``region`` of ``canvas`` with the SD inpainting model."""
+    def outpaint(self, canvas: np.ndarray, region: np.ndarray, seed: int, prompt: str | None = None,
+                 negative: str | None = None) -> np.ndarray:
+        """Paint ``region`` of ``canvas`` with the SD inpainting model (``prompt`` and ``negative``:
+        instead of the engine's own)."""
         pipe = self.pipes.get("inpaint")
         height, width = canvas.shape[:2]
         pw, ph = padded_size(width, height, max(8, pipe.vae_scale_factor))
@@ -186,7 +188,8 @@ class SDFamilyEngine:
         with self.rt.memory(f"{self.name} outpainting at {pw}x{ph}"):
             out = pipe(
                 prompt=(prompt if prompt is not None else self.prompt) or "",
-                negative_prompt=self.negative_prompt or None, image=to_uint8_pil(pad_to(canvas, pw, ph)),
+                negative_prompt=(negative if negative is not None else self.negative_prompt) or None,
+                image=to_uint8_pil(pad_to(canvas, pw, ph)),
                 mask_image=to_uint8_pil(np.repeat(mask[..., None], 3, axis=2)), height=ph, width=pw, strength=1.0,
                 num_inference_steps=self.steps, guidance_scale=self.guidance, generator=generator(seed),
                 output_type="np",

@@ -28,7 +28,8 @@ are referenced there; a motion frame is ``{path, index}`` in its segment file, r
 per video frame.
 
 Engines (:mod:`frame_interpolation.engines`): ``flow`` (the default, classical),
-``blend``, and ``film`` (FILM on the published weights; its options are described in
+``blend``, ``zoom`` (an infinite zoom's frames from its levels: :mod:`frame_interpolation.zoom`),
+and ``film`` (FILM on the published weights; its options are described in
 :mod:`frame_interpolation.film`).
 
 ``check(config)`` checks what needs no earlier stage (timeline, engine, options,
@@ -100,6 +101,17 @@ class MotionConfig:
                                      engine=True, metavar="PX")
     block_overlap: int | None = setting(None, "film: pixels shared by neighbouring blocks "
                                         f"({ENGINES.defaults_text('block_overlap')})", engine=True, metavar="PX")
+    # zoom's options
+    seconds_per_level: float | None = setting(None, "zoom: seconds from one level to the next; frames per level = "
+                                              "round(fps x seconds) "
+                                              f"({ENGINES.defaults_text('seconds_per_level')})", engine=True,
+                                              metavar="SEC")
+    direction: str | None = setting(None, "zoom: out (from level 0 outwards) or in (the same frames backwards) "
+                                    f"({ENGINES.defaults_text('direction')})", engine=True, choices=("out", "in"))
+    hold_start: float | None = setting(None, "zoom: seconds the first frame is held "
+                                       f"({ENGINES.defaults_text('hold_start')})", engine=True, metavar="SEC")
+    hold_end: float | None = setting(None, "zoom: seconds the last frame is held "
+                                     f"({ENGINES.defaults_text('hold_end')})", engine=True, metavar="SEC")
 
     def __post_init__(self) -> None:
         self.spec  # validates fps, seconds and easing
@@ -132,8 +144,13 @@ def run(config: MotionConfig, engine: MotionEngine | None = None) -> MotionResul
     start = time.monotonic()
     engine = engine or check(config)
     spec = config.spec
+    if "levels" in ENGINES.get(engine.name).features:
+        return _run_zoom(config, engine, start)
     with run_lock(config.run_dir, config.wait, create=False) as run_dir:
         keyframes = read_manifest(run_dir, "keyframes")
+        if "zoom" in keyframes:
+            raise ConfigError(f"{run_dir / 'keyframes'} holds a zoom's levels: compose its frames with "
+                              "--motion-engine zoom (artwalk zoom OUT --render)")
         keys = keyframes["outputs"]
         positioned = "frames" in keyframes  # keyframes at explicit frames (a prompt walk)
         loop = (config.loop or keyframes.get("loop", False)) and len(keys) > 1 and not positioned
@@ -193,6 +210,21 @@ def run(config: MotionConfig, engine: MotionEngine | None = None) -> MotionResul
         motion_frames=len(frames) - len(keys), reused=store.reused, computed=store.computed,
         seconds=time.monotonic() - start,
     )
+
+
+def _run_zoom(config: MotionConfig, engine, start: float) -> MotionResult:
+    from frame_interpolation.zoom import run_zoom
+
+    with run_lock(config.run_dir, config.wait, create=False) as run_dir:
+        store = UnitStore.open(run_dir / STAGE, verify=config.verify)
+        body = run_zoom(config, engine, run_dir, store)
+        manifest = write_manifest(run_dir / STAGE, STAGE, config=record(config), engine=engine.identity(), **body)
+        store.prune()
+    frames = body["frames"]
+    log.info("motion: %d frames in the timeline, %d unique; %s", len(body["timeline"]), len(frames), store.summary())
+    return MotionResult(run_dir=run_dir, manifest=manifest, frames=len(body["timeline"]), unique_frames=len(frames),
+                        motion_frames=len(frames), reused=store.reused, computed=store.computed,
+                        seconds=time.monotonic() - start)
 
 
 def _song_energy(config: MotionConfig, keyframes: dict, keys: list[dict], positioned: bool, loop: bool):

@@ -6,8 +6,9 @@
   yields one frame of the same shape per time in (0, 1), in order, as a generator.
 
 Engines: ``flow`` (:mod:`frame_interpolation.flow`, the CPU default), ``blend``
-(:mod:`frame_interpolation.blend`) and ``none`` (no motion: every frame was
-diffused) need no weights; ``film``
+(:mod:`frame_interpolation.blend`), ``zoom`` (:mod:`frame_interpolation.zoom`: an infinite
+zoom's frames from its levels, the ``levels`` feature) and ``none`` (no motion: every frame
+was diffused) need no weights; ``film``
 (:mod:`frame_interpolation.film`) is imported only when asked for, so PyTorch is not
 needed for the others.
 """
@@ -46,6 +47,11 @@ ENGINES = EngineRegistry("motion", [
     EngineSpec("flow", "frame_interpolation.flow:FlowEngine",
                "bidirectional DIS optical flow, occlusion-aware warp and blend (classical, no weights)"),
     EngineSpec("blend", "frame_interpolation.blend:BlendEngine", "a plain cross-fade"),
+    EngineSpec("zoom", "frame_interpolation.zoom:ZoomEngine",
+               "an infinite zoom's frames, each composed from every level it shows at that level's resolution "
+               "(artwalk zoom)", options=("seconds_per_level", "direction", "hold_start", "hold_end"),
+               features=("levels",), defaults={"seconds_per_level": 2.0, "direction": "out", "hold_start": 0.0,
+                                               "hold_end": 0.0}),
     EngineSpec("none", "frame_interpolation.engines:NoneEngine",
                "no motion frames: for prompt walks whose every frame was diffused (--diffuse every)"),
     EngineSpec(

@@ -3,6 +3,8 @@
     artwalk run INPUT OUT [flags]                  plan, then the four stages
     artwalk prompts SCHEDULE OUT [flags]           the same from a prompt schedule
     artwalk video-init VIDEO OUT --prompts SCHEDULE   a video's frames restyled by img2img
+    artwalk zoom PROMPTS OUT [flags]               an infinite zoom (--through FOLDER: your images;
+                                                   --levels-only, then OUT --render: two steps)
     artwalk plan [INPUT] OUT [flags] [--stage-args FILE]   (--prompts SCHEDULE instead of INPUT)
     artwalk interrogate FOLDER [flags]             a prompt per image into FOLDER/desc.csv
     artwalk audio SONG [--fps 24] [--on beats]     a song's events as keyframe frames
@@ -30,6 +32,7 @@ from pipeline import audio_cmd
 from pipeline import inspire_cmd
 from pipeline import interrogate_cmd
 from pipeline import schedule_cmd
+from pipeline import zoom as zoom_cmd
 from pipeline.walk import add_walk_flags, plan_walk, run_walk, write_walk_json
 
 log = logging.getLogger("artwalk")
@@ -124,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspire_cmd.add_command(sub)
     interrogate_cmd.add_command(sub)
     schedule_cmd.add_command(sub)
+    zoom_cmd.add_command(sub)
     return p
 
 

@@ -115,6 +115,8 @@ SHARED = {
 PROMPT_ONLY = PROMPT_SETTINGS
 IMAGE_ONLY = ("interpolation_steps", "no_originals", "outpaint", "prompts_csv", "outpaint_model", "fit",
               "square_crop", "sec_interpolation", "sec_freeze", "loop", "prompt", "strength", "noise_level")
+# The zoom engine's options: `artwalk zoom` has them, a walk does not.
+ZOOM_ONLY = ("seconds_per_level", "direction", "hold_start", "hold_end")
 # A video init takes its frames, rate and length from the video (--fit and --strength it keeps).
 NOT_VIDEO = tuple(f for f in IMAGE_ONLY if f not in ("fit", "strength")) + (
     "frames", "diffuse", "fps", "sync_audio", "sync_on", "sync_component", "trim", "prior_model")
@@ -162,7 +164,7 @@ def add_walk_flags(p: argparse.ArgumentParser, source: str = "images") -> None:
     p.add_argument("output", type=Path, metavar="OUT", nargs="?" if source == "either" else None,
                    help="run folder to write (reruns resume and reuse work)")
     skip = {"images": PROMPT_ONLY + VIDEO_SETTINGS, "prompts": IMAGE_ONLY + VIDEO_SETTINGS,
-            "video": ("video_init", "strength", *NOT_VIDEO), "either": ()}[source]
+            "video": ("video_init", "strength", *NOT_VIDEO), "either": ()}[source] + ZOOM_ONLY
     walk = p.add_argument_group("the walk")
     walk.add_argument("--preset", default="auto", choices=["auto", "cpu", "gpu"],
                       help="engine set: gpu (Kandinsky, FILM, Real-ESRGAN) or cpu (classical, no weights); auto "
@@ -451,6 +453,8 @@ def plan_walk(args: argparse.Namespace) -> Walk:
     if walk.motion.engine == "none" and not every_frame:
         raise ConfigError("motion engine none makes no motion frames: it is for prompt walks with --diffuse every "
                           "and video inits with --every 1")
+    if "levels" in REGISTRIES["motion"].get(walk.motion.engine).features:
+        raise ConfigError(f"motion engine {walk.motion.engine} composes an infinite zoom's levels: use `artwalk zoom`")
     walk.motion_engine = frame_interpolation.check(walk.motion)
     if walk.upscale is not None:
         walk.upscale_engine = super_resolution.check(walk.upscale)

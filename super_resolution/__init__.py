@@ -22,6 +22,11 @@ time). Targets are the core's (:mod:`artwalk.sizes`); the engines are listed in
 :mod:`super_resolution.engines`, the neural one's options in
 :mod:`super_resolution.realesrgan`.
 
+A zoom's levels (``OUT/keyframes/`` with a ``zoom`` section) are upscaled before any frame
+is made: :func:`run_levels` writes ``OUT/levels/``, one unit per level at the target size,
+from which stage 2's ``zoom`` engine composes every frame (so only the levels are
+upscaled, never the frames).
+
 ``check(config)`` checks everything that needs no earlier stage (engine, options,
 weights, target) and returns the engine; ``run(UpscaleConfig(...), engine=None) -> UpscaleResult``. The CLI is
 ``python -m super_resolution``.
@@ -145,8 +150,42 @@ def run(config: UpscaleConfig, engine: UpscaleEngine | None = None) -> UpscaleRe
                          seconds=time.monotonic() - start)
 
 
+LEVELS = "levels"
+
+
+def run_levels(config: UpscaleConfig, engine: UpscaleEngine | None = None) -> UpscaleResult:
+    """A zoom's levels at the target size: ``OUT/levels/`` (always stored, even for lanczos)."""
+    start = time.monotonic()
+    engine = engine or check(config)
+    with run_lock(config.run_dir, config.wait, create=False) as run_dir:
+        source = read_manifest(run_dir, "keyframes")
+        if "zoom" not in source:
+            raise ConfigError(f"{run_dir / 'keyframes'} holds a walk's keyframes, not a zoom's levels; make them with "
+                              "`artwalk zoom --levels-only`")
+        width, height = target_size(config.target, *source["size"])
+        levels = source["outputs"]
+        log.info("upscale: %d zoom level(s) %dx%d -> %dx%d with %s", len(levels), *source["size"], width, height,
+                 engine.name)
+        store = UnitStore.open(run_dir / LEVELS, verify=config.verify)
+        identity = engine.identity()
+        keys = [cache_key(kind="upscale", sha256=f["sha256"], size=[width, height], engine=identity) for f in levels]
+        records = _upscale_missing(config, engine, store, run_dir, levels, keys, (width, height), "upscaling levels")
+        outputs = [{**entry, "path": store.relpath(key, FRAME, run_dir), "sha256": records[key]["files"][0]["sha256"]}
+                   for key, entry in zip(keys, levels)]
+        manifest = write_manifest(
+            run_dir / LEVELS, LEVELS, config=record(config), engine=identity,
+            upstream=sha256_file(run_dir / "keyframes" / "manifest.json"),
+            inputs=[{"path": f["path"], "sha256": f["sha256"]} for f in levels], outputs=outputs,
+            size=[width, height], zoom=source["zoom"],
+        )
+        store.prune()
+    log.info("upscale: %s", store.summary())
+    return UpscaleResult(run_dir=run_dir, manifest=manifest, width=width, height=height, unique_frames=len(outputs),
+                         reused=store.reused, computed=store.computed, seconds=time.monotonic() - start)
+
+
 def _upscale_missing(config: UpscaleConfig, engine, store: UnitStore, run_dir: Path, sources: list[dict],
-                     keys: list[str], size: tuple[int, int]) -> dict[str, dict]:
+                     keys: list[str], size: tuple[int, int], desc: str = "upscaling") -> dict[str, dict]:
     """Each key's unit record: reused where intact, else upscaled now (equal frames once)."""
     records: dict[str, dict] = {}
     todo: dict[str, int] = {}  # key -> first frame with it
@@ -174,7 +213,7 @@ def _upscale_missing(config: UpscaleConfig, engine, store: UnitStore, run_dir: P
 
     workers = config.workers or os.cpu_count() or 1
     with reader, ThreadPoolExecutor(max_workers=workers) as pool, progress(
-            total=len(records) + len(pending), initial=len(records), desc="upscaling", unit="frame",
+            total=len(records) + len(pending), initial=len(records), desc=desc, unit="frame",
             enabled=config.progress) as bar:
         for done in pool.map(compute, batches):
             bar.update(done)

@@ -1,0 +1,293 @@
+"""``artwalk zoom``: an infinite zoom, as the walk's four stages on one run folder.
+
+::
+
+    artwalk zoom PROMPTS OUT [flags]                 levels, upscaled levels, frames, video
+    artwalk zoom --through FOLDER OUT [flags]        the same through your own images (no weights)
+    artwalk zoom PROMPTS OUT --levels-only           step 1 (the GPU part): levels, upscaled
+    artwalk zoom OUT --render                        step 2 (the CPU part): frames, encode, audio
+
+Stage 1 makes the levels (:mod:`diffusion_models.zoom`), stage 3 brings them to the
+output size (:func:`super_resolution.run_levels`: Real-ESRGAN on GPU, Lanczos on CPU),
+stage 2's ``zoom`` engine composes every frame from them (:mod:`frame_interpolation.zoom`)
+and stage 4 encodes the frames with the soundtrack. Everything is checked before any work
+and one plan line says what the zoom makes; every stage caches its units, so a rerun
+resumes and a changed prompt redoes only its level, those outside it and their frames.
+
+``OUT/zoom.json`` records the flags given; ``--render`` starts from them, so the second
+step needs only OUT (flags given to it override the recorded ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import frame_interpolation
+import generate_videos
+import super_resolution
+from artwalk import __version__
+from artwalk.config import add_flags, from_record, given
+from artwalk.errors import ConfigError, InputError, StageOrderError
+from artwalk.fsutil import atomic_write_json, check_writable, free_bytes, human_bytes
+from artwalk.plan import PNG_BYTES_PER_PIXEL, WalkPlan, plan_counts
+from artwalk.runfolder import MANIFEST, check_layout, read_manifest, run_lock
+from artwalk.sizes import target_size
+from artwalk.zoom import frames_per_level, hold_frames, zoom_timeline
+from diffusion_models.zoom import ZoomLevelsConfig, check_zoom, run_zoom
+from frame_interpolation import MotionConfig
+from generate_videos import VideoConfig
+from pipeline.presets import REGISTRIES, resolve_preset
+from super_resolution import UpscaleConfig
+
+log = logging.getLogger("artwalk")
+
+RECORD = "zoom.json"
+MOTION = ("fps", "seconds_per_level", "direction", "hold_start", "hold_end", "loop", "keep_frames")
+UPSCALE_DESTS = {"engine": "upscale_engine", "model": "upscale_model"}
+VIDEO_DESTS = {"output": "video"}
+SHARED = ("device", "dtype", "wait", "verify")  # given once, for every stage that takes them
+
+
+def add_command(sub) -> None:
+    z = sub.add_parser(
+        "zoom", help="an infinite zoom from prompts (outpainted levels) or through your own images",
+        description="An infinite zoom video. Level 0 is text to image of the schedule's line 0 (or --start IMAGE); "
+        "each next level is the last one shrunk by --zoom-factor into the centre of a W x H canvas, its border "
+        "outpainted with that level's prompt (the schedule is keyed by level). --through FOLDER zooms through "
+        "your own images instead, with no weights. The levels are upscaled to --target, then every frame is "
+        "composed from all the levels it shows, each at its own resolution. Two steps, as on a GPU machine and "
+        "a CPU one: --levels-only, then `artwalk zoom OUT --render`.")
+    add_zoom_flags(z)
+    from artwalk.cli import add_common_flags
+
+    add_common_flags(z)
+    z.set_defaults(func=zoom_command)
+
+
+def add_zoom_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("prompts", nargs="?", metavar="PROMPTS",
+                   help="the prompt schedule keyed by level: a file of 'LEVEL: prompt' lines ('0: a forest', "
+                   "'3: a city at night --neg blur'), or that text; not with --render")
+    p.add_argument("output", nargs="?", type=Path, metavar="OUT", help="run folder (reruns resume and reuse work)")
+    steps = p.add_argument_group("the zoom")
+    steps.add_argument("--levels-only", action="store_true",
+                       help="step 1 only: make the levels and upscale them (the GPU part)")
+    steps.add_argument("--render", action="store_true",
+                       help="step 2 only: compose the frames from OUT's levels and encode the video (the CPU "
+                       "part); takes the flags recorded in OUT/zoom.json")
+    steps.add_argument("--preset", default="auto", choices=["auto", "cpu", "gpu"],
+                       help="the upscale engine: gpu (Real-ESRGAN) or cpu (Lanczos); auto picks gpu when CUDA and "
+                       "its engines are there (default auto); --upscale-engine overrides it")
+    steps.add_argument("--no-upscale", action="store_true",
+                       help="compose the frames at the levels' own size (W x H), not --target")
+    seen: set[str] = set()
+    add_flags(p.add_argument_group("levels (stage 1)"), ZoomLevelsConfig, seen=seen,
+              flags={"engine": ("--engine", "--keyframe-engine")})
+    add_flags(p.add_argument_group("frames (stage 2, motion engine zoom)"), MotionConfig, names=MOTION, seen=seen,
+              helps={"loop": "the last level blends back into the first: the video loops without a seam",
+                     "keep_frames": "store each frame as a PNG file, not each level's frames in one lossless file"})
+    add_flags(p.add_argument_group("upscaling the levels (stage 3)"), UpscaleConfig, exclude=("keep_frames",),
+              seen=seen, flags={"engine": ("--upscale-engine",), "model": ("--upscale-model",)}, dests=UPSCALE_DESTS,
+              helps={"target": "the output size the levels are upscaled to and the frames made at: a scale (x2), a "
+                               "name (720p, 1080p, 2k, 4k) or WxH, a box the level fits inside (default 2k)",
+                     "engine": "upscale engine: lanczos or realesrgan (default: the preset's)"})
+    add_flags(p.add_argument_group("video (stage 4)"), VideoConfig, exclude=("source",), seen=seen,
+              flags={"output": ("--video", "-o")}, dests=VIDEO_DESTS)
+
+
+@dataclass
+class Zoom:
+    run_dir: Path
+    levels: ZoomLevelsConfig | None  # None with --render
+    upscale: UpscaleConfig | None  # None with --no-upscale
+    motion: MotionConfig
+    video: VideoConfig
+    given: dict[str, dict[str, Any]]
+    reason: str
+    steps: tuple[str, ...]  # of levels, upscale, frames, video
+    plan: WalkPlan | None = None
+
+
+def _json(values: dict) -> dict:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
+
+
+def configure(args: argparse.Namespace) -> Zoom:
+    """The stages' configs from the flags (and with --render, OUT/zoom.json's)."""
+    if args.levels_only and args.render:
+        raise ConfigError("--levels-only and --render are the two steps: give one of them, or neither for both")
+    prompts, out = args.prompts, args.output
+    if out is None and prompts is not None and (args.render or "through" in vars(args)):
+        prompts, out = None, Path(prompts)  # the one folder given is OUT
+    if out is None:
+        raise ConfigError("give PROMPTS and OUT (or --through FOLDER OUT, or OUT --render)")
+    values = {"levels": given(args, ZoomLevelsConfig), "motion": given(args, MotionConfig),
+              "upscale": given(args, UpscaleConfig, UPSCALE_DESTS), "video": given(args, VideoConfig, VIDEO_DESTS)}
+    values["motion"] = {k: v for k, v in values["motion"].items() if k in MOTION + ("wait", "verify")}
+    if args.render:
+        if prompts is not None:
+            raise ConfigError("--render composes OUT's levels: give only OUT (the prompts made the levels)")
+        asked = [k for k in values["levels"] if k not in SHARED]
+        if asked:
+            raise ConfigError(f"--render composes the levels already in {out}: the level flags (--"
+                              f"{asked[0].replace('_', '-')}, ...) belong to the first step")
+        recorded = _read_record(out)
+        for stage in ("motion", "upscale", "video"):
+            kept = (recorded.get("given") or {}).get(stage) or {}
+            values[stage] = {**kept, **values[stage]}
+        args.no_upscale = args.no_upscale or recorded.get("no_upscale", False)
+    else:
+        values["levels"]["prompts"] = prompts
+    preset, engines, reason = resolve_preset(args.preset)
+    if args.no_upscale:
+        dropped = [k for k in values["upscale"] if k not in SHARED]
+        if dropped and not args.render:
+            raise ConfigError(f"--no-upscale skips stage 3, so --{dropped[0].replace('_', '-')} would do nothing")
+    values["upscale"].setdefault("engine", engines.upscale)
+    _route_shared(args, values)
+    progress = not args.quiet
+    levels = None if args.render else ZoomLevelsConfig(run_dir=out, progress=progress, **_typed(ZoomLevelsConfig,
+                                                                                                values["levels"]))
+    upscale = None if args.no_upscale else UpscaleConfig(run_dir=out, progress=progress,
+                                                         **_typed(UpscaleConfig, values["upscale"]))
+    motion = MotionConfig(run_dir=out, progress=progress, engine="zoom", **_typed(MotionConfig, values["motion"]))
+    video = VideoConfig(run_dir=out, progress=progress, source="frames", **_typed(VideoConfig, values["video"]))
+    steps = ("levels", "upscale") if args.levels_only else ("upscale", "frames", "video") if args.render else \
+        ("levels", "upscale", "frames", "video")
+    if upscale is None:
+        steps = tuple(s for s in steps if s != "upscale")
+    return Zoom(out, levels, upscale, motion, video, values, reason, steps)
+
+
+def _typed(cls, values: dict) -> dict:
+    """Recorded (JSON) values typed again (paths), as the config wants them."""
+    return {**values, **from_record(cls, values)}
+
+
+def _route_shared(args: argparse.Namespace, values: dict) -> None:
+    """--device and --dtype go to stage 1 (engine sd) and to an upscale engine that takes them
+    (--wait and --verify reach every stage by their names alone)."""
+    for name in ("device", "dtype"):
+        if name not in vars(args):
+            continue
+        takers = []
+        level_engine = values["levels"].get("engine") or ("none" if "through" in values["levels"] else "sd")
+        if level_engine == "sd" and not args.render:
+            takers.append("levels")
+        else:
+            values["levels"].pop(name, None)
+        if name in REGISTRIES["upscale"].get(values["upscale"]["engine"]).options and not args.no_upscale:
+            takers.append("upscale")
+        else:
+            values["upscale"].pop(name, None)
+        if not takers:
+            raise ConfigError(f"--{name}: no stage of this zoom takes it (levels engine {level_engine}, upscale "
+                              f"{'off' if args.no_upscale else values['upscale']['engine']})")
+
+
+def _read_record(run_dir: Path) -> dict:
+    import json
+
+    path = Path(run_dir) / RECORD
+    if not (Path(run_dir) / "keyframes" / MANIFEST).is_file():
+        raise StageOrderError(f"{run_dir}: no zoom levels here; make them first with `artwalk zoom PROMPTS "
+                              f"{run_dir} --levels-only` (or --through FOLDER)")
+    try:
+        record = json.loads(path.read_text("utf-8")) if path.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable ({exc}); rerun the first step (--levels-only)") from None
+    return record if isinstance(record, dict) else {}
+
+
+def plan_zoom(args: argparse.Namespace) -> tuple[Zoom, Any]:
+    """Configure and check everything the asked steps need; log the plan. Writes nothing."""
+    zoom = configure(args)
+    log.info("artwalk %s: zoom (%s; upscale %s)", __version__, zoom.reason,
+             "off" if zoom.upscale is None else zoom.upscale.engine)
+    check_writable(zoom.run_dir, "run folder")
+    check_layout(zoom.run_dir)
+    level_plan = None
+    if zoom.levels is not None:
+        level_plan = check_zoom(zoom.levels)
+        count, size = len(level_plan.levels), (zoom.levels.width, zoom.levels.height)
+    else:
+        keyframes = read_manifest(zoom.run_dir, "keyframes")
+        if "zoom" not in keyframes:
+            raise ConfigError(f"{zoom.run_dir}: its keyframes are a walk's, not a zoom's levels")
+        count, size = int(keyframes["zoom"]["levels"]), tuple(int(v) for v in keyframes["size"])
+    engines = {}
+    if "upscale" in zoom.steps:
+        engines["upscale"] = super_resolution.check(zoom.upscale)
+    engines["motion"] = frame_interpolation.check(zoom.motion)
+    audio_s = generate_videos.check(zoom.video, zoom.motion.fps) if "video" in zoom.steps else None
+    out_size = target_size(zoom.upscale.target, *size) if zoom.upscale is not None else size
+    engine = engines["motion"]
+    n = frames_per_level(zoom.motion.fps, engine.seconds_per_level)
+    timeline = zoom_timeline(count, n, zoom.motion.loop, engine.direction,
+                             hold_frames(zoom.motion.fps, engine.hold_start, "--hold-start"),
+                             hold_frames(zoom.motion.fps, engine.hold_end, "--hold-end"))
+    factor = zoom.levels.zoom_factor if zoom.levels is not None else float(keyframes["zoom"]["factor"])
+    span = (count if zoom.motion.loop else count - 1) * math.log10(factor)
+    log.info("zoom: %d levels x%g (1e%.1f in all), %d frames per level (%g s at %g fps), %s%s, %dx%d -> %dx%d",
+             count, factor, span, n, engine.seconds_per_level, zoom.motion.fps, engine.direction,
+             ", looped" if zoom.motion.loop else "", *size, *out_size)
+    unique = len(timeline.positions)
+    frames = plan_counts(timeline.frames, unique, zoom.motion.fps, out_size, keyframes=0,
+                         motion_pngs=zoom.motion.keep_frames, chunked=zoom.video.video_format != "gif")
+    levels_bytes = count * PNG_BYTES_PER_PIXEL * (size[0] * size[1] + (out_size[0] * out_size[1]
+                                                                         if zoom.upscale is not None else 0))
+    zoom.plan = WalkPlan(timeline.frames, unique, frames.duration_s, int(frames.intermediate_bytes + levels_bytes),
+                         frames.video_bytes)
+    log.info("%s", zoom.plan.describe(zoom.run_dir))
+    if audio_s is not None and audio_s + 0.5 / zoom.motion.fps + 1e-3 < zoom.plan.duration_s:
+        log.warning("warning: the soundtrack is %.1f s, shorter than the %.1f s video: the end will be silent",
+                    audio_s, zoom.plan.duration_s)
+    there = sum(p.stat().st_size for p in zoom.run_dir.rglob("*") if p.is_file()) if zoom.run_dir.is_dir() else 0
+    if zoom.plan.disk_bytes - there > free_bytes(zoom.run_dir):
+        raise InputError(f"{zoom.run_dir}: not enough disk: the zoom needs about "
+                         f"{human_bytes(zoom.plan.disk_bytes - there)} more, {human_bytes(free_bytes(zoom.run_dir))} "
+                         "free")
+    return zoom, (level_plan, engines)
+
+
+def zoom_command(args: argparse.Namespace):
+    """Plan, then the asked steps in this process, holding the run folder's lock throughout."""
+    zoom, (level_plan, engines) = plan_zoom(args)
+    with run_lock(zoom.run_dir, zoom.video.wait):
+        if zoom.levels is not None:
+            atomic_write_json(zoom.run_dir / RECORD, {
+                "artwalk": __version__, "given": {s: _json(v) for s, v in zoom.given.items() if s != "levels"},
+                "levels": _json(zoom.given["levels"]), "no_upscale": zoom.upscale is None,
+                "frames": zoom.plan.frames, "duration_s": zoom.plan.duration_s})
+            run_zoom(zoom.levels, level_plan)
+        if "upscale" in zoom.steps:
+            if not (zoom.levels is None and _levels_current(zoom)):
+                super_resolution.run_levels(zoom.upscale, engines["upscale"])
+        elif zoom.upscale is None and (zoom.run_dir / "levels").is_dir():
+            import shutil
+
+            shutil.rmtree(zoom.run_dir / "levels")  # --no-upscale: the frames come from the levels themselves
+        if "frames" not in zoom.steps:
+            log.info("levels ready in %s; render the video with `artwalk zoom %s --render`", zoom.run_dir,
+                     zoom.run_dir)
+            return None
+        frame_interpolation.run(zoom.motion, engines["motion"])
+        return generate_videos.run(zoom.video)
+
+
+def _levels_current(zoom: Zoom) -> bool:
+    """--render: the levels/ of step 1 are there, made from the current levels at this target."""
+    from artwalk.fsutil import sha256_file
+
+    try:
+        levels = read_manifest(zoom.run_dir, "levels")
+    except StageOrderError:
+        return False
+    size = target_size(zoom.upscale.target, *read_manifest(zoom.run_dir, "keyframes")["size"])
+    return levels.get("upstream") == sha256_file(zoom.run_dir / "keyframes" / MANIFEST) and \
+        list(levels.get("size", [])) == list(size)
