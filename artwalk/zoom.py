@@ -13,7 +13,8 @@ same scale ratio Z^(1/n) and share their centre::
 A frame is composed (:func:`compose`) from every level visible in it, outermost first:
 level j covers the centred rectangle Z^(j - p) of the frame, and is sampled at its own
 resolution: the outermost (magnified, j = ceil(p)) with a bicubic warp, each inner one
-(minified) from its mipmap with trilinear filtering, and blended over what is already
+(minified) from its mipmap, bicubic on the two nearest halvings blended by the exact
+scale between them (so the filter changes smoothly with p), and blended over what is already
 there with the feathered ramp it was pasted with when the levels were made
 (:func:`edge_ramp`). At p = k the frame is level k itself outside its centre; a level's
 ramp fades in over the first half of its level, so no frame jumps when the outermost
@@ -153,8 +154,9 @@ def _warp(src: np.ndarray, ax: float, bx: float, ay: float, by: float, roi, inte
 
 def sample(level: Mipmap, width: int, height: int, scale: float, roi=None) -> tuple[tuple, np.ndarray]:
     """``(roi, patch)``: the part of a ``width`` x ``height`` frame that ``level`` covers at
-    ``scale``, sampled at the level's own resolution: bicubic where it is magnified, trilinear
-    from its mipmap where it is minified (uint8)."""
+    ``scale``, sampled at the level's own resolution: bicubic where it is magnified; where it
+    is minified, bicubic on the two halvings of its mipmap around the scale, blended by where
+    the scale lies between them (uint8)."""
     rect = level_rect(width, height, scale)
     roi = roi or _roi(rect, width, height)
     if roi is None:
@@ -166,19 +168,14 @@ def sample(level: Mipmap, width: int, height: int, scale: float, roi=None) -> tu
     shrink = max(ax, ay)
     if shrink <= 1.0 + 1e-9:
         return roi, _warp(level.get(0), ax, bx, ay, by, roi, cv2.INTER_CUBIC)
-    depth = math.log2(shrink)
-    m = math.floor(depth)
-    frac = depth - m
-
-    def at(k: int) -> np.ndarray:
-        f = 2.0 ** k  # mip pixel = (level pixel + 0.5) / f - 0.5
-        return _warp(level.get(k), ax / f, (bx + 0.5) / f - 0.5, ay / f, (by + 0.5) / f - 0.5, roi,
-                     cv2.INTER_LINEAR)
-
-    patch = at(m)
-    if frac > 1e-6:
-        patch = cv2.addWeighted(patch, 1.0 - frac, at(m + 1), frac, 0.0)
-    return roi, patch
+    m = max(0, math.floor(math.log2(shrink) + 1e-9))
+    f = 2.0 ** m  # mip pixel = (level pixel + 0.5) / f - 0.5
+    rest = shrink / f  # in [1, 2): the rest of the minification, after a blur that keeps it from aliasing
+    src = level.get(m)
+    sigma = 0.5 * math.sqrt(max(0.0, rest * rest - 1.0))
+    if sigma > 0.05:
+        src = cv2.GaussianBlur(src, (0, 0), sigma)
+    return roi, _warp(src, ax / f, (bx + 0.5) / f - 0.5, ay / f, (by + 0.5) / f - 0.5, roi, cv2.INTER_CUBIC)
 
 
 def blend(frame: np.ndarray, roi, patch: np.ndarray, weight: np.ndarray) -> None:
