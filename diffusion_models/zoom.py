@@ -181,6 +181,9 @@ def check_zoom(config: ZoomLevelsConfig, announce: bool = True) -> ZoomPlan:
             raise ConfigError("engine none makes no pictures: it zooms --through FOLDER; use --engine sd for prompts")
         if options:
             raise ConfigError(f"{', '.join(flag_of(ZoomLevelsConfig, k) for k in options)}: for --engine sd")
+        if config.prompts is not None:
+            raise ConfigError("PROMPTS with --through paint the seams between your images: add --engine sd (or drop "
+                              "the prompts)")
     check_layout(config.run_dir)
     images: list[Path] = []
     if config.through is not None:

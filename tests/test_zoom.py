@@ -372,6 +372,7 @@ def test_zoom_refusals_are_one_line_before_any_work(tmp_path, photos, capsys):
         (["--through", str(photos), str(out), "--audio", str(photos / "notes.txt")], "notes.txt"),
         (["0: a\n1: b", str(out), "--engine", "none"], "engine none makes no pictures"),
         (["0: a\n5: b", str(out), "--levels", "3"], "a line for level 5"),
+        (["0: a", str(out), "--through", str(photos)], "add --engine sd"),
     ]
     for args, expected in cases:
         code = zoom(*args)
