@@ -13,8 +13,7 @@ same scale ratio Z^(1/n) and share their centre::
 A frame is composed (:func:`compose`) from every level visible in it, outermost first:
 level j covers the centred rectangle Z^(j - p) of the frame, and is sampled at its own
 resolution: the outermost (magnified, j = ceil(p)) with a bicubic warp, each inner one
-(minified) from its mipmap, bicubic on the two nearest halvings blended by the exact
-scale between them (so the filter changes smoothly with p), and blended over what is already
+(minified) from its mipmap, anti-alias blurred and bicubic (see :func:`sample`), and blended over what is already
 there with the feathered ramp it was pasted with when the levels were made
 (:func:`edge_ramp`). At p = k the frame is level k itself outside its centre; a level's
 ramp fades in over the first half of its level, so no frame jumps when the outermost
@@ -45,6 +44,7 @@ from artwalk.errors import ConfigError
 DIRECTIONS = ("out", "in")
 MIN_LEVEL_PIXELS = 2.0  # inner levels narrower than this in a frame are not drawn
 RAMP_FADE = 0.5  # a level's ramp fades in over this much of its level (see the module docstring)
+FADE_FROM = 1.8  # a minification that leaves more than this after a halving fades into the next halving
 
 
 def frames_per_level(fps: float, seconds: float) -> int:
@@ -107,11 +107,22 @@ class Mipmap:
 
     def __init__(self, rgb: np.ndarray) -> None:
         self.levels = [np.ascontiguousarray(rgb)]
+        self._blur: tuple | None = None
 
     @property
     def size(self) -> tuple[int, int]:
         h, w = self.levels[0].shape[:2]
         return w, h
+
+    def blurred(self, m: int, sigma: float) -> np.ndarray:
+        """Halving ``m`` blurred by ``sigma`` (its pixels); the last one asked for is kept, as a
+        frame asks for it once per strip."""
+        if sigma <= 0.05:
+            return self.get(m)
+        key = (m, round(sigma, 6))
+        if self._blur is None or self._blur[0] != key:
+            self._blur = (key, cv2.GaussianBlur(self.get(m), (0, 0), sigma))
+        return self._blur[1]
 
     def get(self, m: int) -> np.ndarray:
         while len(self.levels) <= m:
@@ -154,9 +165,10 @@ def _warp(src: np.ndarray, ax: float, bx: float, ay: float, by: float, roi, inte
 
 def sample(level: Mipmap, width: int, height: int, scale: float, roi=None) -> tuple[tuple, np.ndarray]:
     """``(roi, patch)``: the part of a ``width`` x ``height`` frame that ``level`` covers at
-    ``scale``, sampled at the level's own resolution: bicubic where it is magnified; where it
-    is minified, bicubic on the two halvings of its mipmap around the scale, blended by where
-    the scale lies between them (uint8)."""
+    ``scale``, sampled at the level's own resolution (uint8). Bicubic where it is magnified;
+    where it is minified by s, from the mipmap's halving m = floor(log2 s), blurred just
+    enough for the rest of the minification r = s / 2^m not to alias, then bicubic; as r
+    nears 2 this fades into halving m + 1, so the filter changes smoothly with s."""
     rect = level_rect(width, height, scale)
     roi = roi or _roi(rect, width, height)
     if roi is None:
@@ -169,13 +181,18 @@ def sample(level: Mipmap, width: int, height: int, scale: float, roi=None) -> tu
     if shrink <= 1.0 + 1e-9:
         return roi, _warp(level.get(0), ax, bx, ay, by, roi, cv2.INTER_CUBIC)
     m = max(0, math.floor(math.log2(shrink) + 1e-9))
-    f = 2.0 ** m  # mip pixel = (level pixel + 0.5) / f - 0.5
-    rest = shrink / f  # in [1, 2): the rest of the minification, after a blur that keeps it from aliasing
-    src = level.get(m)
-    sigma = 0.5 * math.sqrt(max(0.0, rest * rest - 1.0))
-    if sigma > 0.05:
-        src = cv2.GaussianBlur(src, (0, 0), sigma)
-    return roi, _warp(src, ax / f, (bx + 0.5) / f - 0.5, ay / f, (by + 0.5) / f - 0.5, roi, cv2.INTER_CUBIC)
+    rest = shrink / 2.0**m  # in [1, 2)
+
+    def at(k: int, sigma: float) -> np.ndarray:
+        f = 2.0 ** k  # mip pixel = (level pixel + 0.5) / f - 0.5
+        return _warp(level.blurred(k, sigma), ax / f, (bx + 0.5) / f - 0.5, ay / f, (by + 0.5) / f - 0.5, roi,
+                     cv2.INTER_CUBIC)
+
+    patch = at(m, 0.5 * math.sqrt(rest * rest - 1.0))
+    fade = (rest - FADE_FROM) / (2.0 - FADE_FROM)
+    if fade > 0.0:  # into the next halving, which at rest = 2 is sampled one to one
+        patch = cv2.addWeighted(patch, 1.0 - fade, at(m + 1, 0.0), fade, 0.0)
+    return roi, patch
 
 
 def blend(frame: np.ndarray, roi, patch: np.ndarray, weight: np.ndarray) -> None:
@@ -242,7 +259,7 @@ def compose(levels: Sequence[Mipmap], p: float, geometry: ZoomGeometry, size: tu
         if width * scale < MIN_LEVEL_PIXELS or height * scale < MIN_LEVEL_PIXELS:
             break
         drawn.append(drawn[-1] - 1)
-    frame = np.empty((height, width, 3), np.uint8)
+    frame = np.zeros((height, width, 3), np.uint8)
     for i, j in enumerate(drawn):
         scale = z ** (j - p)
         rect = level_rect(width, height, scale)
@@ -253,7 +270,7 @@ def compose(levels: Sequence[Mipmap], p: float, geometry: ZoomGeometry, size: tu
         hole = None
         if i + 1 < len(drawn) and fade == 1.0:  # where the next level in covers this one fully
             inner = level_rect(width, height, scale / z)
-            inset = geometry.feather * width * z ** (j - p)  # the next level's ramp
+            inset = max(geometry.feather * width * z ** (j - p), 1e-6)  # the next level's ramp, as edge_ramp
             hole = (math.ceil(inner[0] + inset - 0.5), math.ceil(inner[1] + inset - 0.5),
                     math.floor(inner[2] - inset - 0.5) + 1, math.floor(inner[3] - inset - 0.5) + 1)
         source = levels[0] if j == count else levels[j]

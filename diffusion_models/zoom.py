@@ -184,6 +184,12 @@ def check_zoom(config: ZoomLevelsConfig, announce: bool = True) -> ZoomPlan:
         if config.prompts is not None:
             raise ConfigError("PROMPTS with --through paint the seams between your images: add --engine sd (or drop "
                               "the prompts)")
+        unused = [flag for flag, value in (("--pre-prompt", config.pre_prompt), ("--post-prompt", config.post_prompt),
+                                           ("--negative-prompt", config.negative_prompt),
+                                           ("--seed-schedule", config.seed_schedule)) if value is not None]
+        if unused:
+            raise ConfigError(f"{', '.join(unused)}: for --engine sd, which paints; engine none only blends your "
+                              "images")
     check_layout(config.run_dir)
     images: list[Path] = []
     if config.through is not None:
@@ -229,22 +235,22 @@ def check_zoom(config: ZoomLevelsConfig, announce: bool = True) -> ZoomPlan:
         image = images[k] if config.through is not None else images[0] if k == 0 and images else None
         levels.append(ZoomLevel(k, parts, negative, seed, image))
 
-    engine, identity = None, {"engine": "none"}
-    if name != "none":
-        spec = ENGINES.check(name, options, lambda option: flag_of(ZoomLevelsConfig, option))
-        engine = ENGINES.create(name, options, lambda option: flag_of(ZoomLevelsConfig, option),
-                                progress=config.progress)
-        check_present(spec.model_for("outpaint_model", options), "hub")
-        if mode == "prompts":
-            check_present(spec.model_for("model", options), "hub")
-            if not levels[0].parts:
-                raise ConfigError(f"{schedule.source}: level 0 has no prompt to make it from")
-        identity = {"outpaint": engine.outpaint_identity(), **({"text": engine.text_identity()}
-                                                              if mode == "prompts" else {})}
     for level in progress([lv for lv in levels if lv.image is not None], desc="checking inputs",
                           enabled=config.progress and len(images) > 1, leave=False):
+        load_image(level.image, min_size=(config.width, config.height))  # one line if it is no image
         level.sha256 = sha256_file(level.image)
-        load_image(level.image, min_size=(config.width, config.height))
+    engine, identity = None, {"engine": "none"}
+    if name != "none":
+        if mode == "prompts" and not levels[0].parts:
+            raise ConfigError(f"{schedule.source}: level 0 has no prompt to make it from")
+        spec = ENGINES.check(name, options, lambda option: flag_of(ZoomLevelsConfig, option))
+        check_present(spec.model_for("outpaint_model", options), "hub")  # the weights, before anything loads
+        if mode == "prompts":
+            check_present(spec.model_for("model", options), "hub")
+        engine = ENGINES.create(name, options, lambda option: flag_of(ZoomLevelsConfig, option),
+                                progress=config.progress)
+        identity = {"outpaint": engine.outpaint_identity(), **({"text": engine.text_identity()}
+                                                              if mode == "prompts" else {})}
     if announce:
         log.info("zoom levels: %d, each the one before shrunk by %g, %dx%d, %s (engine %s, feather %d px)", count,
                  config.zoom_factor, config.width, config.height,
@@ -255,11 +261,13 @@ def check_zoom(config: ZoomLevelsConfig, announce: bool = True) -> ZoomPlan:
 
 def level_key(config: ZoomLevelsConfig, plan: ZoomPlan, level: ZoomLevel, inner: str | None) -> str:
     """What a level's bytes depend on; ``inner`` is the sha256 of the level inside it."""
+    painted = plan.engine is not None  # engine none blends images: no prompt, seed or colour match
     return cache_key(kind="zoom-level", index=level.index, inner=inner, mode=config.mode, image=level.sha256,
-                     parts=[[p.text, p.weight] for p in level.parts if p.weight != 0.0], negative=level.negative,
-                     seed=level.seed, factor=config.zoom_factor, size=[config.width, config.height],
-                     feather=plan.feather, color_match=config.color_match, engine=plan.identity,
-                     version=ZOOM_VERSION)
+                     parts=[[p.text, p.weight] for p in level.parts if p.weight != 0.0] if painted else None,
+                     negative=level.negative if painted else None, seed=level.seed if painted else None,
+                     factor=config.zoom_factor, size=[config.width, config.height], feather=plan.feather,
+                     color_match=config.color_match if painted and config.mode != "through" else None,
+                     engine=plan.identity, version=ZOOM_VERSION)
 
 
 def run_zoom(config: ZoomLevelsConfig, plan: ZoomPlan | None = None) -> ZoomLevelsResult:

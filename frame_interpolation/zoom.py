@@ -51,9 +51,11 @@ class ZoomEngine:
         self.direction = direction or DEFAULTS["direction"]
         self.hold_start = float(DEFAULTS["hold_start"] if hold_start is None else hold_start)
         self.hold_end = float(DEFAULTS["hold_end"] if hold_end is None else hold_end)
-        frames_per_level(24.0, self.seconds_per_level)  # a positive number of seconds
+        if not math.isfinite(self.seconds_per_level) or self.seconds_per_level <= 0:  # n >= 1 is checked at the fps
+            raise ConfigError(f"--seconds-per-level must be a positive number of seconds, got "
+                              f"{self.seconds_per_level:g}")
         for flag, value in (("--hold-start", self.hold_start), ("--hold-end", self.hold_end)):
-            hold_frames(24.0, value, flag)
+            hold_frames(1.0, value, flag)
         if self.direction not in ("out", "in"):
             raise ConfigError(f"--direction must be out or in, got {self.direction!r}")
 
@@ -112,8 +114,10 @@ def run_zoom(config, engine: ZoomEngine, run_dir: Path, store: UnitStore) -> dic
             top = min(k + 1, count - 1)
             shown = list(range(max(0, k - depth), top + 1)) + ([0] if loop and k == count - 1 else [])
             positions = [timeline.positions[i] for i in indices]
+            closing = loop and k == count - 1  # only the loop's last level depends on the count (level 0 again)
             key = cache_key(kind="zoom-segment", levels=[entries[j]["sha256"] for j in shown], positions=positions,
-                            geometry=[geometry.factor, geometry.feather, count, loop], size=[width, height],
+                            geometry=[geometry.factor, geometry.feather, *([count, loop] if closing else [])],
+                            size=[width, height],
                             engine=engine.identity(), store="png" if config.keep_frames else SEGMENT_FILE)
             found = store.lookup(key)
             if found is None:

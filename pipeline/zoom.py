@@ -129,6 +129,11 @@ def configure(args: argparse.Namespace) -> Zoom:
     values = {"levels": given(args, ZoomLevelsConfig), "motion": given(args, MotionConfig),
               "upscale": given(args, UpscaleConfig, UPSCALE_DESTS), "video": given(args, VideoConfig, VIDEO_DESTS)}
     values["motion"] = {k: v for k, v in values["motion"].items() if k in MOTION + ("wait", "verify")}
+    values["upscale"].pop("keep_frames", None)  # --keep-frames is the frames' (stage 2) here
+    for name in ("audio", "output"):  # recorded for --render, which may run elsewhere
+        if values["video"].get(name) is not None:
+            values["video"][name] = Path(values["video"][name]).absolute()
+    upscale_asked = [k for k in values["upscale"] if k not in SHARED]
     if args.render:
         if prompts is not None:
             raise ConfigError("--render composes OUT's levels: give only OUT (the prompts made the levels)")
@@ -140,14 +145,15 @@ def configure(args: argparse.Namespace) -> Zoom:
         for stage in ("motion", "upscale", "video"):
             kept = (recorded.get("given") or {}).get(stage) or {}
             values[stage] = {**kept, **values[stage]}
-        args.no_upscale = args.no_upscale or recorded.get("no_upscale", False)
+        if not upscale_asked:  # step 1's choice, unless this step asks for an upscale
+            args.no_upscale = args.no_upscale or recorded.get("no_upscale", False)
     else:
         values["levels"]["prompts"] = prompts
+    if args.no_upscale and upscale_asked:
+        raise ConfigError(f"--no-upscale skips stage 3, so --{upscale_asked[0].replace('_', '-')} would do nothing")
+    # What zoom.json keeps for --render: the flags given, not this machine's engines and devices.
+    asked_now = {stage: {k: v for k, v in v_.items() if k not in SHARED} for stage, v_ in values.items()}
     preset, engines, reason = resolve_preset(args.preset)
-    if args.no_upscale:
-        dropped = [k for k in values["upscale"] if k not in SHARED]
-        if dropped and not args.render:
-            raise ConfigError(f"--no-upscale skips stage 3, so --{dropped[0].replace('_', '-')} would do nothing")
     values["upscale"].setdefault("engine", engines.upscale)
     _route_shared(args, values)
     progress = not args.quiet
@@ -159,9 +165,9 @@ def configure(args: argparse.Namespace) -> Zoom:
     video = VideoConfig(run_dir=out, progress=progress, source="frames", **_typed(VideoConfig, values["video"]))
     steps = ("levels", "upscale") if args.levels_only else ("upscale", "frames", "video") if args.render else \
         ("levels", "upscale", "frames", "video")
-    if upscale is None:
-        steps = tuple(s for s in steps if s != "upscale")
-    return Zoom(out, levels, upscale, motion, video, values, reason, steps)
+    if upscale is None or (args.render and not upscale_asked and _levels_current(out, upscale.target)):
+        steps = tuple(s for s in steps if s != "upscale")  # none, or step 1's are there
+    return Zoom(out, levels, upscale, motion, video, asked_now, reason, steps)
 
 
 def _typed(cls, values: dict) -> dict:
@@ -224,7 +230,7 @@ def plan_zoom(args: argparse.Namespace) -> tuple[Zoom, Any]:
     if "upscale" in zoom.steps:
         engines["upscale"] = super_resolution.check(zoom.upscale)
     engines["motion"] = frame_interpolation.check(zoom.motion)
-    audio_s = generate_videos.check(zoom.video, zoom.motion.fps) if "video" in zoom.steps else None
+    audio_s = generate_videos.check(zoom.video, zoom.motion.fps)  # in step 1 too: before the GPU work
     out_size = target_size(zoom.upscale.target, *size) if zoom.upscale is not None else size
     engine = engines["motion"]
     n = frames_per_level(zoom.motion.fps, engine.seconds_per_level)
@@ -266,12 +272,13 @@ def zoom_command(args: argparse.Namespace):
                 "frames": zoom.plan.frames, "duration_s": zoom.plan.duration_s})
             run_zoom(zoom.levels, level_plan)
         if "upscale" in zoom.steps:
-            if not (zoom.levels is None and _levels_current(zoom)):
-                super_resolution.run_levels(zoom.upscale, engines["upscale"])
+            super_resolution.run_levels(zoom.upscale, engines["upscale"])
         elif zoom.upscale is None and (zoom.run_dir / "levels").is_dir():
             import shutil
 
-            shutil.rmtree(zoom.run_dir / "levels")  # --no-upscale: the frames come from the levels themselves
+            log.info("--no-upscale: removing %s, so the frames come from the levels themselves",
+                     zoom.run_dir / "levels")
+            shutil.rmtree(zoom.run_dir / "levels")
         if "frames" not in zoom.steps:
             log.info("levels ready in %s; render the video with `artwalk zoom %s --render`", zoom.run_dir,
                      zoom.run_dir)
@@ -280,14 +287,14 @@ def zoom_command(args: argparse.Namespace):
         return generate_videos.run(zoom.video)
 
 
-def _levels_current(zoom: Zoom) -> bool:
+def _levels_current(run_dir: Path, target: str) -> bool:
     """--render: the levels/ of step 1 are there, made from the current levels at this target."""
     from artwalk.fsutil import sha256_file
 
     try:
-        levels = read_manifest(zoom.run_dir, "levels")
+        levels = read_manifest(run_dir, "levels")
+        size = target_size(target, *read_manifest(run_dir, "keyframes")["size"])
     except StageOrderError:
         return False
-    size = target_size(zoom.upscale.target, *read_manifest(zoom.run_dir, "keyframes")["size"])
-    return levels.get("upstream") == sha256_file(zoom.run_dir / "keyframes" / MANIFEST) and \
+    return levels.get("upstream") == sha256_file(run_dir / "keyframes" / MANIFEST) and \
         list(levels.get("size", [])) == list(size)

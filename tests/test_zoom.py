@@ -186,6 +186,28 @@ def test_no_jump_at_a_level_boundary(noise_world):
         assert boundary < max(within)
 
 
+def test_the_filter_is_continuous_across_an_octave_and_culling_draws_every_pixel(noise_world, monkeypatch):
+    import artwalk.zoom as zoom
+
+    size, levels, _ = noise_world
+    level = Mipmap(levels[0])
+    roi = (52, 36, 140, 92)  # inside the level's rectangle at half the frame
+    below = zoom.sample(level, *size, 0.5 * (1 + 1e-7), roi)[1].astype(np.float64)  # just under a halving
+    above = zoom.sample(level, *size, 0.5 * (1 - 1e-7), roi)[1].astype(np.float64)  # the next one, one to one
+    assert np.abs(below - above).mean() < 0.5
+    # Each level is drawn only where the next one in does not cover it: the same frame as drawing all,
+    # for a feather of 0 too, at odd sizes and factors.
+    for width, height, factor, feather in ((101, 57, 1.5, 0.0), (96, 64, 2.0, 0.02), (77, 50, 3.0, 0.01)):
+        views = [Mipmap(cv2.resize(lv, (width, height), interpolation=cv2.INTER_AREA)) for lv in levels]
+        geometry = ZoomGeometry(factor, feather, len(levels))
+        for p in (0.0, 0.4, 1.0, 1.7, 2.0):
+            culled = compose(views, p, geometry, (width, height)).astype(int)
+            monkeypatch.setattr(zoom, "_strips", lambda roi, hole: [roi])
+            drawn = compose(views, p, geometry, (width, height)).astype(int)
+            monkeypatch.undo()
+            assert np.abs(culled - drawn).max() <= 1, (width, factor, p)
+
+
 def test_a_loop_returns_to_its_first_frame(noise_world):
     size, levels, _ = noise_world
     mips = [Mipmap(lv) for lv in levels]
@@ -351,6 +373,27 @@ def test_two_steps_resume_and_a_changed_image_redoes_only_outer_levels(tmp_path,
     assert "7 unique; 1 unit(s) reused, 3 recomputed" in err
 
 
+def test_render_takes_step_one_flags_not_its_engines(tmp_path, photos, capsys):
+    out = tmp_path / "steps"
+    assert zoom("--through", str(photos), str(out), "--levels-only", "--w", "64", "--h", "48", "--target", "x2",
+                "--fps", "4", "--seconds-per-level", "0.5", "--audio", os.path.relpath(EXAMPLES / "01_astronaut.png"),
+                "--keep-frames") != 0  # not a soundtrack: refused in step 1 already
+    capsys.readouterr()
+    assert zoom("--through", str(photos), str(out), "--levels-only", "--w", "64", "--h", "48", "--target", "x2",
+                "--fps", "4", "--seconds-per-level", "0.5", "--keep-frames") == 0
+    record = json.loads((out / "zoom.json").read_text())
+    assert record["given"]["upscale"] == {"target": "x2"}  # the preset's engine is chosen again where it renders
+    assert record["given"]["motion"] == {"fps": 4.0, "seconds_per_level": 0.5, "keep_frames": True}
+    capsys.readouterr()
+    assert zoom(str(out), "--render", "--preset", "cpu", quiet=False) == 0
+    err = capsys.readouterr().err
+    assert "upscaling levels" not in err and "upscale:" not in err  # step 1's levels are current
+    assert count_frames(out / "steps.mp4")[2] == (128, 96)
+    assert len(list((out / "frames" / "units").glob("*/*.png"))) == 7  # --keep-frames, recorded
+    assert zoom(str(out), "--render", "--target", "x3") == 0  # a new target upscales the levels again
+    assert count_frames(out / "steps.mp4")[2] == (192, 144)
+
+
 def test_zoom_refusals_are_one_line_before_any_work(tmp_path, photos, capsys):
     out = tmp_path / "refused"
     empty = tmp_path / "empty"
@@ -373,6 +416,11 @@ def test_zoom_refusals_are_one_line_before_any_work(tmp_path, photos, capsys):
         (["0: a\n1: b", str(out), "--engine", "none"], "engine none makes no pictures"),
         (["0: a\n5: b", str(out), "--levels", "3"], "a line for level 5"),
         (["0: a", str(out), "--through", str(photos)], "add --engine sd"),
+        (["--through", str(photos), str(out), "--post-prompt", "oil"], "--post-prompt: for --engine sd"),
+        (["0: a", str(out), "--start", str(tmp_path / "missing.png")], "missing.png"),
+        (["0: a", str(out), "--start", str(photos / "notes.txt")], "notes.txt"),
+        (["--through", str(photos), str(out), "--levels-only", "--audio", str(photos / "notes.txt")], "notes.txt"),
+        (["--through", str(photos), str(out), "--no-upscale", "--target", "x2"], "would do nothing"),
     ]
     for args, expected in cases:
         code = zoom(*args)
