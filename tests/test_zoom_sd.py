@@ -124,3 +124,24 @@ def test_missing_inpainting_weights_is_one_line(models, tmp_path, capsys, monkey
     err = capsys.readouterr().err.strip()
     assert code != 0 and len(err.splitlines()) == 1 and "artwalk models download" in err, err
     assert not (tmp_path / "out" / "keyframes").exists()
+
+
+def test_full_pipeline_sh_zoom_prompts(models, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    schedule = tmp_path / "zoom prompts.txt"
+    schedule.write_text(SCHEDULE)
+    out = tmp_path / "sh zoom"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        ["bash", str(REPO / "full_pipeline.sh"), "--zoom", str(schedule), "--output", str(out), "--model",
+         str(models["sd"]), "--outpaint-model", str(models["sd-inpaint"]), "--steps", "2", "--w", str(W), "--h", str(H),
+         "--fps", "4", "--seconds-per-level", "0.5", "--target", "x2", "--device", DEVICE, "-q"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert count_frames(out / "sh zoom.mp4") == (3, 4.0, (128, 80))
+    assert json.loads((out / "zoom.json").read_text())["given"]["upscale"] == {"target": "x2"}
