@@ -267,6 +267,17 @@ class UnitBuilder:
         self._note(name, sha256_file(path), path.stat().st_size)
         return hashes
 
+    def add_frames(self, frames: Iterable[np.ndarray], pngs: bool) -> None:
+        """A run of frames: one PNG each (``000001.png`` ..., in ``files``) with ``pngs``, else
+        one lossless segment file (their pixel hashes in the record's ``frames``)."""
+        from artwalk.framestore import SEGMENT_FILE
+
+        if pngs:
+            for k, rgb in enumerate(frames, start=1):
+                self.save_png(f"{k:06d}.png", rgb)
+        else:
+            self.record["frames"] = self.add_segment(SEGMENT_FILE, frames)
+
     def note_file(self, name: str) -> dict:
         """Record a file written into the unit's folder by other means (an encoder)."""
         path = self.folder / name

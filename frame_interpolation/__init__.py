@@ -273,12 +273,7 @@ def _segment(engine, store: UnitStore, run_dir: Path, ka: dict, kb: dict, times:
             raise StageOrderError(f"keyframes {ka['path']} and {kb['path']} differ in size; rerun "
                                   "`python -m diffusion_models`")
         with store.build(key, a=ka["path"], b=kb["path"]) as unit:
-            made = (bar.update() or rgb for rgb in engine.interpolate(a, b, times))
-            if pngs:
-                for k, rgb in enumerate(made, start=1):
-                    unit.save_png(f"{k:06d}.png", rgb)
-            else:
-                unit.record["frames"] = unit.add_segment(SEGMENT_FILE, made)
+            unit.add_frames((bar.update() or rgb for rgb in engine.interpolate(a, b, times)), pngs)
         found = unit.record
     else:
         bar.update(len(times))

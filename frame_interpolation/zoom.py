@@ -127,11 +127,7 @@ def run_zoom(config, engine: ZoomEngine, run_dir: Path, store: UnitStore) -> dic
                 views = [level(j) if j in shown else None for j in range(count)]
                 made = (bar.update() or compose(views, p, geometry, (width, height)) for p in positions)
                 with store.build(key, level=k, positions=[positions[0], positions[-1]]) as unit:
-                    if config.keep_frames:
-                        for i, rgb in enumerate(made, start=1):
-                            unit.save_png(f"{i:06d}.png", rgb)
-                    else:
-                        unit.record["frames"] = unit.add_segment(SEGMENT_FILE, made)
+                    unit.add_frames(made, config.keep_frames)
                 found = unit.record
             else:
                 bar.update(len(indices))

@@ -485,22 +485,26 @@ def plan_walk(args: argparse.Namespace) -> Walk:
     walk.plan = plan_numbers(len(kf.images), kf.steps, walk.motion.spec, loop, size, upscaled, stored, pngs, chunked) \
         if counts is None else plan_counts(*counts[:2], walk.motion.fps, size, upscaled, stored,
                                            keyframes=counts[2], motion_pngs=pngs, chunked=chunked)
-    log.info("%s", walk.plan.describe(walk.run_dir))
-    if audio_s is not None and audio_s + 0.5 / walk.motion.fps + 1e-3 < walk.plan.duration_s:  # > half a frame
-        log.warning("warning: the soundtrack is %.1f s, shorter than the %.1f s video: the end will be silent",
-                    audio_s, walk.plan.duration_s)
-    # What a rerun finds in OUT already (units it reuses, or rewrites in place) needs no new space.
-    there = sum(p.stat().st_size for p in walk.run_dir.rglob("*") if p.is_file()) if walk.run_dir.is_dir() else 0
-    if walk.plan.disk_bytes - there > free_bytes(walk.run_dir):
-        raise InputError(f"{walk.run_dir}: not enough disk: the walk needs about "
-                         f"{human_bytes(walk.plan.disk_bytes - there)} more, {human_bytes(free_bytes(walk.run_dir))} "
-                         "free")
+    state_plan(walk.plan, walk.run_dir, walk.motion.fps, audio_s, "walk")
     walk.key = walk_key(walk)
     walk.up_to_date = _up_to_date(walk)
     if walk.up_to_date:
         log.info("%s is up to date (the run folder was cleaned after it was made): nothing to do",
                  walk.video.video_path)
     return walk
+
+
+def state_plan(plan: WalkPlan, run_dir: Path, fps: float, audio_s: float | None, what: str) -> None:
+    """Log the plan line; warn of a short soundtrack; refuse a run that the disk cannot hold."""
+    log.info("%s", plan.describe(run_dir))
+    if audio_s is not None and audio_s + 0.5 / fps + 1e-3 < plan.duration_s:  # > half a frame
+        log.warning("warning: the soundtrack is %.1f s, shorter than the %.1f s video: the end will be silent",
+                    audio_s, plan.duration_s)
+    # What a rerun finds in OUT already (units it reuses, or rewrites in place) needs no new space.
+    there = sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file()) if run_dir.is_dir() else 0
+    if plan.disk_bytes - there > free_bytes(run_dir):
+        raise InputError(f"{run_dir}: not enough disk: the {what} needs about {human_bytes(plan.disk_bytes - there)} "
+                         f"more, {human_bytes(free_bytes(run_dir))} free")
 
 
 def _up_to_date(walk: Walk) -> bool:

@@ -33,7 +33,7 @@ import super_resolution
 from artwalk import __version__
 from artwalk.config import add_flags, from_record, given
 from artwalk.errors import ConfigError, InputError, StageOrderError
-from artwalk.fsutil import atomic_write_json, check_writable, free_bytes, human_bytes
+from artwalk.fsutil import atomic_write_json, check_writable
 from artwalk.plan import PNG_BYTES_PER_PIXEL, WalkPlan, plan_counts
 from artwalk.runfolder import MANIFEST, check_layout, read_manifest, run_lock
 from artwalk.sizes import target_size
@@ -42,6 +42,7 @@ from diffusion_models.zoom import ZoomLevelsConfig, check_zoom, run_zoom
 from frame_interpolation import MotionConfig
 from generate_videos import VideoConfig
 from pipeline.presets import REGISTRIES, resolve_preset
+from pipeline.walk import state_plan
 from super_resolution import UpscaleConfig
 
 log = logging.getLogger("artwalk")
@@ -249,15 +250,7 @@ def plan_zoom(args: argparse.Namespace) -> tuple[Zoom, Any]:
                                                                          if zoom.upscale is not None else 0))
     zoom.plan = WalkPlan(timeline.frames, unique, frames.duration_s, int(frames.intermediate_bytes + levels_bytes),
                          frames.video_bytes)
-    log.info("%s", zoom.plan.describe(zoom.run_dir))
-    if audio_s is not None and audio_s + 0.5 / zoom.motion.fps + 1e-3 < zoom.plan.duration_s:
-        log.warning("warning: the soundtrack is %.1f s, shorter than the %.1f s video: the end will be silent",
-                    audio_s, zoom.plan.duration_s)
-    there = sum(p.stat().st_size for p in zoom.run_dir.rglob("*") if p.is_file()) if zoom.run_dir.is_dir() else 0
-    if zoom.plan.disk_bytes - there > free_bytes(zoom.run_dir):
-        raise InputError(f"{zoom.run_dir}: not enough disk: the zoom needs about "
-                         f"{human_bytes(zoom.plan.disk_bytes - there)} more, {human_bytes(free_bytes(zoom.run_dir))} "
-                         "free")
+    state_plan(zoom.plan, zoom.run_dir, zoom.motion.fps, audio_s, "zoom")
     return zoom, (level_plan, engines)
 
 
