@@ -145,3 +145,27 @@ def test_full_pipeline_sh_zoom_prompts(models, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert count_frames(out / "sh zoom.mp4") == (3, 4.0, (128, 80))
     assert json.loads((out / "zoom.json").read_text())["given"]["upscale"] == {"target": "x2"}
+
+
+def test_through_photos_with_painted_seams(models, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, src in enumerate(sorted(EXAMPLES.glob("0*"))[:3]):
+        small_copy(src, photos / f"{i}.png", 120)
+    out = tmp_path / "painted"
+    assert zoom(models, out, "--through", str(photos), "--engine", "sd", "--fps", "2", "--seconds-per-level", "1",
+                "--no-upscale", schedule="0: a seamless collage") == 0
+    assert count_frames(out / "painted.mp4")[:2] == (2 * 2 + 1, 2.0)
+    levels = json.loads((out / "keyframes" / "manifest.json").read_text())
+    feather = levels["zoom"]["feather"] * W
+    from artwalk.images import load_image, to_uint8
+    from diffusion_models.conform import conform
+
+    images = [read_frame_u8(out / e["path"]) for e in levels["outputs"]]
+    for k in (1, 2):
+        own = to_uint8(conform(load_image(photos / f"{k}.png"), W, H, "cover"))
+        blended, weight = paste(images[k - 1], own, 2.0, feather)
+        # The band across the seam is painted; away from it the blend of the two photos is kept.
+        far = (weight == 0) & (np.abs(np.arange(H)[:, None] - H / 2) > H / 4 + feather + 2)
+        assert np.array_equal(images[k][far], blended[far])
+        assert np.abs(images[k].astype(int) - blended).max() > 10
