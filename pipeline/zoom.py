@@ -21,8 +21,10 @@ step needs only OUT (flags given to it override the recorded ones).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ import super_resolution
 from artwalk import __version__
 from artwalk.config import add_flags, from_record, given
 from artwalk.errors import ConfigError, InputError, StageOrderError
-from artwalk.fsutil import atomic_write_json, check_writable
+from artwalk.fsutil import atomic_write_json, check_writable, sha256_file
 from artwalk.plan import PNG_BYTES_PER_PIXEL, WalkPlan, plan_counts
 from artwalk.runfolder import MANIFEST, check_layout, read_manifest, run_lock
 from artwalk.sizes import target_size
@@ -198,8 +200,6 @@ def _route_shared(args: argparse.Namespace, values: dict) -> None:
 
 
 def _read_record(run_dir: Path) -> dict:
-    import json
-
     path = Path(run_dir) / RECORD
     if not (Path(run_dir) / "keyframes" / MANIFEST).is_file():
         raise StageOrderError(f"{run_dir}: no zoom levels here; make them first with `artwalk zoom PROMPTS "
@@ -267,8 +267,6 @@ def zoom_command(args: argparse.Namespace):
         if "upscale" in zoom.steps:
             super_resolution.run_levels(zoom.upscale, engines["upscale"])
         elif zoom.upscale is None and (zoom.run_dir / "levels").is_dir():
-            import shutil
-
             log.info("--no-upscale: removing %s, so the frames come from the levels themselves",
                      zoom.run_dir / "levels")
             shutil.rmtree(zoom.run_dir / "levels")
@@ -282,8 +280,6 @@ def zoom_command(args: argparse.Namespace):
 
 def _levels_current(run_dir: Path, target: str) -> bool:
     """--render: the levels/ of step 1 are there, made from the current levels at this target."""
-    from artwalk.fsutil import sha256_file
-
     try:
         levels = read_manifest(run_dir, "levels")
         size = target_size(target, *read_manifest(run_dir, "keyframes")["size"])
