@@ -261,7 +261,8 @@ def check_zoom(config: ZoomLevelsConfig, announce: bool = True) -> ZoomPlan:
 
 def level_key(config: ZoomLevelsConfig, plan: ZoomPlan, level: ZoomLevel, inner: str | None) -> str:
     """What a level's bytes depend on; ``inner`` is the sha256 of the level inside it."""
-    painted = plan.engine is not None  # engine none blends images: no prompt, seed or colour match
+    # Engine none blends images, and a level 0 that is an image is that image: no prompt, seed or colour match.
+    painted = plan.engine is not None and not (level.index == 0 and level.image is not None)
     return cache_key(kind="zoom-level", index=level.index, inner=inner, mode=config.mode, image=level.sha256,
                      parts=[[p.text, p.weight] for p in level.parts if p.weight != 0.0] if painted else None,
                      negative=level.negative if painted else None, seed=level.seed if painted else None,
