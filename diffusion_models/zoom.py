@@ -59,6 +59,7 @@ STAGE = "keyframes"
 LEVEL_FILE = "level.png"
 ZOOM_VERSION = 1  # bump when a level's bytes change for the same inputs
 ENGINE_NAMES = ("sd", "none")
+_SD = ENGINES.get("sd")  # its defaults, stated on its registry row
 MAX_LEVELS = 1000
 
 
@@ -95,12 +96,12 @@ class ZoomLevelsConfig:
     verify: bool = setting(False, "check every reused unit's sha256, not only its size", control=True)
     wait: bool = setting(False, "if another process works in OUT, wait for it instead of stopping", control=True)
     # sd's options; None: the engine's default
-    model: str | None = setting(None, "sd: the text-to-image model for level 0 (default sd15)", engine=True,
+    model: str | None = setting(None, f"sd: the text-to-image model for level 0 (default {_SD.value('model', None)})", engine=True,
                                 flags=("--model", "--keyframe-model"), metavar="NAME|ID|DIR")
     outpaint_model: str | None = setting(None, "sd: the inpainting model that paints each border (default "
-                                         "sd2-inpaint)", engine=True, metavar="NAME|ID|DIR")
-    steps: int | None = setting(None, "sd: denoising steps (default 50)", engine=True, metavar="N")
-    guidance: float | None = setting(None, "sd: classifier-free guidance (default 7.5)", engine=True, metavar="G")
+                                         f"{_SD.value('outpaint_model', None)})", engine=True, metavar="NAME|ID|DIR")
+    steps: int | None = setting(None, f"sd: denoising steps (default {_SD.value('steps', None)})", engine=True, metavar="N")
+    guidance: float | None = setting(None, f"sd: classifier-free guidance (default {_SD.value('guidance', None)})", engine=True, metavar="G")
     device: str | None = setting(None, "sd: auto (CUDA when there), cpu, cuda, cuda:1, ...", engine=True)
     dtype: str | None = setting(None, "sd: float32, float16 or bfloat16 (default float16 on CUDA, float32 on CPU)",
                                 engine=True, choices=("auto", "float32", "float16", "bfloat16"))

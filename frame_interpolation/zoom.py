@@ -29,13 +29,13 @@ from artwalk.fsutil import sha256_file
 from artwalk.images import read_frame_u8
 from artwalk.progress import progress
 from artwalk.runfolder import MANIFEST, UnitStore, cache_key, keyframe_inputs, read_manifest
-from artwalk.zoom import MIN_LEVEL_PIXELS, Mipmap, ZoomGeometry, compose, frames_per_level, hold_frames, \
+from artwalk.zoom import DIRECTIONS, MIN_LEVEL_PIXELS, Mipmap, ZoomGeometry, compose, frames_per_level, hold_frames, \
     zoom_timeline
+from frame_interpolation.engines import ENGINES
 
 log = logging.getLogger(__name__)
 
 VERSION = 1  # bump when a composed frame's pixels change for the same levels and positions
-DEFAULTS = {"seconds_per_level": 2.0, "direction": "out", "hold_start": 0.0, "hold_end": 0.0}
 
 
 class ZoomEngine:
@@ -46,17 +46,17 @@ class ZoomEngine:
 
     def __init__(self, seconds_per_level: float | None = None, direction: str | None = None,
                  hold_start: float | None = None, hold_end: float | None = None) -> None:
-        self.seconds_per_level = float(DEFAULTS["seconds_per_level"] if seconds_per_level is None
-                                       else seconds_per_level)
-        self.direction = direction or DEFAULTS["direction"]
-        self.hold_start = float(DEFAULTS["hold_start"] if hold_start is None else hold_start)
-        self.hold_end = float(DEFAULTS["hold_end"] if hold_end is None else hold_end)
+        spec = ENGINES.get(self.name)  # its defaults are on its registry row
+        self.seconds_per_level = float(spec.value("seconds_per_level", seconds_per_level))
+        self.direction = spec.value("direction", direction)
+        self.hold_start = float(spec.value("hold_start", hold_start))
+        self.hold_end = float(spec.value("hold_end", hold_end))
         if not math.isfinite(self.seconds_per_level) or self.seconds_per_level <= 0:  # n >= 1 is checked at the fps
             raise ConfigError(f"--seconds-per-level must be a positive number of seconds, got "
                               f"{self.seconds_per_level:g}")
         for flag, value in (("--hold-start", self.hold_start), ("--hold-end", self.hold_end)):
             hold_frames(1.0, value, flag)
-        if self.direction not in ("out", "in"):
+        if self.direction not in DIRECTIONS:
             raise ConfigError(f"--direction must be out or in, got {self.direction!r}")
 
     def identity(self) -> dict:
