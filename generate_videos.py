@@ -181,6 +181,8 @@ class VideoResult:
     fps: float = 24.0
     audio_s: float = 0.0
     seconds: float = 0.0
+    reused: int = 0  # chunks (a gif: its one pass) found done
+    computed: int = 0  # chunks encoded now
 
 
 # --------------------------------------------------------------------------- run
@@ -241,6 +243,8 @@ def run(config: VideoConfig) -> VideoResult:
         if previous.get("key") == key and sheet_ok and _same_file(output, previous):
             log.info("%s is up to date with %s/ and the settings: nothing to do", output, source)
             result_fields, encoded_seconds = previous["result"], 0.0
+            units = {"reused": 1 if config.video_format == "gif" else
+                     len(chunk_bounds(entries, timeline, max(1, round(float(rate))))), "computed": 0}
         else:
             streamed = manifest.get("streamed")  # lanczos: resized here
             with FrameReader(run_dir) as reader:
@@ -248,9 +252,10 @@ def run(config: VideoConfig) -> VideoResult:
                     encoded = encode_video(
                         lambda: _timeline_frames(reader, entries, timeline, (width, height), bool(streamed)),
                         len(timeline), (width, height), output, config.settings(rate))
+                    units = {"reused": 0, "computed": 1}
                 else:
-                    encoded = _encode_chunks(config, run_dir, reader, entries, timeline, (width, height), rate,
-                                             streamed)
+                    encoded, units = _encode_chunks(config, run_dir, reader, entries, timeline, (width, height),
+                                                    rate, streamed)
             if config.contact_sheet:
                 write_contact_sheet(run_dir, config.sheet_path)
             encoded_seconds = encoded.seconds
@@ -264,7 +269,8 @@ def run(config: VideoConfig) -> VideoResult:
         if config.clean:
             clean_run_folder(run_dir, keep=[output, config.sheet_path, config.record_path])
     result = VideoResult(path=output, contact_sheet=config.sheet_path if config.contact_sheet else None,
-                         source=source, fps=float(rate), seconds=time.monotonic() - started, **result_fields)
+                         source=source, fps=float(rate), seconds=time.monotonic() - started, **result_fields,
+                         **units)
     if encoded_seconds:
         log.info(
             "wrote %s: %d frames, %.2f s at %s fps, %dx%d, %s%s (encoded in %.1f s)",
@@ -294,10 +300,11 @@ def chunk_bounds(entries: Sequence[dict], timeline: Sequence[int], min_frames: i
 
 
 def _encode_chunks(config: VideoConfig, run_dir: Path, reader: FrameReader, entries: list[dict], timeline: list[int],
-                   size: tuple[int, int], rate, streamed: dict | None) -> EncodeResult:
+                   size: tuple[int, int], rate, streamed: dict | None) -> tuple[EncodeResult, dict[str, int]]:
     """Encode each unit of the timeline as its own closed-GOP chunk (``chunks/units/<key>/``,
     reused while its frames and the settings are unchanged), then join them by stream copy
-    with the soundtrack. Chunks that cannot be joined fall back to one pass."""
+    with the soundtrack. Chunks that cannot be joined fall back to one pass. Returns the
+    video and the chunks' counts: ``{"reused": r, "computed": c}``."""
     settings = config.settings(rate)
     silent = dataclasses.replace(settings, audio=None, progress=False)
     store = UnitStore.open(run_dir / CHUNKS)
@@ -321,12 +328,13 @@ def _encode_chunks(config: VideoConfig, run_dir: Path, reader: FrameReader, entr
             bar.update(len(part))
     store.prune()
     log.info("encode: %d chunk(s), %s", len(chunks), store.summary())
+    units = {"reused": store.reused, "computed": store.computed}
     try:
-        return concat_chunks(chunks, config.video_path, settings)
+        return concat_chunks(chunks, config.video_path, settings), units
     except ValueError as exc:  # chunks that cannot be joined (codec headers differ): one pass instead
         log.warning("warning: the chunks could not be joined (%s): encoding the video in one pass", exc)
         return encode_video(lambda: _timeline_frames(reader, entries, timeline, size, bool(streamed)), len(timeline),
-                            size, config.video_path, settings)
+                            size, config.video_path, settings), units
 
 
 def _walk_key(run_dir: Path) -> str | None:

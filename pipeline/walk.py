@@ -35,7 +35,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import diffusion_models
 import frame_interpolation
@@ -438,12 +438,7 @@ def plan_walk(args: argparse.Namespace) -> Walk:
                     "very slowly")
     check_writable(walk.run_dir, "run folder")
     check_layout(walk.run_dir)
-    if walk.keyframes.prompts is not None:  # before its options: what a prompt walk needs first
-        diffusion_models.check_text2image(walk.engines.keyframes)
-    for stage, config in zip(STAGES, walk.configs):  # in the walk's own spelling of the flags first
-        if stage.name in REGISTRIES and config is not None:
-            name = walk.engines.keyframes if stage.name == "keyframes" else config.engine
-            REGISTRIES[stage.name].check(name, engine_options(config), stage.flag)
+    check_engines(walk)
     if walk.interrogate is not None:
         interrogation.check_ready(walk.interrogate)
     kf = diffusion_models.check(walk.keyframes, announce=True)
@@ -492,6 +487,17 @@ def plan_walk(args: argparse.Namespace) -> Walk:
         log.info("%s is up to date (the run folder was cleaned after it was made): nothing to do",
                  walk.video.video_path)
     return walk
+
+
+def check_engines(walk: Walk) -> None:
+    """Each stage's engine takes the options it was given (named in the walk's spelling of
+    the flags); a prompt walk's keyframe engine makes images from text. Reads no weights."""
+    if walk.keyframes.prompts is not None:  # before its options: what a prompt walk needs first
+        diffusion_models.check_text2image(walk.engines.keyframes)
+    for stage, config in zip(STAGES, walk.configs):
+        if stage.name in REGISTRIES and config is not None:
+            name = walk.engines.keyframes if stage.name == "keyframes" else config.engine
+            REGISTRIES[stage.name].check(name, engine_options(config), stage.flag)
 
 
 def state_plan(plan: WalkPlan, run_dir: Path, fps: float, audio_s: float | None, what: str) -> None:
@@ -555,7 +561,18 @@ def write_walk_json(walk: Walk) -> Path:
 
 def run_walk(args: argparse.Namespace) -> generate_videos.VideoResult | None:
     """Plan, then all four stages in this process, holding the run folder's lock throughout."""
-    walk = plan_walk(args)
+    return run_planned(plan_walk(args))
+
+
+# What each stage reports when it ends (its result's reused and computed units).
+StageReport = Callable[[str, Any], None]
+
+
+def run_planned(walk: Walk, report: StageReport | None = None) -> generate_videos.VideoResult | None:
+    """Run a planned walk's stages under the run folder's lock. ``report(stage, None)`` is
+    called as each stage starts and ``report(stage, result)`` as it ends (keyframes, motion,
+    upscale, video). Returns stage 4's result, or None when the walk was up to date."""
+    report = report or (lambda stage, result: None)
     with run_lock(walk.run_dir, walk.video.wait):
         if walk.interrogate is not None and not walk.up_to_date:
             interrogation.interrogate(walk.interrogate)  # desc.csv, then stage 1 reads it
@@ -565,8 +582,14 @@ def run_walk(args: argparse.Namespace) -> generate_videos.VideoResult | None:
         write_walk_json(walk)
         if walk.up_to_date:
             return None
-        diffusion_models.run(walk.keyframes, plan=walk.keyframe_plan)
-        frame_interpolation.run(walk.motion, walk.motion_engine)
+        stages = [("keyframes", lambda: diffusion_models.run(walk.keyframes, plan=walk.keyframe_plan)),
+                  ("motion", lambda: frame_interpolation.run(walk.motion, walk.motion_engine))]
         if walk.upscale is not None:
-            super_resolution.run(walk.upscale, walk.upscale_engine)
-        return generate_videos.run(walk.video)
+            stages.append(("upscale", lambda: super_resolution.run(walk.upscale, walk.upscale_engine)))
+        stages.append(("video", lambda: generate_videos.run(walk.video)))
+        result = None
+        for name, run in stages:
+            report(name, None)
+            result = run()
+            report(name, result)
+        return result
