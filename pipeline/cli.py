@@ -8,6 +8,7 @@
     artwalk plan [INPUT] OUT [flags] [--stage-args FILE]   (--prompts SCHEDULE instead of INPUT)
     artwalk interrogate FOLDER [flags]             a prompt per image into FOLDER/desc.csv
     artwalk audio SONG [--fps 24] [--on beats]     a song's events as keyframe frames
+    artwalk studio [ROOT] [--port 8765]               the timeline web studio (see studio/)
     artwalk models list | download NAME
 
 ``plan --stage-args FILE`` is how ``full_pipeline.sh`` learns what to run: FILE gets,
@@ -33,6 +34,7 @@ from pipeline import inspire_cmd
 from pipeline import interrogate_cmd
 from pipeline import schedule_cmd
 from pipeline import zoom as zoom_cmd
+from studio import cli as studio_cmd
 from pipeline.walk import add_walk_flags, plan_walk, run_walk, write_walk_json
 
 log = logging.getLogger("artwalk")
@@ -128,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     interrogate_cmd.add_command(sub)
     schedule_cmd.add_command(sub)
     zoom_cmd.add_command(sub)
+    studio_cmd.add_command(sub)
     return p
 
 

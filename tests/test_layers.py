@@ -16,7 +16,7 @@ from conftest import REPO
 
 CORE = "artwalk"
 STAGES = ("diffusion_models", "frame_interpolation", "super_resolution", "generate_videos")
-TOP = ("pipeline",)
+TOP = ("pipeline", "studio")
 PACKAGES = (CORE, *STAGES, *TOP)
 
 

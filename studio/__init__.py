@@ -1,0 +1,19 @@
+"""The timeline studio: a local web app and HTTP API over run folders (top floor).
+
+::
+
+    artwalk studio [ROOT] [--host 127.0.0.1] [--port 8765] [--token T] [--max-upload-mb 50]
+
+Keyframes (uploaded images, or prompts made into images by the keyframe engine) sit on
+a timeline in the browser; "Create video" renders the project's walk in the background,
+and only the units whose inputs changed are made again, because a project is a run
+folder like any other (:mod:`studio.projects` draws ROOT's tree). The API is FastAPI's,
+documented at ``/openapi.json``; the page (``studio/static/``) is plain HTML and one
+JavaScript module, with no build step.
+
+- :mod:`studio.walks`     a project's settings as the walk's flags; the timeline's units
+- :mod:`studio.projects`  the projects on disk, and the one place ids become paths
+- :mod:`studio.keyframes` keyframes in, frame states, in-betweens (what the routes call)
+- :mod:`studio.jobs`      the render worker and its jobs
+- :mod:`studio.app`       the routes and the guard (token, upload size, content type)
+"""

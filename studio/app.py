@@ -1,0 +1,404 @@
+"""The studio's HTTP API and page: thin handlers over :mod:`studio.keyframes` and the worker.
+
+Every route that names a project, keyframe or job resolves it through the
+:class:`~studio.projects.Store`, which refuses ids that are not ids and paths that leave
+the project. Errors are JSON ``{"detail": "one line"}``: 400 a bad value or input, 401
+no token, 404 nothing there, 409 a render already running, 413 an upload over the
+limit, 415 a body that is not JSON (or multipart where an image is sent), 500 a bug
+(its traceback stays in the server's log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from artwalk.errors import ArtwalkError, DiskFullError, first_line
+from studio import keyframes as kf
+from studio import walks
+from studio.jobs import Worker
+from studio.projects import Busy, NotFound, Store
+
+log = logging.getLogger("artwalk.studio")
+
+STATIC = Path(__file__).resolve().parent / "static"
+PAGE_FILES = {"studio.js": "text/javascript", "studio.css": "text/css"}
+VIDEO_TYPES = {"mp4": "video/mp4", "webm": "video/webm", "gif": "image/gif"}
+TOKEN_COOKIE = "artwalk_token"
+
+
+# ----------------------------------------------------------------------- models
+
+class ProjectIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class PromptIn(BaseModel):
+    prompt: str
+    negative: str | None = None
+    seed: int | None = None
+
+
+class KeyframePatch(BaseModel):
+    """Replace the prompt (a prompt keyframe), or move: ``index`` in the order, or
+    ``position`` as a frame (48) or seconds ("2.5s")."""
+
+    prompt: str | None = None
+    negative: str | None = None
+    seed: int | None = None
+    index: int | None = None
+    position: int | float | str | None = None
+
+
+class InterpolateIn(BaseModel):
+    a: str
+    b: str
+    n: int = 3
+
+
+class Created(BaseModel):
+    id: str
+
+
+class JobRef(BaseModel):
+    job: str
+
+
+# ------------------------------------------------------------------- middleware
+
+class Guard:
+    """Token, upload size and content type, checked before a request reaches a handler."""
+
+    def __init__(self, app, token: str | None, max_bytes: int) -> None:
+        self.app, self.token, self.max_bytes = app, token, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        set_cookie = None
+        if self.token is not None:
+            given = _token_of(headers, query)
+            if given is None or not secrets.compare_digest(given.encode(), self.token.encode()):
+                return await _send_error(send, 401, "a token is needed: open the page with ?token=TOKEN, or send "
+                                         "the header Authorization: Bearer TOKEN")
+            if query.get("token"):
+                set_cookie = f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+        method, path = scope["method"], scope["path"]
+        if method in ("POST", "PUT", "PATCH"):
+            length = headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_bytes:
+                return await _send_error(send, 413, f"the request is over the {self.max_bytes // 2**20} MB limit "
+                                         "(--max-upload-mb)")
+            kind = headers.get("content-type", "").split(";")[0].strip().lower()
+            has_body = (length is not None and length != "0") or "transfer-encoding" in headers
+            parts = path.strip("/").split("/")  # /api/projects/{pid}/keyframes[/{kid}] take an image too
+            upload = len(parts) in (4, 5) and parts[:2] == ["api", "projects"] and parts[3] == "keyframes"
+            if has_body and kind != "application/json" and not (upload and kind == "multipart/form-data"):
+                return await _send_error(send, 415, "send the body as Content-Type: application/json"
+                                         + (" (or multipart/form-data with the image as field 'file')"
+                                            if upload else ""))
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge()
+            return message
+
+        started = False
+
+        async def sending(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if set_cookie:
+                    message = {**message, "headers": [*message.get("headers", []),
+                                                      (b"set-cookie", set_cookie.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, limited, sending)
+        except _TooLarge:
+            if not started:
+                await _send_error(send, 413, f"the request is over the {self.max_bytes // 2**20} MB limit "
+                                  "(--max-upload-mb)")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _token_of(headers: dict, query: dict) -> str | None:
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    if "x-artwalk-token" in headers:
+        return headers["x-artwalk-token"]
+    for part in headers.get("cookie", "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == TOKEN_COOKIE:
+            return value
+    return (query.get("token") or [None])[0]
+
+
+async def _send_error(send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+# -------------------------------------------------------------------------- app
+
+def create_app(root: Path | str, token: str | None = None, max_upload_mb: float = 50) -> FastAPI:
+    """The studio over the projects in ``root`` (made if missing)."""
+    store = Store(Path(root))
+    worker = Worker(store)
+    app = FastAPI(title="artwalk studio", version="1",
+                  description="Keyframes on a timeline, walks rendered from them; only what changed is redone.")
+    app.state.store, app.state.worker = store, worker
+
+    @app.exception_handler(ArtwalkError)
+    async def artwalk_error(request: Request, exc: ArtwalkError):
+        status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Busy) else \
+            507 if isinstance(exc, DiskFullError) else 400
+        return JSONResponse({"detail": first_line(exc)}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            problems.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+        return JSONResponse({"detail": "; ".join(problems) or "invalid request"}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception):
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__}); see the server's log"},
+                            status_code=500)
+
+    # ------------------------------------------------------------- the page
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str):
+        if name not in PAGE_FILES:
+            raise NotFound(f"no file {name}")
+        return FileResponse(STATIC / name, media_type=PAGE_FILES[name])
+
+    @app.get("/api/options", summary="what the settings may name: engines, easings, formats")
+    def options() -> dict:
+        from pipeline.presets import REGISTRIES
+        from artwalk.timeline import EASING_NAMES
+
+        engines = {stage: list(REGISTRIES[stage].specs) for stage in ("keyframes", "motion", "upscale")}
+        engines["motion"] = [n for n in engines["motion"]  # a walk's motion: not the zoom's, not none
+                             if n != "none" and "levels" not in REGISTRIES["motion"].get(n).features]
+        engines["upscale"].append("none")
+        return {"engines": engines,
+                "easings": list(EASING_NAMES), "formats": list(VIDEO_TYPES), "settings": list(walks.KEYS),
+                "defaults": _defaults()}
+
+    # --------------------------------------------------------- projects
+    @app.post("/api/projects", response_model=Created, status_code=201)
+    def create_project(body: ProjectIn) -> dict:
+        return {"id": store.create(body.name)["id"]}
+
+    @app.get("/api/projects")
+    def list_projects() -> list[dict]:
+        return [{"id": p["id"], "name": p["name"], "created": p["created"], "keyframes": len(p["keyframes"])}
+                for p in store.projects()]
+
+    @app.get("/api/projects/{pid}")
+    def get_project(pid: str) -> dict:
+        with store.lock(pid):
+            return kf.project_json(store, worker, store.load(pid))
+
+    @app.put("/api/projects/{pid}/settings", summary="change settings; keys left out keep their value")
+    def put_settings(pid: str, body: dict[str, Any]) -> dict:
+        with store.lock(pid):
+            project = store.load(pid)
+            merged = walks.merge(project["settings"], body)
+            walks.walk_for(merged)  # the CLI's checks, its one-line errors
+            project["settings"] = merged
+            store.save(project)
+            return merged
+
+    # -------------------------------------------------------- keyframes
+    upload_doc = {"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                           "properties": {"file": {"type": "string", "format": "binary"}}}},
+        "application/json": {"schema": PromptIn.model_json_schema()}}}}
+
+    @app.post("/api/projects/{pid}/keyframes", status_code=201, openapi_extra=upload_doc,
+              summary="add a keyframe: an image (multipart field 'file') or a prompt (JSON)")
+    async def add_keyframe(pid: str, request: Request) -> dict:
+        store.folder(pid)
+        if _is_multipart(request):
+            data, name = await _upload(request)
+            return await run_in_threadpool(kf.add_image, store, pid, data, name)
+        body = PromptIn.model_validate(await _json(request))
+        return await run_in_threadpool(kf.add_prompt, store, pid, body.prompt, body.negative, body.seed)
+
+    patch_doc = {"requestBody": {"required": True, "content": {
+        "multipart/form-data": upload_doc["requestBody"]["content"]["multipart/form-data"],
+        "application/json": {"schema": KeyframePatch.model_json_schema()}}}}
+
+    @app.patch("/api/projects/{pid}/keyframes/{kid}", openapi_extra=patch_doc,
+               summary="replace a keyframe's image (multipart) or prompt, or move it (index or position)")
+    async def patch_keyframe(pid: str, kid: str, request: Request) -> dict:
+        store.folder(pid)
+        if _is_multipart(request):
+            data, name = await _upload(request)
+            return await run_in_threadpool(kf.add_image, store, pid, data, name, kid)
+        body = KeyframePatch.model_validate(await _json(request))
+        if body.prompt is not None:
+            result = await run_in_threadpool(kf.add_prompt, store, pid, body.prompt, body.negative, body.seed, kid)
+            if body.index is None and body.position is None:
+                return result
+        if body.index is None and body.position is None:
+            raise _Bad("give an image, a prompt, an index or a position")
+        return await run_in_threadpool(kf.move, store, pid, kid, body.index, body.position)
+
+    @app.delete("/api/projects/{pid}/keyframes/{kid}", status_code=204)
+    def delete_keyframe(pid: str, kid: str) -> Response:
+        kf.delete(store, pid, kid)
+        return Response(status_code=204)
+
+    @app.get("/api/projects/{pid}/keyframes/{kid}/image", summary="the keyframe's thumbnail (PNG)")
+    def keyframe_image(pid: str, kid: str):
+        return _file(store.path(pid, "thumbs", f"{_id(kid)}.png"), "image/png")
+
+    @app.post("/api/projects/{pid}/interpolate", summary="n in-between images of two keyframes")
+    def interpolate(pid: str, body: InterpolateIn) -> dict:
+        return {"images": kf.interpolate(store, pid, body.a, body.b, body.n)}
+
+    @app.get("/api/projects/{pid}/inbetweens/{key}/{name}", include_in_schema=False)
+    def inbetween(pid: str, key: str, name: str):
+        if not (len(key) == 16 and all(c in "0123456789abcdef" for c in key)) or not (
+                len(name) == 7 and name[:3].isdigit() and name.endswith(".png")):
+            raise NotFound(f"no in-between {key}/{name}")
+        return _file(store.path(pid, "inbetweens", key, name), "image/png")
+
+    # ----------------------------------------------------------- render
+    @app.post("/api/projects/{pid}/render", response_model=JobRef, status_code=202)
+    def render(pid: str) -> dict:
+        store.folder(pid)
+        with store.lock(pid):
+            return {"job": worker.submit(pid, kf.render_units(store, pid)).id}
+
+    @app.get("/api/jobs/{job}", summary="state (queued, running, done, failed), progress, error, stages")
+    def get_job(job: str) -> dict:
+        return worker.get(job).public()
+
+    @app.get("/api/jobs/{job}/events", summary="the job's progress as server-sent events")
+    async def job_events(job: str, request: Request):
+        worker.get(job)
+
+        async def events():
+            sent, quiet = -1, 0.0
+            while True:
+                current = worker.get(job)
+                if current.version != sent:
+                    sent = current.version
+                    yield f"event: progress\ndata: {json.dumps(current.public())}\n\n"
+                    if current.state in ("done", "failed"):
+                        return
+                elif quiet > 15:
+                    yield ": still working\n\n"
+                    quiet = 0.0
+                if await request.is_disconnected():
+                    return
+                await asyncio.sleep(0.2)
+                quiet += 0.2
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    @app.get("/api/projects/{pid}/frames", summary="the state of each timeline frame: none, stale, queued, "
+             "rendering, done")
+    def frames(pid: str) -> dict:
+        return kf.frame_states(store, worker, pid)
+
+    @app.get("/api/projects/{pid}/video", summary="the last rendered video")
+    def video(pid: str):
+        rendered = store.rendered(pid)
+        if rendered is None:
+            raise NotFound(f"project {pid} has no video yet: render it first")
+        return _file(store.path(pid, "run", rendered["video"]), VIDEO_TYPES.get(rendered["format"]),
+                     filename=kf.video_filename(store.load(pid), rendered))
+
+    @app.get("/api/projects/{pid}/contact-sheet", summary="the last render's contact sheet (PNG)")
+    def contact_sheet(pid: str):
+        rendered = store.rendered(pid)
+        if rendered is None or not rendered.get("sheet"):
+            raise NotFound(f"project {pid} has no contact sheet yet: render it first")
+        return _file(store.path(pid, "run", rendered["sheet"]), "image/png")
+
+    app.add_middleware(Guard, token=token, max_bytes=int(max_upload_mb * 2**20))
+    return app
+
+
+class _Bad(ArtwalkError):
+    """A request that asks for nothing the route does."""
+
+
+def _defaults() -> dict:
+    walk = walks.walk_for({})
+    return {"S": walk.keyframes.interpolation_steps, "I": walk.motion.sec_interpolation,
+            "F": walk.motion.sec_freeze, "fps": walk.motion.fps, "easing": walk.motion.easing,
+            "w": walk.keyframes.width, "h": walk.keyframes.height, "seed": walk.keyframes.seed,
+            "target": walk.upscale.target if walk.upscale else None, "format": walk.video.video_format,
+            "engines": vars(walk.engines)}
+
+
+def _is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+
+
+async def _upload(request: Request) -> tuple[bytes, str]:
+    form = await request.form()
+    file = form.get("file")
+    if file is None or isinstance(file, str):
+        raise _Bad("send the image as the multipart form field 'file'")
+    return await file.read(), file.filename or "upload"
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except ValueError as exc:
+        raise _Bad(f"the body is not JSON ({first_line(exc)})") from None
+
+
+def _id(value: str) -> str:
+    from studio.projects import ID
+
+    if not ID.fullmatch(value):
+        raise NotFound(f"no keyframe '{value}'")
+    return value
+
+
+def _file(path: Path, media_type: str | None, filename: str | None = None):
+    if not path.is_file():
+        raise NotFound(f"no file {path.name}")
+    return FileResponse(path, media_type=media_type, filename=filename)

@@ -1,0 +1,158 @@
+"""Projects on disk: everything the studio knows lives under ROOT, so a restart loses nothing.
+
+::
+
+    ROOT/
+      .jobs/<job>.json             each render job: state, progress, stages' units
+      <project>/                   12 hex digits
+        project.json               name, keyframes in order, settings
+        keyframes/<kf>.<ext>       the keyframe's image: the upload's bytes, or the generated PNG
+        keyframes/<kf>.safetensors a prompt keyframe's conditioning (embeddings and noise)
+        thumbs/<kf>.png            what the page shows (at most 320 px a side)
+        inbetweens/<key>/NNN.png   POST .../interpolate's images
+        input/                     the walk's input, rebuilt for each render: 0001_<kf>.<ext> hard links
+        run/                       the walk's run folder (artwalk run input run): run.mp4 and its contact sheet
+        rendered.json              the units of the last finished render, by signature
+
+Ids are never paths: a project, keyframe or job id is checked against its pattern before
+any path is made of it, and :meth:`Store.path` refuses anything that resolves outside
+the project (a symbolic link placed in ROOT included).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from artwalk.errors import ArtwalkError
+from artwalk.fsutil import atomic_write_json, tmp_name
+
+ID = re.compile(r"[0-9a-f]{12}")
+JOB_ID = re.compile(r"[0-9a-f]{16}")
+PROJECT = "project.json"
+RENDERED = "rendered.json"
+
+
+class NotFound(ArtwalkError):
+    """No such project, keyframe, job or file (or an id that is not one)."""
+
+
+class Busy(ArtwalkError):
+    """The project is already being rendered."""
+
+
+def new_id() -> str:
+    return secrets.token_hex(6)
+
+
+@dataclass
+class Store:
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()
+        (self.root / ".jobs").mkdir(parents=True, exist_ok=True)
+        self._locks: dict[str, threading.RLock] = {}
+        self._guard = threading.Lock()
+
+    # ------------------------------------------------------------------ paths
+    def folder(self, pid: str) -> Path:
+        """The project's folder; :class:`NotFound` for anything that is not a project here."""
+        if not isinstance(pid, str) or not ID.fullmatch(pid):
+            raise NotFound(f"no project '{pid}'")
+        folder = self.root / pid
+        if folder.is_symlink() or not (folder / PROJECT).is_file() or folder.resolve().parent != self.root:
+            raise NotFound(f"no project '{pid}'")
+        return folder
+
+    def path(self, pid: str, *parts: str) -> Path:
+        """A file inside project ``pid``, refused if it would resolve outside it."""
+        folder = self.folder(pid)
+        path = folder.joinpath(*parts)
+        real = Path(os.path.realpath(path))
+        if not real.is_relative_to(folder.resolve()) or any(p.is_symlink() for p in _between(folder, path)):
+            raise NotFound(f"no file {'/'.join(parts)} in project '{pid}'")
+        return path
+
+    def job_path(self, job: str) -> Path:
+        if not isinstance(job, str) or not JOB_ID.fullmatch(job):
+            raise NotFound(f"no job '{job}'")
+        return self.root / ".jobs" / f"{job}.json"
+
+    def lock(self, pid: str) -> threading.RLock:
+        """The lock a request holds while it reads or changes the project."""
+        with self._guard:
+            return self._locks.setdefault(pid, threading.RLock())
+
+    # --------------------------------------------------------------- projects
+    def create(self, name: str) -> dict:
+        pid = new_id()
+        folder = self.root / pid
+        tmp = tmp_name(folder)
+        for sub in ("keyframes", "thumbs"):
+            (tmp / sub).mkdir(parents=True)
+        project = {"id": pid, "name": name, "created": time.time(), "keyframes": [], "settings": {}}
+        atomic_write_json(tmp / PROJECT, project)
+        os.replace(tmp, folder)
+        return project
+
+    def load(self, pid: str) -> dict:
+        import json
+
+        return json.loads((self.folder(pid) / PROJECT).read_text("utf-8"))
+
+    def save(self, project: dict) -> None:
+        atomic_write_json(self.folder(project["id"]) / PROJECT, project)
+
+    def projects(self) -> list[dict]:
+        found = []
+        for entry in sorted(self.root.iterdir()):
+            try:
+                found.append(self.load(entry.name))
+            except (NotFound, OSError, ValueError):
+                continue  # not a project (a stray file, a half-made folder, a link)
+        return sorted(found, key=lambda p: p["created"])
+
+    def rendered(self, pid: str) -> dict | None:
+        import json
+
+        path = self.path(pid, RENDERED)
+        try:
+            return json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def rebuild_input(self, project: dict) -> Path:
+        """The walk's input folder: the keyframes in order as hard links (copies where links
+        cannot be made), named so that their natural order is the project's."""
+        pid = project["id"]
+        final = self.path(pid, "input")
+        tmp = tmp_name(final)
+        tmp.mkdir()
+        for i, kf in enumerate(project["keyframes"], 1):
+            source = self.path(pid, "keyframes", kf["file"])
+            target = tmp / f"{i:04d}_{kf['file']}"
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copyfile(source, target)
+        old = final.with_name("input.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+        return final
+
+
+def _between(folder: Path, path: Path):
+    """``path`` and each of its parents up to (not including) ``folder``."""
+    while path != folder and folder in path.parents:
+        yield path
+        path = path.parent

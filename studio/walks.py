@@ -1,0 +1,154 @@
+"""A project's settings as a walk: validated as ``artwalk run`` validates its flags.
+
+A project's settings are a JSON object whose keys stand for the walk's flags::
+
+    S -S    I --sec_interpolation    F --sec_freeze    fps --fps    easing --easing
+    w --w   h --h    target --target    format --format    seed --seed    steps --steps
+    preset --preset    device --device
+    engines {keyframes --engine, motion --motion-engine, upscale --upscale-engine ("none": --no-upscale)}
+    models  {keyframes --model, motion --motion-model, upscale --upscale-model}
+
+A key left out (or null) is the walk's default, so the defaults live in the stages'
+config dataclasses, once. :func:`walk_for` turns settings into the walk's own
+:class:`~pipeline.walk.Walk` through the same parser and checks as the command line, so
+an error is the CLI's one line. :func:`layout` cuts the walk's timeline into its units:
+each keyframe's hold and each segment between two keyframes, with the frames they span.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from artwalk.cli import Parser, add_common_flags
+from artwalk.errors import ConfigError
+from diffusion_models.engines import ENGINES as KEYFRAME_ENGINES
+from pipeline.walk import Walk, add_walk_flags, check_engines, configure
+
+FLAGS = {"S": "-S", "I": "--sec_interpolation", "F": "--sec_freeze", "fps": "--fps", "easing": "--easing",
+         "w": "--w", "h": "--h", "target": "--target", "format": "--format", "seed": "--seed", "steps": "--steps",
+         "preset": "--preset", "device": "--device"}
+STAGE_FLAGS = {"engines": {"keyframes": "--engine", "motion": "--motion-engine", "upscale": "--upscale-engine"},
+               "models": {"keyframes": "--model", "motion": "--motion-model", "upscale": "--upscale-model"}}
+KEYS = (*FLAGS, *STAGE_FLAGS)
+
+
+class _Parser(Parser):
+    """The walk's parser, raising its one-line error instead of exiting."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        raise ConfigError(message)
+
+
+def _walk_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="artwalk run", add_help=False)
+    add_walk_flags(p)
+    add_common_flags(p)
+    return p
+
+
+def merge(settings: dict, change: Any) -> dict:
+    """``settings`` with ``change``'s keys applied (null: back to the default); checks the
+    keys and their JSON types, not the values (:func:`walk_for` does)."""
+    if not isinstance(change, dict):
+        raise ConfigError("settings must be a JSON object")
+    merged = json.loads(json.dumps(settings))
+    for key, value in change.items():
+        if key not in KEYS:
+            raise ConfigError(f"unknown setting '{key}' (known: {', '.join(KEYS)})")
+        if key in STAGE_FLAGS:
+            if value is None:
+                merged.pop(key, None)
+                continue
+            if not isinstance(value, dict) or set(value) - set(STAGE_FLAGS[key]):
+                raise ConfigError(f"{key} must be an object with keys {', '.join(STAGE_FLAGS[key])}")
+            part = {**merged.get(key, {}), **value}
+            merged[key] = {k: v for k, v in part.items() if v not in (None, "")}
+            bad = [k for k, v in merged[key].items() if not isinstance(v, str)]
+            if bad:
+                raise ConfigError(f"{key}.{bad[0]} must be a string")
+        elif value is None or value == "":
+            merged.pop(key, None)
+        elif isinstance(value, (bool, dict, list)):
+            raise ConfigError(f"{key} must be a number or a string, got {json.dumps(value)}")
+        else:
+            merged[key] = value
+    return merged
+
+
+def argv(settings: dict) -> list[str]:
+    """The walk's flags for ``settings``."""
+    out: list[str] = []
+    for key, flag in FLAGS.items():
+        if key in settings:
+            out.append(f"{flag}={settings[key]}")
+    for key, flags in STAGE_FLAGS.items():
+        for stage, value in settings.get(key, {}).items():
+            if key == "engines" and stage == "upscale" and value == "none":
+                out.append("--no-upscale")
+            else:
+                out.append(f"{flags[stage]}={value}")
+    return out
+
+
+def walk_args(settings: dict, input_dir: Path, run_dir: Path, quiet: bool = True) -> argparse.Namespace:
+    extra = ["--quiet"] if quiet else []
+    return _walk_parser().parse_args([*argv(settings), *extra, "--", str(input_dir), str(run_dir)])
+
+
+def walk_for(settings: dict, input_dir: Path = Path("input"), run_dir: Path = Path("run")) -> Walk:
+    """The configured walk for ``settings`` (every setting and engine option checked; no
+    file read, no weights loaded): a :class:`~artwalk.errors.ConfigError` otherwise."""
+    walk = configure(walk_args(settings, input_dir, run_dir))
+    check_engines(walk)
+    return walk
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A stretch of the timeline: a keyframe's hold, or the segment from keyframe i to i+1."""
+
+    kind: str  # "hold" or "segment"
+    keyframes: tuple[int, ...]  # indices in the project's order
+    start: int  # first frame
+    frames: int
+    signature: str  # what its frames are made of
+
+    def as_json(self) -> dict:
+        return {"kind": self.kind, "keyframes": list(self.keyframes), "start": self.start, "frames": self.frames,
+                "signature": self.signature}
+
+
+def settings_signature(walk: Walk) -> str:
+    """What every frame depends on: the engines and the stages' settings, not the paths."""
+    configs = {name: {k: v for k, v in vars(c).items() if k not in ("run_dir", "input_dir", "progress", "output")}
+               for name, c in zip(("keyframes", "motion", "upscale", "video"), walk.configs) if c is not None}
+    text = json.dumps({"engines": vars(walk.engines), "configs": configs}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def layout(walk: Walk, hashes: list[str]) -> list[Unit]:
+    """The timeline's units for keyframes with content hashes ``hashes``, in order:
+    hold 0, segment 0-1, hold 1, ... hold n-1 (the walk's exact frame counts)."""
+    spec = walk.motion.spec
+    steps = walk.keyframes.interpolation_steps if "inbetweens" in KEYFRAME_ENGINES.get(
+        walk.engines.keyframes).features else 0
+    between = steps + (steps + 1) * (spec.intervals - 1)
+    base = settings_signature(walk)
+    units, start = [], 0
+
+    def add(kind: str, keys: tuple[int, ...], frames: int) -> None:
+        nonlocal start
+        text = json.dumps([base, kind, [hashes[i] for i in keys]])
+        units.append(Unit(kind, keys, start, frames, hashlib.sha256(text.encode()).hexdigest()[:16]))
+        start += frames
+
+    for i in range(len(hashes)):
+        add("hold", (i,), spec.hold)
+        if i + 1 < len(hashes) and between:
+            add("segment", (i, i + 1), between)
+    return units
