@@ -8,7 +8,8 @@
     artwalk plan [INPUT] OUT [flags] [--stage-args FILE]   (--prompts SCHEDULE instead of INPUT)
     artwalk interrogate FOLDER [flags]             a prompt per image into FOLDER/desc.csv
     artwalk audio SONG [--fps 24] [--on beats]     a song's events as keyframe frames
-    artwalk studio [ROOT] [--port 8765]               the timeline web studio (see studio/)
+    artwalk story COLLECTION OUT [-n 10] [flags]   a seeded random subset of a collection as a walk's input
+    artwalk studio [ROOT] [--port 8765]            the timeline web studio (see studio/)
     artwalk models list | download NAME
 
 ``plan --stage-args FILE`` is how ``full_pipeline.sh`` learns what to run: FILE gets,
@@ -33,6 +34,7 @@ from pipeline import audio_cmd
 from pipeline import inspire_cmd
 from pipeline import interrogate_cmd
 from pipeline import schedule_cmd
+from pipeline import story_cmd
 from pipeline import zoom as zoom_cmd
 from studio import cli as studio_cmd
 from pipeline.walk import add_walk_flags, plan_walk, run_walk, write_walk_json
@@ -129,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspire_cmd.add_command(sub)
     interrogate_cmd.add_command(sub)
     schedule_cmd.add_command(sub)
+    story_cmd.add_command(sub)
     zoom_cmd.add_command(sub)
     studio_cmd.add_command(sub)
     return p
