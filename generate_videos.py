@@ -342,10 +342,11 @@ def _walk_key(run_dir: Path) -> str | None:
     return _read_record(run_dir / "walk.json").get("walk_key")
 
 
-def video_record(config: VideoConfig) -> dict:
-    """The video's record, when the file beside it is the very video it describes; else {}."""
+def video_record(config: VideoConfig, verify: bool = True) -> dict:
+    """The video's record, when the file beside it is the very video it describes; else {}.
+    ``verify=False`` trusts a file of the recorded size without reading it (a reused unit's check)."""
     previous = _read_record(config.record_path)
-    return previous if _same_file(config.video_path, previous) else {}
+    return previous if _same_file(config.video_path, previous, verify) else {}
 
 
 def _cleaned_and_current(config: VideoConfig) -> VideoResult | None:
@@ -373,10 +374,11 @@ def _read_record(path: Path) -> dict:
         return {}
 
 
-def _same_file(path: Path, record: dict) -> bool:
-    """True when ``path`` is the very video the record describes."""
+def _same_file(path: Path, record: dict, verify: bool = True) -> bool:
+    """True when ``path`` is the very video the record describes (``verify``: its sha256 too)."""
     try:
-        return path.stat().st_size == record["result"]["bytes"] and sha256_file(path) == record["sha256"]
+        size = path.stat().st_size == record["result"]["bytes"]
+        return size and (not verify or sha256_file(path) == record["sha256"])
     except (OSError, KeyError, TypeError):
         return False
 

@@ -79,11 +79,13 @@ def add_keep_settings_flag(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(main: Callable[[argparse.Namespace], object], parser: argparse.ArgumentParser,
             argv: Sequence[str] | None = None) -> int:
-    """Parse flags, set up logging, call ``main(args)``; map errors to exit codes."""
+    """Parse flags, set up logging, call ``main(args)``; map errors to exit codes. A ``main``
+    that returns an ``int`` chooses the exit code itself (``artwalk batch``: 1 when a walk
+    failed); any other result is success."""
     args = parser.parse_args(argv)
     setup_logging(getattr(args, "quiet", False), getattr(args, "verbose", False))
     try:
-        main(args)
+        result = main(args)
     except ArtwalkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -97,7 +99,7 @@ def run_cli(main: Callable[[argparse.Namespace], object], parser: argparse.Argum
     except BrokenPipeError:  # the reader of stdout went away (`artwalk schedule ... | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # and quiet at exit's flush too
         return 0
-    return 0
+    return result if type(result) is int else 0
 
 
 def artwalks_paths(args: argparse.Namespace, default_output: str = "output") -> tuple[Path | None, Path | None]:

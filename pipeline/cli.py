@@ -6,6 +6,7 @@
     artwalk zoom PROMPTS OUT [flags]               an infinite zoom (--through FOLDER: your images;
                                                    --levels-only, then OUT --render: two steps)
     artwalk plan [INPUT] OUT [flags] [--stage-args FILE]   (--prompts SCHEDULE instead of INPUT)
+    artwalk batch COLLECTION [--out ROOT] [flags]  a walk per sub-folder (or --list FILE), for cron
     artwalk interrogate FOLDER [flags]             a prompt per image into FOLDER/desc.csv
     artwalk audio SONG [--fps 24] [--on beats]     a song's events as keyframe frames
     artwalk story COLLECTION OUT [-n 10] [flags]   a seeded random subset of a collection as a walk's input
@@ -31,6 +32,7 @@ from artwalk.cli import Parser, add_common_flags, run_cli
 from artwalk.fsutil import atomic_write_bytes
 from artwalk.runfolder import run_lock
 from pipeline import audio_cmd
+from pipeline import batch as batch_cmd
 from pipeline import inspire_cmd
 from pipeline import interrogate_cmd
 from pipeline import schedule_cmd
@@ -128,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_flags(md)
     md.set_defaults(func=models_download)
     audio_cmd.add_command(sub)
+    batch_cmd.add_command(sub)
     inspire_cmd.add_command(sub)
     interrogate_cmd.add_command(sub)
     schedule_cmd.add_command(sub)

@@ -48,7 +48,7 @@ from artwalk.devices import cuda_available
 from artwalk.errors import ConfigError, InputError
 from artwalk.fsutil import atomic_write_json, check_writable, free_bytes, human_bytes, sha256_file
 from artwalk.plan import WalkPlan, plan_counts, plan_walk as plan_numbers
-from artwalk.runfolder import MANIFEST, cache_key, check_layout, run_lock
+from artwalk.runfolder import MANIFEST, STAGE_DIRS, cache_key, check_layout, run_lock
 from artwalk.sizes import target_size
 from artwalk.video import probe_video
 from diffusion_models import PROMPT_SETTINGS, VIDEO_SETTINGS, KeyframeConfig, parse_density
@@ -148,8 +148,9 @@ VIDEO_HELPS = {
 
 def add_walk_flags(p: argparse.ArgumentParser, source: str = "images") -> None:
     """The walk's flags. ``source``: images (INPUT OUT), prompts (SCHEDULE OUT), video
-    (VIDEO OUT, ``artwalk video-init``), or either ([INPUT] OUT, with --prompts instead of
-    INPUT: ``artwalk plan``)."""
+    (VIDEO OUT, ``artwalk video-init``), either ([INPUT] OUT, with --prompts instead of
+    INPUT: ``artwalk plan``), or batch (an image walk's flags without INPUT, OUT and
+    --video, which ``artwalk batch`` sets for each walk)."""
     if source == "prompts":
         p.add_argument("prompts", metavar="SCHEDULE", nargs="?",
                        help="prompt schedule: a file of 'FRAME: prompt' lines, or that text itself "
@@ -158,13 +159,15 @@ def add_walk_flags(p: argparse.ArgumentParser, source: str = "images") -> None:
         p.add_argument("video_init", type=Path, metavar="VIDEO",
                        help="the video whose frames are restyled (any format PyAV decodes); its frame rate, size "
                        "and sound are the walk's")
-    else:
+    elif source != "batch":
         p.add_argument("input", type=Path, metavar="INPUT", nargs="?" if source == "either" else None,
                        help="folder of input images (natural order; other files are skipped)")
-    p.add_argument("output", type=Path, metavar="OUT", nargs="?" if source == "either" else None,
-                   help="run folder to write (reruns resume and reuse work)")
+    if source != "batch":
+        p.add_argument("output", type=Path, metavar="OUT", nargs="?" if source == "either" else None,
+                       help="run folder to write (reruns resume and reuse work)")
     skip = {"images": PROMPT_ONLY + VIDEO_SETTINGS, "prompts": IMAGE_ONLY + VIDEO_SETTINGS,
-            "video": ("video_init", "strength", *NOT_VIDEO), "either": ()}[source] + ZOOM_ONLY
+            "video": ("video_init", "strength", *NOT_VIDEO), "either": (),
+            "batch": PROMPT_ONLY + VIDEO_SETTINGS + (STAGES[3].dests["output"],)}[source] + ZOOM_ONLY
     walk = p.add_argument_group("the walk")
     walk.add_argument("--preset", default="auto", choices=["auto", "cpu", "gpu"],
                       help="engine set: gpu (Kandinsky, FILM, Real-ESRGAN) or cpu (classical, no weights); auto "
@@ -439,8 +442,6 @@ def plan_walk(args: argparse.Namespace) -> Walk:
     check_writable(walk.run_dir, "run folder")
     check_layout(walk.run_dir)
     check_engines(walk)
-    if walk.interrogate is not None:
-        interrogation.check_ready(walk.interrogate)
     kf = diffusion_models.check(walk.keyframes, announce=True)
     walk.keyframe_plan = kf
     every_frame = (kf.prompt_walk is not None and kf.prompt_walk.density == "every") or (
@@ -489,15 +490,21 @@ def plan_walk(args: argparse.Namespace) -> Walk:
     return walk
 
 
-def check_engines(walk: Walk) -> None:
-    """Each stage's engine takes the options it was given (named in the walk's spelling of
-    the flags); a prompt walk's keyframe engine makes images from text. Reads no weights."""
+def check_engines(walk: Walk, models: bool = False) -> None:
+    """What the walk needs whatever its inputs: each stage's engine installed and taking the
+    options given (in the walk's own spelling of the flags); with ``models``, every model
+    it would load is on this machine too (the stages' own checks say so later otherwise)."""
     if walk.keyframes.prompts is not None:  # before its options: what a prompt walk needs first
         diffusion_models.check_text2image(walk.engines.keyframes)
     for stage, config in zip(STAGES, walk.configs):
         if stage.name in REGISTRIES and config is not None:
             name = walk.engines.keyframes if stage.name == "keyframes" else config.engine
-            REGISTRIES[stage.name].check(name, engine_options(config), stage.flag)
+            options = engine_options(config)
+            spec = REGISTRIES[stage.name].check(name, options, stage.flag)
+            if models:
+                spec.check_models(options, **({"outpaint": config.outpaint} if stage.name == "keyframes" else {}))
+    if walk.interrogate is not None:
+        interrogation.check_ready(walk.interrogate)
 
 
 def state_plan(plan: WalkPlan, run_dir: Path, fps: float, audio_s: float | None, what: str) -> None:
@@ -511,6 +518,22 @@ def state_plan(plan: WalkPlan, run_dir: Path, fps: float, audio_s: float | None,
     if plan.disk_bytes - there > free_bytes(run_dir):
         raise InputError(f"{run_dir}: not enough disk: the {what} needs about {human_bytes(plan.disk_bytes - there)} "
                          f"more, {human_bytes(free_bytes(run_dir))} free")
+
+
+def is_current(walk: Walk) -> bool:
+    """The walk's video is there and was made of exactly this walk: its record names the
+    walk's key (inputs, prompts, engines, every stage's settings) and the encode settings
+    asked now, and the file has its recorded size (with ``--verify``, its sha256). Nothing
+    is read but the record, so an unchanged walk is recognised without running a stage."""
+    previous = generate_videos.video_record(walk.video, verify=walk.keyframes.verify)
+    if not previous or previous.get("walk_key") != walk.key or previous.get("source") != walk.video.source:
+        return False
+    asked = key_settings(walk.video)
+    if asked != {k: v for k, v in previous.get("config", {}).items() if k in asked}:
+        return False  # re-encoded by hand with other settings since
+    if walk.video.clean and any((walk.run_dir / stage).exists() for stage in STAGE_DIRS):
+        return False  # --clean asked now: the stages find their work done, and the encode cleans
+    return not walk.video.contact_sheet or walk.video.sheet_path.is_file()
 
 
 def _up_to_date(walk: Walk) -> bool:
@@ -571,7 +594,8 @@ StageReport = Callable[[str, Any], None]
 def run_planned(walk: Walk, report: StageReport | None = None) -> generate_videos.VideoResult | None:
     """Run a planned walk's stages under the run folder's lock. ``report(stage, None)`` is
     called as each stage starts and ``report(stage, result)`` as it ends (keyframes, motion,
-    upscale, video). Returns stage 4's result, or None when the walk was up to date."""
+    upscale, video). Returns stage 4's result, or None when the walk was up to date. The
+    lock is re-entrant: a caller may hold it already, as ``artwalk batch`` does while it plans."""
     report = report or (lambda stage, result: None)
     with run_lock(walk.run_dir, walk.video.wait):
         if walk.interrogate is not None and not walk.up_to_date:
