@@ -27,6 +27,9 @@ def serve(args: argparse.Namespace) -> None:
         raise ConfigError(f"--max-upload-mb must be in (0, 4096], got {args.max_upload_mb:g}")
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be in [0, 65535], got {args.port}")
+    if (Path(args.root).resolve() / "cli.py").resolve() == Path(__file__).resolve():
+        raise ConfigError(f"ROOT {args.root} is the studio's own source folder (this is the repository): give "
+                          "another ROOT, for example `artwalk studio ~/walks`")
     try:
         import uvicorn
 

@@ -361,3 +361,14 @@ def test_a_restart_mid_job_resumes_from_the_run_folder(tmp_path, photos):
     finally:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait()
+
+
+def test_the_command_checks_its_flags_before_serving(tmp_path, capsys):
+    from studio.cli import main
+
+    assert main([str(tmp_path), "--host", "0.0.0.0"]) == 2
+    assert "give --token TOKEN too" in capsys.readouterr().err
+    assert main([str(tmp_path), "--max-upload-mb", "0"]) == 2
+    assert main([str(REPO / "studio")]) == 2
+    assert "the studio's own source folder" in capsys.readouterr().err
+    assert not (REPO / "studio" / ".jobs").exists() and not (tmp_path / ".jobs").exists()

@@ -42,7 +42,7 @@ async function loadProjects(select) {
   const projects = await api("GET", "/api/projects");
   const list = $("project-select");
   list.replaceChildren(...(projects.length ? [] : [new Option("(none yet)", "")]),
-    ...projects.map((p) => new Option(`${p.name} (${p.keyframes})`, p.id)));
+    ...projects.map((p) => new Option(p.name, p.id)));
   const wanted = select || new URLSearchParams(location.hash.slice(1)).get("project") ||
     (projects.length ? projects[projects.length - 1].id : "");
   if (wanted) {
@@ -268,7 +268,12 @@ function showVideo() {
   const gif = video.format === "gif";
   $("player").hidden = gif;
   $("player-gif").hidden = !gif;
-  if (gif) $("player-gif").src = url; else $("player").src = url;
+  if (gif) {
+    $("player-gif").src = url;
+  } else {
+    $("player").poster = video.sheet_url ? `${video.sheet_url}?v=${video.version}` : "";
+    $("player").src = url;
+  }
   $("download").href = url;
   $("download").setAttribute("download", video.filename);
   $("sheet").href = video.sheet_url || "#";
