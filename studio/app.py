@@ -302,9 +302,9 @@ def create_app(root: Path | str, token: str | None = None, max_upload_mb: float 
     # ----------------------------------------------------------- render
     @app.post("/api/projects/{pid}/render", response_model=JobRef, status_code=202)
     def render(pid: str) -> dict:
-        store.folder(pid)
         with store.lock(pid):
-            return {"job": worker.submit(pid, kf.render_units(store, pid)).id}
+            kf.check_renderable(store, pid)
+            return {"job": worker.submit(pid).id}
 
     @app.get("/api/jobs/{job}", summary="state (queued, running, done, failed), progress, error, stages")
     def get_job(job: str) -> dict:

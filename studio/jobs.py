@@ -101,7 +101,7 @@ class Worker:
         with self._lock:
             return next((j for j in self.jobs.values() if j.project == pid and j.state in ACTIVE), None)
 
-    def submit(self, pid: str, units: list[dict]) -> Job:
+    def submit(self, pid: str) -> Job:
         """Queue a render of project ``pid``; :class:`Busy` while one is queued or running
         (an interrupted one is resumed and returned instead)."""
         current = self.active(pid)
@@ -109,6 +109,8 @@ class Worker:
             if current.id in self.interrupted:
                 return self.get(current.id)
             raise Busy(f"project {pid} is already rendering (job {current.id}); wait for it to finish")
+        with self.store.lock(pid):  # what it will make, as the project is now (the start updates it)
+            units = [u.as_json() for u in walks.project_units(self.store.load(pid))]
         job = Job(id=secrets.token_hex(8), project=pid, units=units)
         with self._lock:
             self.jobs[job.id] = job
@@ -131,9 +133,10 @@ class Worker:
         store, pid = self.store, job.project
         self._update(job, state="running", started=time.time(), progress=0.0, error=None, stages={}, force=True)
         try:
-            with store.lock(pid):
+            with store.lock(pid):  # the project as it is when the job starts is what it renders
                 project = store.load(pid)
                 input_dir = store.rebuild_input(project)
+                self._update(job, units=[u.as_json() for u in walks.project_units(project)])
             run_dir = store.path(pid, "run")
             walk = plan_walk(walks.walk_args(project["settings"], input_dir, run_dir))
             order = ["keyframes", "motion", *(["upscale"] if walk.upscale is not None else []), "video"]

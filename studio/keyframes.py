@@ -46,10 +46,11 @@ _models = threading.Lock()  # the neural engines: one request at a time uses the
 
 # ------------------------------------------------------------------------- reading
 
-def keyframe_json(store: Store, project: dict, index: int, units: list[walks.Unit] | None = None) -> dict:
-    kf = project["keyframes"][index]
-    pid, fps = project["id"], walks.walk_for(project["settings"]).motion.fps
-    start = next((u.start for u in units or [] if u.kind == "hold" and u.keyframes == (index,)), None)
+def keyframe_json(project: dict, index: int, placed: tuple[list[walks.Unit], float] | None = None) -> dict:
+    """One keyframe as the API shows it; ``placed``: the project's units and fps, if known."""
+    units, fps = placed or _placed(project)
+    kf, pid = project["keyframes"][index], project["id"]
+    start = next((u.start for u in units if u.kind == "hold" and u.keyframes == (index,)), None)
     return {"id": kf["id"], "kind": kf["kind"], "name": kf.get("name"), "prompt": kf.get("prompt"),
             "negative": kf.get("negative"), "seed": kf.get("seed"), "sha256": kf["sha256"],
             "position": {"index": index, "frame": start, "seconds": None if start is None else start / fps},
@@ -57,9 +58,13 @@ def keyframe_json(store: Store, project: dict, index: int, units: list[walks.Uni
             "conditioning": kf["conditioning"]}
 
 
+def _placed(project: dict) -> tuple[list[walks.Unit], float]:
+    return walks.project_units(project), walks.walk_for(project["settings"]).motion.fps
+
+
 def project_json(store: Store, worker: Worker, project: dict) -> dict:
     """The project, its keyframes with their positions, its last video and its running job."""
-    units, pid = timeline(project), project["id"]
+    placed, pid = _placed(project), project["id"]
     rendered = store.rendered(pid)
     video = None if rendered is None else {
         "url": f"/api/projects/{pid}/video", "format": rendered["format"], "frames": rendered["frames"],
@@ -67,7 +72,7 @@ def project_json(store: Store, worker: Worker, project: dict) -> dict:
         "sheet_url": f"/api/projects/{pid}/contact-sheet" if rendered.get("sheet") else None}
     job = worker.active(pid)
     return {"id": pid, "name": project["name"], "created": project["created"], "settings": project["settings"],
-            "keyframes": [keyframe_json(store, project, i, units) for i in range(len(project["keyframes"]))],
+            "keyframes": [keyframe_json(project, i, placed) for i in range(len(project["keyframes"]))],
             "video": video, "job": job.id if job else None}
 
 
@@ -77,15 +82,11 @@ def video_filename(project: dict, rendered: dict) -> str:
     return f"{name}.{rendered['format']}"
 
 
-def timeline(project: dict) -> list[walks.Unit]:
-    return walks.layout(walks.walk_for(project["settings"]), [kf["sha256"] for kf in project["keyframes"]])
-
-
 def frame_states(store: Store, worker: Worker, pid: str) -> dict:
     """Each unit's state and frames, and the state of every frame."""
     with store.lock(pid):
         project = store.load(pid)
-        units = timeline(project)
+        units = walks.project_units(project)
         rendered = store.rendered(pid)
     made = {u["signature"] for u in rendered["units"]} if rendered else set()
     job: Job | None = worker.active(pid)
@@ -103,13 +104,11 @@ def frame_states(store: Store, worker: Worker, pid: str) -> dict:
     return {"frames": len(states), "units": runs, "states": states, "job": job.id if job else None}
 
 
-def render_units(store: Store, pid: str) -> list[dict]:
-    """The units a render of the project as it is now makes (a job's snapshot)."""
+def check_renderable(store: Store, pid: str) -> None:
+    """What a render needs before it is queued: two keyframes (the settings were checked when set)."""
     with store.lock(pid):
-        project = store.load(pid)
-        if len(project["keyframes"]) < 2:
+        if len(store.load(pid)["keyframes"]) < 2:
             raise ConfigError("a walk needs at least two keyframes")
-        return [u.as_json() for u in timeline(project)]
 
 
 # ------------------------------------------------------------------------ changing
@@ -174,7 +173,7 @@ def add_image(store: Store, pid: str, data: bytes, filename: str, kid: str | Non
             kf = {"id": new, "kind": "image", "name": Path(filename or "upload").name, **placed,
                   "conditioning": {"image": {"sha256": placed["sha256"], "size": [image.shape[1], image.shape[0]]}}}
             _replace(store, project, index, old, kf)
-            return keyframe_json(store, project, project["keyframes"].index(kf), timeline(project))
+            return keyframe_json(project, project["keyframes"].index(kf))
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -202,7 +201,7 @@ def add_prompt(store: Store, pid: str, prompt: str, negative: str | None, seed: 
         kf = {"id": new, "kind": "prompt", "name": None, "file": final.name, "sha256": sha256_file(final),
               "prompt": prompt, "negative": negative, "seed": config.seed, "conditioning": cond.describe()}
         _replace(store, project, index, old, kf)
-        return keyframe_json(store, project, project["keyframes"].index(kf), timeline(project))
+        return keyframe_json(project, project["keyframes"].index(kf))
 
 
 def _text_config(settings: dict, negative: str | None, seed: int | None) -> KeyframeConfig:
@@ -245,7 +244,7 @@ def move(store: Store, pid: str, kid: str, index=None, position=None) -> dict:
             raise ConfigError(f"index must be a whole number in [0, {count - 1}], got {json.dumps(index)}")
         project["keyframes"].insert(index, project["keyframes"].pop(current))
         store.save(project)
-        return keyframe_json(store, project, index, timeline(project))
+        return keyframe_json(project, index)
 
 
 def _slot_nearest(project: dict, position) -> int:
@@ -256,7 +255,7 @@ def _slot_nearest(project: dict, position) -> int:
         frame = float(position)
     else:
         raise ConfigError(f"position must be a frame (48) or seconds ('2.5s'), got {json.dumps(position)}")
-    starts = [u.start for u in timeline(project) if u.kind == "hold"]
+    starts = [u.start for u in walks.project_units(project) if u.kind == "hold"]
     return min(range(len(starts)), key=lambda i: (abs(starts[i] - frame), i))
 
 

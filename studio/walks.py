@@ -131,6 +131,11 @@ def settings_signature(walk: Walk) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def project_units(project: dict) -> list[Unit]:
+    """The units of a studio project's timeline, as its keyframes and settings are now."""
+    return layout(walk_for(project["settings"]), [kf["sha256"] for kf in project["keyframes"]])
+
+
 def layout(walk: Walk, hashes: list[str]) -> list[Unit]:
     """The timeline's units for keyframes with content hashes ``hashes``, in order:
     hold 0, segment 0-1, hold 1, ... hold n-1 (the walk's exact frame counts)."""
