@@ -28,6 +28,10 @@ run the four stages. A walk that fails is reported and the next one starts. With
 ``--max-hours H`` no walk starts once H hours have passed since the batch began (the one
 running then finishes); the rest are ``not started (time limit)``.
 
+With ``--track mlflow`` each walk that runs stages is a run of its own (named after the
+walk, tagged ``artwalk.batch`` with this batch's report name), by default in the store
+``ROOT/mlruns/`` (:mod:`pipeline.tracking`); the store is opened before any walk.
+
 The batch ends with one line on stdout (for cron's mail; the walks log on stderr)::
 
     7 done, 2 skipped (up to date), 1 skipped (busy: another run holds it), 1 failed: NAME: reason
@@ -56,7 +60,8 @@ from artwalk.fsutil import atomic_write_json, make_dir
 from artwalk.images import IMAGE_EXTENSIONS, natural_key
 from artwalk.runfolder import run_lock
 from diffusion_models import check_folders
-from pipeline.walk import add_walk_flags, check_engines, configure, is_current, plan_walk, run_planned
+from pipeline.tracking import open_tracker
+from pipeline.walk import add_walk_flags, check_engines, configure, is_current, plan_walk, run_tracked
 
 log = logging.getLogger("artwalk")
 
@@ -159,6 +164,8 @@ def run_batch(args: argparse.Namespace, clock=time.monotonic) -> BatchResult:
     check_batch(args, walks, root)
     make_dir(root, "batch's output folder")
     history = make_dir(root / HISTORY, "batch's report folder") / f"{_stamp(started_at)}-{os.getpid()}.json"
+    tracker = open_tracker(args, root)  # --track: the store, checked before any walk (ROOT/mlruns by default)
+    tags = {"artwalk.batch": history.stem}
     source = f"--list {args.list}" if args.list is not None else str(args.collection)
     log.info("batch: %d walk(s) from %s into %s", len(walks), source, root)
     result = BatchResult(root, root / REPORT, [], ignored)
@@ -170,7 +177,7 @@ def run_batch(args: argparse.Namespace, clock=time.monotonic) -> BatchResult:
                 outcome = WalkOutcome(item.name, str(item.input), str(run_dir), "not_started",
                                       f"--max-hours {args.max_hours:g} reached")
             else:
-                outcome = run_one(args, item, run_dir)
+                outcome = run_one(args, item, run_dir, tracker, tags)
                 log.info("batch %d/%d: %s: %s%s (%.2f s)", i, len(walks), item.name, STATUSES[outcome.status],
                          f": {outcome.reason}" if outcome.status in ("failed", "busy") else "", outcome.seconds)
             result.outcomes.append(outcome)
@@ -187,9 +194,11 @@ def run_batch(args: argparse.Namespace, clock=time.monotonic) -> BatchResult:
     return result
 
 
-def run_one(args: argparse.Namespace, item: BatchWalk, run_dir: Path) -> WalkOutcome:
+def run_one(args: argparse.Namespace, item: BatchWalk, run_dir: Path, tracker=None,
+            tags: dict[str, str] | None = None) -> WalkOutcome:
     """One walk, as `artwalk run` does it, under its run folder's lock taken without waiting
-    (unless --wait): busy, skipped (current), done or failed, never raised."""
+    (unless --wait): busy, skipped (current), done or failed, never raised. With ``tracker``
+    (--track) a walk that runs is a run of its own, tagged with ``tags``."""
     t0 = time.monotonic()
     outcome = WalkOutcome(item.name, str(item.input), str(run_dir), "failed")
     walk_args = walk_namespace(args, item, run_dir)
@@ -201,7 +210,7 @@ def run_one(args: argparse.Namespace, item: BatchWalk, run_dir: Path) -> WalkOut
                 log.info("%s is current (its inputs and settings are unchanged): skipped", walk.video.video_path)
                 outcome.status = "skipped"
             else:
-                run_planned(walk)
+                run_tracked(walk, tracker, tags)
                 outcome.status = "done"
             outcome.video = str(walk.video.video_path)
     except RunFolderBusyError as exc:

@@ -26,6 +26,10 @@ soundtrack, the output paths and the disk space. It then states one plan line an
 writes ``OUT/walk.json`` (what was asked, the engines, the frames, and the walk's key).
 A walk whose run folder was cleaned (``--clean``) after its video was made, and whose
 inputs and settings have not changed since, is up to date: nothing runs.
+
+``--track mlflow [--tracking-uri URI]`` records the walk as an MLflow run (its settings,
+prompts, seeds, stage timings, units reused and computed, the video and contact sheet;
+see :mod:`pipeline.tracking`), by default in ``mlruns/`` beside the run folder.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ from diffusion_models.engines import ENGINES as KEYFRAME_ENGINES
 from diffusion_models.inspire import parse_every
 from frame_interpolation import MotionConfig
 from generate_videos import VideoConfig
+from pipeline import tracking
 from pipeline.presets import REGISTRIES, Engines, resolve_preset
 from super_resolution import UpscaleConfig
 
@@ -174,6 +179,8 @@ def add_walk_flags(p: argparse.ArgumentParser, source: str = "images") -> None:
                       "picks gpu when CUDA and the gpu engines are there (default auto); --engine, "
                       "--motion-engine and --upscale-engine override it per stage")
     walk.add_argument("--no-upscale", action="store_true", help="skip stage 3; encode the frames as they are")
+    if source != "either":  # a walk that runs here (full_pipeline.sh runs each stage itself)
+        tracking.add_tracking_flags(p.add_argument_group("run records (pipeline/tracking.py)"))
     if source == "prompts":
         desc = p.add_argument_group(f"prompts from images ({interrogation.DESC})")
         desc.add_argument("--from-images", type=Path, metavar="FOLDER",
@@ -583,8 +590,17 @@ def write_walk_json(walk: Walk) -> Path:
 
 
 def run_walk(args: argparse.Namespace) -> generate_videos.VideoResult | None:
-    """Plan, then all four stages in this process, holding the run folder's lock throughout."""
-    return run_planned(plan_walk(args))
+    """Plan, then all four stages in this process, holding the run folder's lock throughout
+    (with --track, recorded as a run: the store is opened before any stage)."""
+    walk = plan_walk(args)
+    return run_tracked(walk, tracking.open_tracker(args, walk.run_dir.absolute().parent))
+
+
+def run_tracked(walk: Walk, tracker: tracking.MlflowTracker | None,
+                tags: dict[str, str] | None = None) -> generate_videos.VideoResult | None:
+    """:func:`run_planned`, recorded as a run by ``tracker`` (None: not recorded)."""
+    return tracking.run_tracked(tracker, lambda: tracking.walk_record(walk, tags), lambda: tracking.walk_files(walk),
+                                lambda report: run_planned(walk, report))
 
 
 # What each stage reports when it ends (its result's reused and computed units).

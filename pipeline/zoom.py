@@ -43,6 +43,7 @@ from artwalk.zoom import frames_per_level, hold_frames, zoom_timeline
 from diffusion_models.zoom import ZoomLevelsConfig, check_zoom, run_zoom
 from frame_interpolation import MotionConfig
 from generate_videos import VideoConfig
+from pipeline import tracking
 from pipeline.presets import REGISTRIES, resolve_preset
 from pipeline.walk import state_plan
 from super_resolution import UpscaleConfig
@@ -101,6 +102,7 @@ def add_zoom_flags(p: argparse.ArgumentParser) -> None:
                      "engine": "upscale engine: lanczos or realesrgan (default: the preset's)"})
     add_flags(p.add_argument_group("video (stage 4)"), VideoConfig, exclude=("source",), seen=seen,
               flags={"output": ("--video", "-o")}, dests=VIDEO_DESTS)
+    tracking.add_tracking_flags(p.add_argument_group("run records (pipeline/tracking.py)"))
 
 
 @dataclass
@@ -255,17 +257,33 @@ def plan_zoom(args: argparse.Namespace) -> tuple[Zoom, Any]:
 
 
 def zoom_command(args: argparse.Namespace):
-    """Plan, then the asked steps in this process, holding the run folder's lock throughout."""
+    """Plan, then the asked steps in this process, holding the run folder's lock throughout
+    (with --track, recorded as a run: the store is opened before any step)."""
     zoom, (level_plan, engines) = plan_zoom(args)
+    tracker = tracking.open_tracker(args, zoom.run_dir.absolute().parent)
+    return tracking.run_tracked(tracker, lambda: tracking.zoom_record(zoom), lambda: tracking.zoom_files(zoom),
+                                lambda report: _run_steps(zoom, level_plan, engines, report))
+
+
+def _run_steps(zoom: Zoom, level_plan, engines: dict, report=None):
+    """The asked steps; ``report(step, None)`` as each starts, ``report(step, result)`` as it ends."""
+    report = report or (lambda step, result: None)
+
+    def step(name: str, run):
+        report(name, None)
+        result = run()
+        report(name, result)
+        return result
+
     with run_lock(zoom.run_dir, zoom.video.wait):
         if zoom.levels is not None:
             atomic_write_json(zoom.run_dir / RECORD, {
                 "artwalk": __version__, "given": {s: _json(v) for s, v in zoom.given.items() if s != "levels"},
                 "levels": _json(zoom.given["levels"]), "no_upscale": zoom.upscale is None,
                 "frames": zoom.plan.frames, "duration_s": zoom.plan.duration_s})
-            run_zoom(zoom.levels, level_plan)
+            step("levels", lambda: run_zoom(zoom.levels, level_plan))
         if "upscale" in zoom.steps:
-            super_resolution.run_levels(zoom.upscale, engines["upscale"])
+            step("upscale", lambda: super_resolution.run_levels(zoom.upscale, engines["upscale"]))
         elif zoom.upscale is None and (zoom.run_dir / "levels").is_dir():
             log.info("--no-upscale: removing %s, so the frames come from the levels themselves",
                      zoom.run_dir / "levels")
@@ -274,8 +292,8 @@ def zoom_command(args: argparse.Namespace):
             log.info("levels ready in %s; render the video with `artwalk zoom %s --render`", zoom.run_dir,
                      zoom.run_dir)
             return None
-        frame_interpolation.run(zoom.motion, engines["motion"])
-        return generate_videos.run(zoom.video)
+        step("frames", lambda: frame_interpolation.run(zoom.motion, engines["motion"]))
+        return step("video", lambda: generate_videos.run(zoom.video))
 
 
 def _levels_current(run_dir: Path, target: str) -> bool:

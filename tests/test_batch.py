@@ -167,14 +167,14 @@ def test_a_walk_another_process_holds_is_skipped_as_busy(tmp_path):
 def test_an_unexpected_error_in_one_walk_is_reported_with_its_type(tmp_path, batch, monkeypatch):
     import pipeline.batch as batch_module
 
-    real = batch_module.run_planned
+    real = batch_module.run_tracked
 
-    def flaky(walk):
+    def flaky(walk, *rest):
         if walk.run_dir.name == "alpha":
             raise RuntimeError("boom\nsecond line")
-        return real(walk)
+        return real(walk, *rest)
 
-    monkeypatch.setattr(batch_module, "run_planned", flaky)
+    monkeypatch.setattr(batch_module, "run_tracked", flaky)
     coll = make_collection(tmp_path / "art", names=("alpha", "beta"), broken=None)
     proc = batch(str(coll), "--out", str(tmp_path / "walks"), *TINY)
     assert (summary(proc), proc.returncode) == ("1 done, 1 failed: alpha: RuntimeError: boom", 1)
