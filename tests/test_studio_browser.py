@@ -41,6 +41,18 @@ def studio(tmp_path):
     server.wait()
 
 
+def drop_file(page, selector: str, path: Path) -> None:
+    """Drop a file on an element as a user dragging it from their desktop would."""
+    import base64
+
+    page.evaluate("""([selector, name, data]) => {
+        const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], name, {type: "image/png"}));
+        document.querySelector(selector).dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));
+    }""", [selector, path.name, base64.b64encode(path.read_bytes()).decode()])
+
+
 def unit_states(page) -> list[str]:
     return page.eval_on_selector_all("#frames .unit", "bars => bars.map(b => b.dataset.state)")
 
@@ -75,7 +87,9 @@ def test_the_studio_in_a_browser(studio, tmp_path):
         page.click("#save-settings")
         page.wait_for_selector("#settings-saved:text('saved')")
 
-        page.set_input_files("#file-input", [str(x) for x in photos[:3]])
+        page.set_input_files("#file-input", [str(x) for x in photos[:2]])
+        page.wait_for_function("document.querySelectorAll('#timeline .keyframe').length === 2")
+        drop_file(page, "#drop-zone", photos[2])  # the third one dropped on the page
         page.wait_for_function("document.querySelectorAll('#timeline .keyframe').length === 3")
         page.fill("#prompt-text", "a lighthouse at dusk | a storm:0.5")
         page.fill("#prompt-seed", "7")
@@ -93,6 +107,10 @@ def test_the_studio_in_a_browser(studio, tmp_path):
         page.drag_and_drop("#timeline .keyframe[data-index='0']", "#timeline .keyframe[data-index='2']")
         page.wait_for_function(f"document.querySelector('#timeline .keyframe[data-index=\"0\"]').dataset.id "
                                f"=== '{first}'")
+
+        page.click("#interpolate")  # keyframes 1 and 2, three in-betweens from the motion engine
+        page.wait_for_function("[...document.querySelectorAll('#inbetweens img')].filter(i => i.complete && "
+                               "i.naturalWidth === 64).length === 3")
 
         page.click("#render")
         page.wait_for_selector("#progress-text[data-state='done']", timeout=120_000)
