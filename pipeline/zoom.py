@@ -35,6 +35,7 @@ import super_resolution
 from artwalk import __version__
 from artwalk.config import add_flags, from_record, given
 from artwalk.errors import ConfigError, InputError, StageOrderError
+from artwalk.executors import add_executor_flags, executor_from_args
 from artwalk.fsutil import atomic_write_json, check_writable, sha256_file
 from artwalk.plan import PNG_BYTES_PER_PIXEL, WalkPlan, plan_counts
 from artwalk.runfolder import MANIFEST, check_layout, read_manifest, run_lock
@@ -88,6 +89,7 @@ def add_zoom_flags(p: argparse.ArgumentParser) -> None:
                        "its engines are there (default auto); --upscale-engine overrides it")
     steps.add_argument("--no-upscale", action="store_true",
                        help="compose the frames at the levels' own size (W x H), not --target")
+    add_executor_flags(steps)
     seen: set[str] = set()
     add_flags(p.add_argument_group("levels (stage 1)"), ZoomLevelsConfig, seen=seen,
               flags={"engine": ("--engine", "--keyframe-engine")})
@@ -257,6 +259,7 @@ def plan_zoom(args: argparse.Namespace) -> tuple[Zoom, Any]:
 def zoom_command(args: argparse.Namespace):
     """Plan, then the asked steps in this process, holding the run folder's lock throughout."""
     zoom, (level_plan, engines) = plan_zoom(args)
+    executor = executor_from_args(args)  # the levels' upscale and the encode's chunks
     with run_lock(zoom.run_dir, zoom.video.wait):
         if zoom.levels is not None:
             atomic_write_json(zoom.run_dir / RECORD, {
@@ -265,7 +268,7 @@ def zoom_command(args: argparse.Namespace):
                 "frames": zoom.plan.frames, "duration_s": zoom.plan.duration_s})
             run_zoom(zoom.levels, level_plan)
         if "upscale" in zoom.steps:
-            super_resolution.run_levels(zoom.upscale, engines["upscale"])
+            super_resolution.run_levels(zoom.upscale, engines["upscale"], executor=executor)
         elif zoom.upscale is None and (zoom.run_dir / "levels").is_dir():
             log.info("--no-upscale: removing %s, so the frames come from the levels themselves",
                      zoom.run_dir / "levels")
@@ -275,7 +278,7 @@ def zoom_command(args: argparse.Namespace):
                      zoom.run_dir)
             return None
         frame_interpolation.run(zoom.motion, engines["motion"])
-        return generate_videos.run(zoom.video)
+        return generate_videos.run(zoom.video, executor=executor)
 
 
 def _levels_current(run_dir: Path, target: str) -> bool:
