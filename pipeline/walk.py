@@ -440,6 +440,8 @@ def plan_walk(args: argparse.Namespace) -> Walk:
     """Configure and check the whole walk; log the engines and the plan. Writes nothing."""
     walk = configure(args)
     log.info("artwalk %s: %s (%s)", __version__, walk.reason, walk.engines)
+    if walk.executor.name != "local":
+        log.info("units of work run on %s", walk.executor.describe())
     if walk.preset == "gpu" and not cuda_available():
         log.warning("warning: --preset gpu without a CUDA device here: the neural engines will run on the CPU, "
                     "very slowly")
