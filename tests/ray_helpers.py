@@ -48,3 +48,25 @@ class TestEngine(BlendEngine):
                 else:
                     os._exit(1)  # dies mid-unit: part of a segment written, nothing committed
             yield rgb
+
+
+class MixKeyframes:
+    """A test keyframe engine: in-betweens are seeded, noisy cross-fades (so their bytes depend on
+    the pair's seed, as a diffusion engine's do). Stands for a neural engine: its row has a model
+    slot, so its pairs go to actors."""
+
+    name = "mix"
+
+    def identity(self) -> dict:
+        return {"engine": "mix", "version": 1}
+
+    def check_image_walk(self) -> None:
+        return None
+
+    def inbetweens(self, a, b, fractions, seed, prompts=None):
+        import numpy as np
+
+        rng = np.random.default_rng(seed)
+        for f in fractions:
+            noise = rng.random(a.shape, dtype=np.float32) * 0.1
+            yield np.clip((1 - f) * a + f * b + noise - 0.05, 0, 1)

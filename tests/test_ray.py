@@ -14,6 +14,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+import diffusion_models  # noqa: E402
 import frame_interpolation  # noqa: E402
 import generate_videos  # noqa: E402
 import super_resolution  # noqa: E402
@@ -157,6 +158,24 @@ def test_neural_units_go_to_actors_that_load_the_engine_once(cluster, hooks, loc
     frame_interpolation.run(MotionConfig(ref, fps=8, sec_interpolation=1, sec_freeze=0.5, engine="counted",
                                          progress=False), engine=MOTION.create("counted", {}))
     assert (out / "frames" / "manifest.json").read_bytes() == (ref / "frames" / "manifest.json").read_bytes()
+
+
+def test_stage_1_pairs_on_actors_match_local(cluster, images, tmp_path, monkeypatch):
+    from diffusion_models import KeyframeConfig
+    from diffusion_models.engines import ENGINES as KEYFRAMES
+
+    monkeypatch.setitem(KEYFRAMES.specs, "mix", EngineSpec("mix", "ray_helpers:MixKeyframes", "test",
+                                                           features=("inbetweens",),
+                                                           models=(ModelSlot("model", "tiny"),)))
+    monkeypatch.setattr(KEYFRAMES, "check_config", lambda config, name=None, **kw: KEYFRAMES.get(name or "mix"))
+    manifests = []
+    for where, ex in (("ray", RayExecutor(write="driver")), ("local", None)):
+        config = KeyframeConfig(images, tmp_path / where / "walk", engine="mix", interpolation_steps=2, width=64,
+                                height=48, progress=False)
+        result = diffusion_models.run(config, executor=ex)
+        assert result.inbetweens == 3 * 2
+        manifests.append((tmp_path / where / "walk" / "keyframes" / "manifest.json").read_bytes())
+    assert manifests[0] == manifests[1]
 
 
 def test_flags(images, tmp_path, monkeypatch, capsys):
