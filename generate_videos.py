@@ -63,6 +63,7 @@ import numpy as np
 from artwalk.cli import Parser, add_common_flags, run_cli
 from artwalk.config import add_flags, from_args, key_settings, record, setting
 from artwalk.errors import ConfigError, InputError, StageOrderError
+from artwalk.executors import Executor, Unit, resolve
 from artwalk.fsutil import atomic_write_json, check_writable, human_bytes, sha256_file
 from artwalk.framestore import FrameReader
 from artwalk.progress import progress
@@ -212,8 +213,9 @@ def check(config: VideoConfig, fps: float | None = None) -> float | None:
     return info.duration_s - config.audio_start
 
 
-def run(config: VideoConfig) -> VideoResult:
-    """Encode the run folder's timeline into ``config.video_path`` (see the module docstring)."""
+def run(config: VideoConfig, executor: Executor | None = None) -> VideoResult:
+    """Encode the run folder's timeline into ``config.video_path`` (see the module docstring);
+    ``executor`` (:mod:`artwalk.executors`): where the chunks are encoded (default: here)."""
     started = time.monotonic()
     audio_s = check(config)
     with run_lock(config.run_dir, config.wait, create=False) as run_dir:
@@ -255,7 +257,7 @@ def run(config: VideoConfig) -> VideoResult:
                     units = {"reused": 0, "computed": 1}
                 else:
                     encoded, units = _encode_chunks(config, run_dir, reader, entries, timeline, (width, height),
-                                                    rate, streamed)
+                                                    rate, streamed, executor)
             if config.contact_sheet:
                 write_contact_sheet(run_dir, config.sheet_path)
             encoded_seconds = encoded.seconds
@@ -300,11 +302,13 @@ def chunk_bounds(entries: Sequence[dict], timeline: Sequence[int], min_frames: i
 
 
 def _encode_chunks(config: VideoConfig, run_dir: Path, reader: FrameReader, entries: list[dict], timeline: list[int],
-                   size: tuple[int, int], rate, streamed: dict | None) -> tuple[EncodeResult, dict[str, int]]:
+                   size: tuple[int, int], rate, streamed: dict | None,
+                   executor: Executor | None = None) -> tuple[EncodeResult, dict[str, int]]:
     """Encode each unit of the timeline as its own closed-GOP chunk (``chunks/units/<key>/``,
     reused while its frames and the settings are unchanged), then join them by stream copy
     with the soundtrack. Chunks that cannot be joined fall back to one pass. Returns the
-    video and the chunks' counts: ``{"reused": r, "computed": c}``."""
+    video and the chunks' counts: ``{"reused": r, "computed": c}``. ``executor``: where the chunks
+    are encoded (:mod:`artwalk.executors`; default here); the join is always here."""
     settings = config.settings(rate)
     silent = dataclasses.replace(settings, audio=None, progress=False)
     store = UnitStore.open(run_dir / CHUNKS)
@@ -312,20 +316,25 @@ def _encode_chunks(config: VideoConfig, run_dir: Path, reader: FrameReader, entr
     bounds = chunk_bounds(entries, timeline, max(1, round(float(rate))))
     identity = {"format": config.video_format, "crf": config.crf, "preset": config.encode_preset, "fps": str(rate),
                 "size": list(size), "streamed": streamed, "version": CHUNK_VERSION}
-    chunks = []
+    chunks, units = [], []
     with progress(total=len(timeline), desc=f"{config.video_format} chunks", unit="frame",
                   enabled=config.progress) as bar:
         for start, end in bounds:
             part = timeline[start:end]
             key = cache_key(kind="chunk", frames=[[entries[i].get("sha256"), entries[i].get("index")] for i in part],
                             **identity)
-            if store.lookup(key) is None:
-                with store.build(key, frames=[start, end]) as unit:
-                    encode_video(lambda part=part: _timeline_frames(reader, entries, part, size, bool(streamed)),
-                                 len(part), size, unit.folder / name, silent)
-                    unit.note_file(name)
+            if store.lookup(key) is not None:
+                bar.update(len(part))
+            elif key not in {u.key for u in units}:
+                used = sorted(set(part))  # the chunk's own frames, renumbered: all a worker needs to know
+                local = [used.index(i) for i in part]
+                sub = [entries[i] for i in used]
+                units.append(Unit(key, {"frames": [start, end]}, _encode_chunk,
+                                  (sub, local, size, bool(streamed), silent, name),
+                                  tuple(dict.fromkeys(e["path"] for e in sub)), len(part)))
             chunks.append((store.path(key) / name, len(part)))
-            bar.update(len(part))
+        for _ in resolve(executor).build(store, run_dir, units, tick=bar.update):
+            pass
     store.prune()
     log.info("encode: %d chunk(s), %s", len(chunks), store.summary())
     units = {"reused": store.reused, "computed": store.computed}
@@ -335,6 +344,17 @@ def _encode_chunks(config: VideoConfig, run_dir: Path, reader: FrameReader, entr
         log.warning("warning: the chunks could not be joined (%s): encoding the video in one pass", exc)
         return encode_video(lambda: _timeline_frames(reader, entries, timeline, size, bool(streamed)), len(timeline),
                             size, config.video_path, settings), units
+
+
+def _encode_chunk(unit, root: Path, engine, entries: list[dict], timeline: list[int], size: tuple[int, int],
+                  streamed: bool, settings: EncodeSettings, name: str, tick=lambda n=1: None) -> None:
+    """One chunk's unit (here or on a worker): ``timeline`` (indices into ``entries``, frames under
+    ``root``) encoded as one closed-GOP file."""
+    with FrameReader(root) as reader:
+        encode_video(lambda: _timeline_frames(reader, entries, timeline, size, streamed), len(timeline), size,
+                     unit.folder / name, settings)
+    unit.note_file(name)
+    tick(len(timeline))
 
 
 def _walk_key(run_dir: Path) -> str | None:

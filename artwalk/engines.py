@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from artwalk.config import engine_options, flag_of
 from artwalk.errors import ConfigError
+from artwalk.executors import EngineRecipe
 from artwalk.models import check_present, pick_model
 
 # Arguments an engine may take that never change its output: passed when it takes them.
@@ -145,6 +146,17 @@ class EngineRegistry:
         """The engine of a stage config, built from its engine options (and its progress switch)."""
         return self.create(name or config.engine, engine_options(config), lambda option: flag_of(type(config), option),
                            progress=getattr(config, "progress", True))
+
+    def recipe_for(self, config: Any, name: str | None = None) -> EngineRecipe:
+        """How a worker makes the engine of a stage config (:mod:`artwalk.executors`): the same
+        class and options as :meth:`create_for`, without progress bars; ``neural`` when it loads models."""
+        name = name or config.engine
+        options = engine_options(config)
+        spec = self.check(name, options, lambda option: flag_of(type(config), option))
+        kwargs = {k: v for k, v in options.items() if v is not None}
+        if "progress" in spec.options:
+            kwargs["progress"] = False
+        return EngineRecipe(spec.target, kwargs, neural=bool(spec.models), device=options.get("device"))
 
     def create(self, name: str, options: Mapping[str, Any], flag: Callable[[str], str] = option_flag,
                **context: Any):

@@ -362,6 +362,16 @@ class UnitStore:
             self.reused += 1
         return record
 
+    def adopt(self, key: str) -> dict | None:
+        """The record of a unit another process built here just now (a Ray worker on a shared
+        folder), counted as computed; None when it is not there, intact."""
+        record = self._valid_record(key)
+        if record is not None:
+            with self._lock:
+                self._used.add(key[:32])
+                self.computed += 1
+        return record
+
     @contextlib.contextmanager
     def build(self, key: str, **meta: Any) -> Iterator[UnitBuilder]:
         """Yield a :class:`UnitBuilder` over a temporary folder; on success its record is

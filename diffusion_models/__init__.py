@@ -57,6 +57,7 @@ from artwalk import audio
 from artwalk.config import engine_options, record, setting
 from artwalk.engines import EngineSpec
 from artwalk.errors import ConfigError, InputError
+from artwalk.executors import Executor, Unit, resolve
 from artwalk.fsutil import sha256_file
 from artwalk.images import list_images, load_image, read_frame
 from artwalk.progress import progress
@@ -460,8 +461,10 @@ def _conform_key(config: KeyframeConfig, plan: KeyframePlan, i: int) -> str:
                      version=CONFORM_VERSION)
 
 
-def run(config: KeyframeConfig, plan: KeyframePlan | None = None) -> KeyframeResult:
-    """The stage; ``plan``: what :func:`check` found for this config (a walk's plan made it)."""
+def run(config: KeyframeConfig, plan: KeyframePlan | None = None, executor: Executor | None = None) -> KeyframeResult:
+    """The stage; ``plan``: what :func:`check` found for this config (a walk's plan made it);
+    ``executor`` (:mod:`artwalk.executors`): where an image walk's pairs are made (default: here;
+    conforming, prompt walks and video inits run here)."""
     start = time.monotonic()
     plan = plan or check(config)
     if plan.video is not None:
@@ -474,7 +477,7 @@ def run(config: KeyframeConfig, plan: KeyframePlan | None = None) -> KeyframeRes
     with run_lock(config.run_dir, config.wait) as run_dir:
         store = UnitStore.open(run_dir / STAGE, verify=config.verify)
         originals = _conform_originals(config, plan, store, run_dir)
-        pairs = _make_inbetweens(config, plan, store, run_dir, originals)
+        pairs = _make_inbetweens(config, plan, store, run_dir, originals, executor)
         outputs = _walk_order(config, plan, originals, pairs)
         placed = {}
         if plan.sync is not None:  # each keyframe at its event's frame (stage 2 fills the gaps)
@@ -564,12 +567,13 @@ def _conform_originals(config: KeyframeConfig, plan: KeyframePlan, store: UnitSt
 
 
 def _make_inbetweens(config: KeyframeConfig, plan: KeyframePlan, store: UnitStore, run_dir: Path,
-                     originals: list[tuple[str, str]]) -> list[list[dict]]:
-    """Step 3: the manifest entries of each pair's in-betweens, pair by pair."""
+                     originals: list[tuple[str, str]], executor: Executor | None = None) -> list[list[dict]]:
+    """Step 3: the manifest entries of each pair's in-betweens, pair by pair (one unit each,
+    made by the executor where it is not there yet)."""
     n, steps, images = len(plan.images), plan.steps, plan.images
     joins = list(zip(range(n), range(1, n))) + ([(n - 1, 0)] if config.loop and n > 1 else [])
     fractions = [k / (steps + 1) for k in range(1, steps + 1)]
-    pairs: list[list[dict]] = []
+    asked, records, units = [], {}, []
     bar = progress(total=len(joins) * steps, desc="in-betweens", enabled=config.progress and bool(steps))
     for i, j in joins if steps else []:
         sha_a, sha_b = originals[i][1], originals[j][1]
@@ -578,20 +582,35 @@ def _make_inbetweens(config: KeyframeConfig, plan: KeyframePlan, store: UnitStor
         extra = {} if prompts is None else {"prompts": list(prompts)}
         key = cache_key(kind="pair", a=sha_a, b=sha_b, fractions=fractions, seed=seed,
                         size=list(config.size), engine=plan.engine.identity(), **extra)
+        asked.append((key, i, j, seed))
+        if key in records or any(u.key == key for u in units):
+            continue
         found = store.lookup(key)
         if found is None:
-            a, b = read_frame(run_dir / originals[i][0]), read_frame(run_dir / originals[j][0])
-            with store.build(key, pair=[images[i].name, images[j].name], seed=seed, **extra) as unit:
-                for k, rgb in enumerate(plan.engine.inbetweens(a, b, fractions, seed, prompts=prompts), start=1):
-                    unit.save_png(f"{k:06d}.png", rgb)
-                    bar.update()
-            found = unit.record
+            units.append(Unit(key, {"pair": [images[i].name, images[j].name], "seed": seed, **extra}, _build_pair,
+                              (originals[i][0], originals[j][0], fractions, seed, prompts),
+                              (originals[i][0], originals[j][0]), steps))
         else:
+            records[key] = found
             bar.update(steps)
-        pairs.append([{"path": store.relpath(key, f["name"], run_dir), "sha256": f["sha256"], "kind": "inbetween",
-                       "pair": [images[i].name, images[j].name], "seed": seed} for f in found["files"]])
+    executor = resolve(executor)
+    recipe = None if executor.name == "local" else ENGINES.recipe_for(config, config.engine_name)
+    for u, made in zip(units, executor.build(store, run_dir, units, plan.engine, recipe, tick=bar.update)):
+        records[u.key] = made
     bar.close()
-    return pairs
+    return [[{"path": store.relpath(key, f["name"], run_dir), "sha256": f["sha256"], "kind": "inbetween",
+              "pair": [images[i].name, images[j].name], "seed": seed} for f in records[key]["files"]]
+            for key, i, j, seed in asked]
+
+
+def _build_pair(unit, root: Path, engine, a_path: str, b_path: str, fractions: list[float], seed: int,
+                prompts: tuple[str, str] | None, tick=lambda n=1: None) -> None:
+    """One pair's unit (here or on a worker): the in-betweens of the conformed originals ``a_path``
+    and ``b_path`` (under ``root``) at ``fractions``, one PNG each."""
+    a, b = read_frame(root / a_path), read_frame(root / b_path)
+    for k, rgb in enumerate(engine.inbetweens(a, b, fractions, seed, prompts=prompts), start=1):
+        unit.save_png(f"{k:06d}.png", rgb)
+        tick()
 
 
 def _walk_order(config: KeyframeConfig, plan: KeyframePlan, originals: list[tuple[str, str]],

@@ -43,9 +43,11 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from artwalk.config import record, setting
 from artwalk.errors import ConfigError, StageOrderError
+from artwalk.executors import Executor, Unit, resolve
 from artwalk.framestore import SEGMENT_FILE
 from artwalk.fsutil import sha256_file
 from artwalk.images import read_frame
@@ -140,7 +142,8 @@ def check(config: MotionConfig) -> MotionEngine:
     return ENGINES.create_for(config)
 
 
-def run(config: MotionConfig, engine: MotionEngine | None = None) -> MotionResult:
+def run(config: MotionConfig, engine: MotionEngine | None = None, executor: Executor | None = None) -> MotionResult:
+    """Stage 2. ``executor`` (:mod:`artwalk.executors`): where the segments are made (default: here)."""
     start = time.monotonic()
     engine = engine or check(config)
     spec = config.spec
@@ -183,12 +186,14 @@ def run(config: MotionConfig, engine: MotionEngine | None = None) -> MotionResul
         segments: list[list[int]] = []
         with progress(total=sum(map(len, times)), desc="motion frames", unit="frame",
                       enabled=config.progress) as bar:
-            for (i, j), ts in zip(joins, times):
+            made = _segments(config, engine, executor, store, run_dir, [(keys[i], keys[j], ts) for (i, j), ts
+                                                                         in zip(joins, times) if ts], bar)
+            for ts in times:
                 if not ts:
                     segments.append([])
                     continue
                 first = len(frames)
-                frames.extend(_segment(engine, store, run_dir, keys[i], keys[j], ts, bar, config.keep_frames))
+                frames.extend(next(made))
                 segments.append(list(range(first, len(frames))))
 
         if positioned:
@@ -260,25 +265,44 @@ def _check_positioned(config: MotionConfig, keyframes: dict) -> None:
         log.warning("warning: %s do nothing here: the keyframes sit at their scheduled frames", ", ".join(unused))
 
 
-def _segment(engine, store: UnitStore, run_dir: Path, ka: dict, kb: dict, times: list[float], bar,
-             pngs: bool) -> list[dict]:
-    """The frame entries of the segment from keyframe ``ka`` to ``kb`` (reused, or made now):
-    frames of one lossless segment file, or with ``pngs`` one PNG each."""
-    key = cache_key(kind="segment", a=ka["sha256"], b=kb["sha256"], times=times, engine=engine.identity(),
-                    store="png" if pngs else SEGMENT_FILE)
-    found = store.lookup(key)
-    if found is None:
-        a, b = read_frame(run_dir / ka["path"]), read_frame(run_dir / kb["path"])
-        if a.shape != b.shape:
-            raise StageOrderError(f"keyframes {ka['path']} and {kb['path']} differ in size; rerun "
-                                  "`python -m diffusion_models`")
-        with store.build(key, a=ka["path"], b=kb["path"]) as unit:
-            unit.add_frames((bar.update() or rgb for rgb in engine.interpolate(a, b, times)), pngs)
-        found = unit.record
-    else:
-        bar.update(len(times))
-    if pngs:
-        return [{"path": store.relpath(key, f["name"], run_dir), "sha256": f["sha256"], "kind": "motion"}
-                for f in found["files"]]
-    path = store.relpath(key, SEGMENT_FILE, run_dir)
-    return [{"path": path, "index": k, "sha256": sha, "kind": "motion"} for k, sha in enumerate(found["frames"])]
+def _segments(config: MotionConfig, engine, executor, store: UnitStore, run_dir: Path,
+              joins: list[tuple[dict, dict, list[float]]], bar) -> Iterator[list[dict]]:
+    """The frame entries of each segment (keyframe ``ka`` to ``kb`` at ``times``), in order:
+    reused, or made now by the executor (one unit each): frames of one lossless segment file,
+    or with ``--keep-frames`` one PNG each."""
+    pngs = config.keep_frames
+    keys = [cache_key(kind="segment", a=ka["sha256"], b=kb["sha256"], times=ts, engine=engine.identity(),
+                      store="png" if pngs else SEGMENT_FILE) for ka, kb, ts in joins]
+    records: dict[str, dict | None] = {}
+    for key, (_, _, ts) in zip(keys, joins):
+        if key not in records:
+            records[key] = store.lookup(key)
+            if records[key] is not None:
+                bar.update(len(ts))
+    todo = {key: join for key, join in zip(keys, joins) if records[key] is None}
+    executor = resolve(executor)
+    recipe = None if executor.name == "local" else ENGINES.recipe_for(config)
+    units = [Unit(key, {"a": ka["path"], "b": kb["path"]}, _build_segment, (ka["path"], kb["path"], ts, pngs),
+                  (ka["path"], kb["path"]), len(ts)) for key, (ka, kb, ts) in todo.items()]
+    built = zip(todo, executor.build(store, run_dir, units, engine, recipe, tick=bar.update))
+    for key in keys:
+        while records[key] is None:  # made in the order asked: take the next until this one is there
+            done, record = next(built)
+            records[done] = record
+        found = records[key]
+        if pngs:
+            yield [{"path": store.relpath(key, f["name"], run_dir), "sha256": f["sha256"], "kind": "motion"}
+                   for f in found["files"]]
+        else:
+            path = store.relpath(key, SEGMENT_FILE, run_dir)
+            yield [{"path": path, "index": k, "sha256": sha, "kind": "motion"} for k, sha in enumerate(found["frames"])]
+
+
+def _build_segment(unit, root: Path, engine, a_path: str, b_path: str, times: list[float], pngs: bool,
+                   tick=lambda n=1: None) -> None:
+    """One segment's unit (run here or on a worker): the motion frames from keyframe ``a_path`` to
+    ``b_path`` (files under ``root``) at ``times``."""
+    a, b = read_frame(root / a_path), read_frame(root / b_path)
+    if a.shape != b.shape:
+        raise StageOrderError(f"keyframes {a_path} and {b_path} differ in size; rerun `python -m diffusion_models`")
+    unit.add_frames((tick() or rgb for rgb in engine.interpolate(a, b, times)), pngs)

@@ -50,6 +50,7 @@ from artwalk.config import add_flags, engine_option_names, engine_options, flag_
     to_argv
 from artwalk.devices import cuda_available
 from artwalk.errors import ConfigError, InputError
+from artwalk.executors import add_executor_flags, executor_from_args
 from artwalk.fsutil import atomic_write_json, check_writable, free_bytes, human_bytes, sha256_file
 from artwalk.plan import WalkPlan, plan_counts, plan_walk as plan_numbers
 from artwalk.runfolder import MANIFEST, STAGE_DIRS, cache_key, check_layout, run_lock
@@ -179,6 +180,7 @@ def add_walk_flags(p: argparse.ArgumentParser, source: str = "images") -> None:
                       "picks gpu when CUDA and the gpu engines are there (default auto); --engine, "
                       "--motion-engine and --upscale-engine override it per stage")
     walk.add_argument("--no-upscale", action="store_true", help="skip stage 3; encode the frames as they are")
+    add_executor_flags(walk)
     if source != "either":  # a walk that runs here (full_pipeline.sh runs each stage itself)
         tracking.add_tracking_flags(p.add_argument_group("run records (pipeline/tracking.py)"))
     if source == "prompts":
@@ -271,6 +273,7 @@ class Walk:
     plan: WalkPlan | None = None
     key: str = ""
     up_to_date: bool = False
+    executor: object = None  # where the units run (artwalk.executors; None: here)
 
     @property
     def configs(self) -> tuple:
@@ -354,6 +357,7 @@ def configure(args: argparse.Namespace) -> Walk:
     walk = Walk(None if inp is None else Path(inp), Path(args.output), preset, reason, engines, keyframes, motion,
                 upscale, video, values)
     walk.interrogate = _interrogation(args, keyframes, progress)
+    walk.executor = executor_from_args(args)
     return walk
 
 
@@ -443,6 +447,8 @@ def plan_walk(args: argparse.Namespace) -> Walk:
     """Configure and check the whole walk; log the engines and the plan. Writes nothing."""
     walk = configure(args)
     log.info("artwalk %s: %s (%s)", __version__, walk.reason, walk.engines)
+    if walk.executor.name != "local":
+        log.info("units of work run on %s", walk.executor.describe())
     if walk.preset == "gpu" and not cuda_available():
         log.warning("warning: --preset gpu without a CUDA device here: the neural engines will run on the CPU, "
                     "very slowly")
@@ -622,11 +628,12 @@ def run_planned(walk: Walk, report: StageReport | None = None) -> generate_video
         write_walk_json(walk)
         if walk.up_to_date:
             return None
-        stages = [("keyframes", lambda: diffusion_models.run(walk.keyframes, plan=walk.keyframe_plan)),
-                  ("motion", lambda: frame_interpolation.run(walk.motion, walk.motion_engine))]
+        ex = walk.executor
+        stages = [("keyframes", lambda: diffusion_models.run(walk.keyframes, plan=walk.keyframe_plan, executor=ex)),
+                  ("motion", lambda: frame_interpolation.run(walk.motion, walk.motion_engine, executor=ex))]
         if walk.upscale is not None:
-            stages.append(("upscale", lambda: super_resolution.run(walk.upscale, walk.upscale_engine)))
-        stages.append(("video", lambda: generate_videos.run(walk.video)))
+            stages.append(("upscale", lambda: super_resolution.run(walk.upscale, walk.upscale_engine, executor=ex)))
+        stages.append(("video", lambda: generate_videos.run(walk.video, executor=ex)))
         result = None
         for name, run in stages:
             report(name, None)

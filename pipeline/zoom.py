@@ -35,6 +35,7 @@ import super_resolution
 from artwalk import __version__
 from artwalk.config import add_flags, from_record, given
 from artwalk.errors import ConfigError, InputError, StageOrderError
+from artwalk.executors import add_executor_flags, executor_from_args
 from artwalk.fsutil import atomic_write_json, check_writable, sha256_file
 from artwalk.plan import PNG_BYTES_PER_PIXEL, WalkPlan, plan_counts
 from artwalk.runfolder import MANIFEST, check_layout, read_manifest, run_lock
@@ -89,6 +90,7 @@ def add_zoom_flags(p: argparse.ArgumentParser) -> None:
                        "its engines are there (default auto); --upscale-engine overrides it")
     steps.add_argument("--no-upscale", action="store_true",
                        help="compose the frames at the levels' own size (W x H), not --target")
+    add_executor_flags(steps)
     seen: set[str] = set()
     add_flags(p.add_argument_group("levels (stage 1)"), ZoomLevelsConfig, seen=seen,
               flags={"engine": ("--engine", "--keyframe-engine")})
@@ -260,12 +262,13 @@ def zoom_command(args: argparse.Namespace):
     """Plan, then the asked steps in this process, holding the run folder's lock throughout
     (with --track, recorded as a run: the store is opened before any step)."""
     zoom, (level_plan, engines) = plan_zoom(args)
+    executor = executor_from_args(args)  # the levels' upscale and the encode's chunks
     tracker = tracking.open_tracker(args, zoom.run_dir.absolute().parent)
     return tracking.run_tracked(tracker, lambda: tracking.zoom_record(zoom), lambda: tracking.zoom_files(zoom),
-                                lambda report: _run_steps(zoom, level_plan, engines, report))
+                                lambda report: _run_steps(zoom, level_plan, engines, executor, report))
 
 
-def _run_steps(zoom: Zoom, level_plan, engines: dict, report=None):
+def _run_steps(zoom: Zoom, level_plan, engines: dict, executor, report=None):
     """The asked steps; ``report(step, None)`` as each starts, ``report(step, result)`` as it ends."""
     report = report or (lambda step, result: None)
 
@@ -283,7 +286,7 @@ def _run_steps(zoom: Zoom, level_plan, engines: dict, report=None):
                 "frames": zoom.plan.frames, "duration_s": zoom.plan.duration_s})
             step("levels", lambda: run_zoom(zoom.levels, level_plan))
         if "upscale" in zoom.steps:
-            step("upscale", lambda: super_resolution.run_levels(zoom.upscale, engines["upscale"]))
+            step("upscale", lambda: super_resolution.run_levels(zoom.upscale, engines["upscale"], executor=executor))
         elif zoom.upscale is None and (zoom.run_dir / "levels").is_dir():
             log.info("--no-upscale: removing %s, so the frames come from the levels themselves",
                      zoom.run_dir / "levels")
@@ -293,7 +296,7 @@ def _run_steps(zoom: Zoom, level_plan, engines: dict, report=None):
                      zoom.run_dir)
             return None
         step("frames", lambda: frame_interpolation.run(zoom.motion, engines["motion"]))
-        return step("video", lambda: generate_videos.run(zoom.video))
+        return step("video", lambda: generate_videos.run(zoom.video, executor=executor))
 
 
 def _levels_current(run_dir: Path, target: str) -> bool:

@@ -43,6 +43,7 @@ from pathlib import Path
 
 from artwalk.config import record, setting
 from artwalk.errors import ConfigError
+from artwalk.executors import Executor, Unit, resolve
 from artwalk.framestore import FrameReader
 from artwalk.progress import progress
 from artwalk.runfolder import UnitStore, cache_key, check_frames_current, read_manifest, run_lock, write_manifest
@@ -114,7 +115,9 @@ def check(config: UpscaleConfig) -> UpscaleEngine:
     return ENGINES.create_for(config)
 
 
-def run(config: UpscaleConfig, engine: UpscaleEngine | None = None) -> UpscaleResult:
+def run(config: UpscaleConfig, engine: UpscaleEngine | None = None, executor: Executor | None = None) -> UpscaleResult:
+    """Stage 3. ``executor`` (:mod:`artwalk.executors`): where the stored frames are upscaled
+    (default: here, on a thread pool); a streamed engine stores nothing, so it has nothing to send."""
     start = time.monotonic()
     engine = engine or check(config)
     with run_lock(config.run_dir, config.wait, create=False) as run_dir:
@@ -133,7 +136,8 @@ def run(config: UpscaleConfig, engine: UpscaleEngine | None = None) -> UpscaleRe
         else:
             keys = [cache_key(kind="upscale", sha256=f["sha256"], size=[width, height], engine=identity)
                     for f in source["frames"]]
-            records = _upscale_missing(config, engine, store, run_dir, source["frames"], keys, (width, height))
+            records = _upscale_missing(config, engine, store, run_dir, source["frames"], keys, (width, height),
+                                       executor=executor)
             frames = [{"path": store.relpath(key, FRAME, run_dir), "sha256": records[key]["files"][0]["sha256"],
                        "kind": f["kind"]} for key, f in zip(keys, source["frames"])]
         manifest = write_manifest(
@@ -153,8 +157,10 @@ def run(config: UpscaleConfig, engine: UpscaleEngine | None = None) -> UpscaleRe
 LEVELS = "levels"
 
 
-def run_levels(config: UpscaleConfig, engine: UpscaleEngine | None = None) -> UpscaleResult:
-    """A zoom's levels at the target size: ``OUT/levels/`` (always stored, even for lanczos)."""
+def run_levels(config: UpscaleConfig, engine: UpscaleEngine | None = None,
+               executor: Executor | None = None) -> UpscaleResult:
+    """A zoom's levels at the target size: ``OUT/levels/`` (always stored, even for lanczos), one
+    unit per level, made by ``executor`` (default: here)."""
     start = time.monotonic()
     engine = engine or check(config)
     with run_lock(config.run_dir, config.wait, create=False) as run_dir:
@@ -169,7 +175,8 @@ def run_levels(config: UpscaleConfig, engine: UpscaleEngine | None = None) -> Up
         store = UnitStore.open(run_dir / LEVELS, verify=config.verify)
         identity = engine.identity()
         keys = [cache_key(kind="upscale", sha256=f["sha256"], size=[width, height], engine=identity) for f in levels]
-        records = _upscale_missing(config, engine, store, run_dir, levels, keys, (width, height), "upscaling levels")
+        records = _upscale_missing(config, engine, store, run_dir, levels, keys, (width, height), "upscaling levels",
+                                   executor)
         outputs = [{**entry, "path": store.relpath(key, FRAME, run_dir), "sha256": records[key]["files"][0]["sha256"]}
                    for key, entry in zip(keys, levels)]
         manifest = write_manifest(
@@ -185,8 +192,10 @@ def run_levels(config: UpscaleConfig, engine: UpscaleEngine | None = None) -> Up
 
 
 def _upscale_missing(config: UpscaleConfig, engine, store: UnitStore, run_dir: Path, sources: list[dict],
-                     keys: list[str], size: tuple[int, int], desc: str = "upscaling") -> dict[str, dict]:
-    """Each key's unit record: reused where intact, else upscaled now (equal frames once)."""
+                     keys: list[str], size: tuple[int, int], desc: str = "upscaling",
+                     executor: Executor | None = None) -> dict[str, dict]:
+    """Each key's unit record: reused where intact, else upscaled now (equal frames once):
+    here on a thread pool, or with a Ray ``executor`` one unit (frame) per task or actor call."""
     records: dict[str, dict] = {}
     todo: dict[str, int] = {}  # key -> first frame with it
     for i, key in enumerate(keys):
@@ -198,6 +207,17 @@ def _upscale_missing(config: UpscaleConfig, engine, store: UnitStore, run_dir: P
         else:
             records[key] = found
     pending = list(todo)
+    executor = resolve(executor)
+    if executor.name != "local":
+        units = [Unit(key, {"source": sources[todo[key]]["path"],
+                            **({"index": sources[todo[key]]["index"]} if "index" in sources[todo[key]] else {})},
+                      _upscale_frame, (sources[todo[key]], size), (sources[todo[key]]["path"],)) for key in pending]
+        with progress(total=len(records) + len(pending), initial=len(records), desc=desc, unit="frame",
+                      enabled=config.progress) as bar:
+            for key, made in zip(pending, executor.build(store, run_dir, units, engine,
+                                                         ENGINES.recipe_for(config), tick=bar.update)):
+                records[key] = made
+        return records
     batches = [pending[j:j + config.batch] for j in range(0, len(pending), config.batch)]
     reader = FrameReader(run_dir)
 
@@ -218,3 +238,11 @@ def _upscale_missing(config: UpscaleConfig, engine, store: UnitStore, run_dir: P
         for done in pool.map(compute, batches):
             bar.update(done)
     return records
+
+
+def _upscale_frame(unit, root: Path, engine, entry: dict, size: tuple[int, int], tick=lambda n=1: None) -> None:
+    """One frame's unit on a worker: ``entry`` (under ``root``) upscaled to ``size``."""
+    with FrameReader(root) as reader:
+        rgb = reader.rgb(entry)
+    unit.save_png(FRAME, engine.upscale_batch([rgb], *size)[0])
+    tick(1)
