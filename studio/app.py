@@ -25,10 +25,12 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from artwalk.errors import ArtwalkError, DiskFullError, first_line
+from artwalk.timeline import EASING_NAMES
+from pipeline.presets import REGISTRIES
 from studio import keyframes as kf
 from studio import walks
 from studio.jobs import Worker
-from studio.projects import Busy, NotFound, Store
+from studio.projects import ID, Busy, NotFound, Store
 
 log = logging.getLogger("artwalk.studio")
 
@@ -207,9 +209,6 @@ def create_app(root: Path | str, token: str | None = None, max_upload_mb: float 
 
     @app.get("/api/options", summary="what the settings may name: engines, easings, formats")
     def options() -> dict:
-        from pipeline.presets import REGISTRIES
-        from artwalk.timeline import EASING_NAMES
-
         engines = {stage: list(REGISTRIES[stage].specs) for stage in ("keyframes", "motion", "upscale")}
         engines["motion"] = [n for n in engines["motion"]  # a walk's motion: not the zoom's, not none
                              if n != "none" and "levels" not in REGISTRIES["motion"].get(n).features]
@@ -391,8 +390,6 @@ async def _json(request: Request) -> Any:
 
 
 def _id(value: str) -> str:
-    from studio.projects import ID
-
     if not ID.fullmatch(value):
         raise NotFound(f"no keyframe '{value}'")
     return value

@@ -18,9 +18,12 @@ and ``queued`` or ``rendering`` while a job that will make it is waiting or runn
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import io
 import json
 import re
+import shutil
 import threading
 from pathlib import Path
 
@@ -33,6 +36,7 @@ from artwalk.errors import ConfigError, InputError
 from artwalk.fsutil import atomic_write_bytes, sha256_file, tmp_name
 from artwalk.images import IMAGE_EXTENSIONS, encode_png, load_image, to_uint8
 from diffusion_models import KeyframeConfig
+from diffusion_models.conditioning import Conditioning
 from diffusion_models.conform import conform
 from diffusion_models.engines import ENGINES as KEYFRAME_ENGINES
 from studio import walks
@@ -59,7 +63,9 @@ def keyframe_json(project: dict, index: int, placed: tuple[list[walks.Unit], flo
 
 
 def _placed(project: dict) -> tuple[list[walks.Unit], float]:
-    return walks.project_units(project), walks.walk_for(project["settings"]).motion.fps
+    """The project's units and its frame rate (one check of its settings)."""
+    walk = walks.walk_for(project["settings"])
+    return walks.layout(walk, [kf["sha256"] for kf in project["keyframes"]]), walk.motion.fps
 
 
 def project_json(store: Store, worker: Worker, project: dict) -> dict:
@@ -133,8 +139,6 @@ def check_upload(store: Store, pid: str, data: bytes, filename: str) -> tuple[Pa
 def _suffix_of(data: bytes) -> str:
     """The extension for what the bytes are, for an upload named without one (.png if unknown:
     the loader then says what is wrong with it)."""
-    import io
-
     try:
         with Image.open(io.BytesIO(data)) as im:
             fmt = im.format
@@ -212,8 +216,6 @@ def _text_config(settings: dict, negative: str | None, seed: int | None) -> Keyf
         raise ConfigError(f"seed must be a whole number 0 or more, got {json.dumps(seed)}")
     if negative is not None and not isinstance(negative, str):
         raise ConfigError("negative must be a string")
-    import dataclasses
-
     return dataclasses.replace(walk.keyframes, engine=walk.engines.keyframes, prompts=None,
                                seed=walk.keyframes.seed if seed is None else seed,
                                negative_prompt=negative or walk.keyframes.negative_prompt)
@@ -248,14 +250,14 @@ def move(store: Store, pid: str, kid: str, index=None, position=None) -> dict:
 
 
 def _slot_nearest(project: dict, position) -> int:
-    walk = walks.walk_for(project["settings"])
+    units, fps = _placed(project)
     if isinstance(position, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*s\s*", position):
-        frame = float(position.strip()[:-1]) * walk.motion.fps
+        frame = float(position.strip()[:-1]) * fps
     elif isinstance(position, (int, float)) and not isinstance(position, bool) and position >= 0:
         frame = float(position)
     else:
         raise ConfigError(f"position must be a frame (48) or seconds ('2.5s'), got {json.dumps(position)}")
-    starts = [u.start for u in walks.project_units(project) if u.kind == "hold"]
+    starts = [u.start for u in units if u.kind == "hold"]
     return min(range(len(starts)), key=lambda i: (abs(starts[i] - frame), i))
 
 
@@ -299,8 +301,6 @@ def interpolate(store: Store, pid: str, a: str, b: str, n: int) -> list[str]:
     if folder.is_dir() and all((folder / f"{i:03d}.png").is_file() for i in range(n)):
         return urls
     if by_text:
-        from diffusion_models.conditioning import Conditioning
-
         conds = [Conditioning.from_bytes(store.path(pid, "keyframes", f"{k['id']}.safetensors").read_bytes())
                  for k in (ka, kb)]
         with _models:
@@ -316,8 +316,6 @@ def interpolate(store: Store, pid: str, a: str, b: str, n: int) -> list[str]:
     for i, image in enumerate(images):
         (tmp / f"{i:03d}.png").write_bytes(encode_png(image))
     if folder.exists():
-        import shutil
-
         shutil.rmtree(folder)
     tmp.replace(folder)
     return urls

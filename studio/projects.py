@@ -21,6 +21,7 @@ the project (a symbolic link placed in ROOT included).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -103,8 +104,6 @@ class Store:
         return project
 
     def load(self, pid: str) -> dict:
-        import json
-
         return json.loads((self.folder(pid) / PROJECT).read_text("utf-8"))
 
     def save(self, project: dict) -> None:
@@ -120,8 +119,6 @@ class Store:
         return sorted(found, key=lambda p: p["created"])
 
     def rendered(self, pid: str) -> dict | None:
-        import json
-
         path = self.path(pid, RENDERED)
         try:
             return json.loads(path.read_text("utf-8"))
