@@ -14,6 +14,10 @@ A unit function is pure: ``fn(unit, root, engine, *args, tick)`` reads its input
 
 - ``local`` (the default, :class:`LocalExecutor`): each unit in this process, one after the
   other, with the stage's own engine. Ray is never imported.
+- ``pool`` (:class:`PoolExecutor`): the units of classical engines and the encode's chunks in
+  ``--pool-workers`` processes of this machine (default: one per core), built in the run
+  folder with the same atomic unit writes; a neural engine's units stay in this process (one
+  copy of the model). No Ray needed.
 - ``ray`` (:class:`RayExecutor`): each unit is a Ray task that makes the engine from its
   :class:`EngineRecipe` (kept per worker process); a neural engine's units (``recipe.neural``,
   an engine that loads models) go to actors instead, each holding the engine loaded once and
@@ -49,7 +53,7 @@ from artwalk.errors import ConfigError, StageOrderError
 
 log = logging.getLogger(__name__)
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "pool", "ray")
 WRITE_MODES = ("shared", "driver")
 INSTALL = "pip install -r requirements/cluster.txt"
 MAX_RETRIES = 3  # a unit whose worker died is run again this many times
@@ -117,6 +121,68 @@ class LocalExecutor:
 
     def describe(self) -> str:
         return "local"
+
+
+# ---------------------------------------------------------------------------------------------
+# A pool of processes on this machine
+
+class PoolExecutor:
+    """Units in ``workers`` processes of this machine (``spawn``ed, so no lock or thread of this
+    process is inherited), each making the engine once from its recipe; results are committed in
+    the order asked, as with Ray's shared writes. A neural engine's units run here instead."""
+
+    name = "pool"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self._pool = None  # started by the first build, shut down by close() or when dropped
+        if workers is not None and workers < 1:
+            raise ConfigError(f"--pool-workers must be 1 or more, got {workers}")
+        self.workers = workers or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                      else os.cpu_count() or 1)
+
+    def describe(self) -> str:
+        return f"a pool of {self.workers} process(es)"
+
+    def _executor(self):
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def build(self, store, run_dir: Path, units: Iterable[Unit], engine: Any = None,
+              recipe: EngineRecipe | None = None, tick: Callable[[int], None] = _noop) -> Iterator[dict]:
+        units = list(units)
+        if recipe is not None and recipe.neural or (recipe is None and engine is not None):
+            yield from LocalExecutor().build(store, run_dir, units, engine, recipe, tick)  # one model, here
+            return
+        if not units:
+            return
+        pool = self._executor()
+        window = 2 * self.workers  # bounds the units submitted ahead of the one awaited
+        pending = []
+        nxt = 0
+        for u in units:
+            while nxt < len(units) and len(pending) < window:
+                w = units[nxt]
+                pending.append(pool.submit(run_task, recipe, "shared", str(store.stage_dir), str(run_dir), w.key,
+                                           w.meta, w.fn, w.args, None))
+                nxt += 1
+            pending.pop(0).result()  # a unit's own error is raised here, as it would be locally
+            record = store.adopt(u.key)
+            if record is None:
+                raise StageOrderError(f"a pool worker built unit {u.key[:12]} but {store.path(u.key)} is not there")
+            tick(u.size)
+            yield record
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __del__(self) -> None:
+        self.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,8 +380,11 @@ def run_unit(engine, write: str, stage_dir: str, run_dir: str, key: str, meta: d
 def add_executor_flags(group) -> None:
     """``--executor``, ``--ray-address``, ``--ray-write`` and ``--ray-gpus`` (given once per command)."""
     group.add_argument("--executor", choices=EXECUTORS, default="local",
-                       help="where the units of work run: local (this process, the default) or ray (a Ray "
-                       f"cluster's workers; needs {INSTALL})")
+                       help="where the units of work run: local (this process, the default), pool (processes of "
+                       "this machine, --pool-workers of them: the classical engines' units and the encode's "
+                       f"chunks) or ray (a Ray cluster's workers; needs {INSTALL})")
+    group.add_argument("--pool-workers", type=int, metavar="N",
+                       help="with --executor pool: how many processes (default: one per core)")
     group.add_argument("--ray-address", metavar="auto|ray://HOST:PORT",
                        help="with --executor ray: the cluster to join: auto (the one `ray start` runs here), "
                        "ray://HOST:10001 (a remote head); default: start a local one")
@@ -332,10 +401,15 @@ def executor_from_args(args: argparse.Namespace):
     """The executor the flags ask for (local when none were given)."""
     name = getattr(args, "executor", "local") or "local"
     ray_flags = {f"--ray-{k}": getattr(args, f"ray_{k}", None) for k in ("address", "write", "gpus")}
+    workers = getattr(args, "pool_workers", None)
+    given = [flag for flag, value in ray_flags.items() if value is not None]
+    if name != "ray" and given:
+        raise ConfigError(f"{', '.join(given)}: for --executor ray")
+    if name != "pool" and workers is not None:
+        raise ConfigError("--pool-workers: for --executor pool")
+    if name == "pool":
+        return PoolExecutor(workers)
     if name == "local":
-        given = [flag for flag, value in ray_flags.items() if value is not None]
-        if given:
-            raise ConfigError(f"{', '.join(given)}: for --executor ray")
         return LocalExecutor()
     return RayExecutor(address=ray_flags["--ray-address"], write=ray_flags["--ray-write"] or "shared",
                        gpus=ray_flags["--ray-gpus"])
