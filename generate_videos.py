@@ -27,6 +27,12 @@ and settings are unchanged finds the video up to date and does nothing; each for
 has its own record, so switching between mp4, webm and gif re-encodes none of the
 others, and a rerun after ``--clean`` finds the video up to date too.
 
+A neural upscale's frames (an ``upscaled/`` manifest that says ``release``) are freed once
+the chunks hold them, so the chunks are their only copy. When a chunk must be encoded
+again (other settings, another format) and its frames were freed, stage 3 is asked to
+upscale exactly those again first (``python -m super_resolution OUT --keep-settings
+--restore ...``; the walk does it in its own process, with the engine it has loaded).
+
     python generate_videos.py OUT [--format mp4|webm|gif] [--audio song.mp3] [--clean]
 
 ArtWalks' flags still work (in the CLI, :func:`main`): ``--input_path P --folder_name
@@ -55,13 +61,13 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
 
 from artwalk.cli import Parser, add_common_flags, run_cli
-from artwalk.config import add_flags, from_args, key_settings, record, setting
+from artwalk.config import add_flags, from_args, key_settings, ranges_text, record, setting
 from artwalk.errors import ConfigError, InputError, StageOrderError
 from artwalk.executors import Executor, Unit, resolve
 from artwalk.fsutil import atomic_write_json, check_writable, human_bytes, sha256_file
@@ -69,7 +75,7 @@ from artwalk.framestore import FrameReader
 from artwalk.progress import progress
 from artwalk.images import read_frame_u8, resize, save_png, to_uint8
 from artwalk.runfolder import MANIFEST, STAGE_DIRS, UnitStore, cache_key, check_frames_current, read_manifest, \
-    run_lock
+    release, run_lock
 from artwalk.video import (
     FORMATS,
     X264_PRESETS,
@@ -213,9 +219,40 @@ def check(config: VideoConfig, fps: float | None = None) -> float | None:
     return info.duration_s - config.audio_start
 
 
-def run(config: VideoConfig, executor: Executor | None = None) -> VideoResult:
+# How stage 4 gets released frames back: restore(run_dir, indices into upscaled/'s frames).
+Restore = Callable[[Path, list[int]], None]
+
+
+class _FramesReleased(Exception):
+    """Frames this encode needs were freed into chunks it cannot use (their indices)."""
+
+    def __init__(self, indices: list[int]) -> None:
+        super().__init__(f"{len(indices)} frame(s) released")
+        self.indices = indices
+
+
+def run(config: VideoConfig, executor: Executor | None = None, restore: Restore | None = None) -> VideoResult:
     """Encode the run folder's timeline into ``config.video_path`` (see the module docstring);
-    ``executor`` (:mod:`artwalk.executors`): where the chunks are encoded (default: here)."""
+    ``executor`` (:mod:`artwalk.executors`): where the chunks are encoded (default: here);
+    ``restore``: how frames that an earlier encode released come back (default: an error
+    that says what to run)."""
+    for attempt in range(2):
+        try:
+            return _run(config, executor)
+        except _FramesReleased as needed:
+            redo = (f"`{STAGE_DIRS['upscaled']} {config.run_dir} --keep-settings --restore "
+                    f"{ranges_text(needed.indices)}`")
+            if restore is None or attempt:
+                raise StageOrderError(f"{config.run_dir / 'upscaled'}: {len(needed.indices)} frame(s) that this encode "
+                                      f"needs were freed into the chunks of an earlier encode; run {redo} first"
+                                      ) from None
+            log.info("encode: %d upscaled frame(s) it needs were freed into earlier chunks: upscaling them again",
+                     len(needed.indices))
+            restore(config.run_dir, needed.indices)
+    raise AssertionError("unreachable")
+
+
+def _run(config: VideoConfig, executor: Executor | None) -> VideoResult:
     started = time.monotonic()
     audio_s = check(config)
     with run_lock(config.run_dir, config.wait, create=False) as run_dir:
@@ -249,15 +286,23 @@ def run(config: VideoConfig, executor: Executor | None = None) -> VideoResult:
                      len(chunk_bounds(entries, timeline, max(1, round(float(rate))))), "computed": 0}
         else:
             streamed = manifest.get("streamed")  # lanczos: resized here
+            gif = config.video_format == "gif"
+            chunks = None if gif else _chunk_plan(config, entries, timeline, (width, height), rate, streamed)
+            if manifest.get("release"):  # frames an earlier encode freed: back first
+                _check_not_released(run_dir, entries, timeline, chunks)
             with FrameReader(run_dir) as reader:
-                if config.video_format == "gif":  # one pass: one palette for the whole video
+                if gif:  # one pass: one palette for the whole video
                     encoded = encode_video(
                         lambda: _timeline_frames(reader, entries, timeline, (width, height), bool(streamed)),
                         len(timeline), (width, height), output, config.settings(rate))
-                    units = {"reused": 0, "computed": 1}
+                    units, joined = {"reused": 0, "computed": 1}, False
                 else:
-                    encoded, units = _encode_chunks(config, run_dir, reader, entries, timeline, (width, height),
-                                                    rate, streamed, executor)
+                    encoded, units, joined = _encode_chunks(config, run_dir, reader, entries, timeline,
+                                                            (width, height), rate, streamed, chunks, executor)
+            if joined and manifest.get("release"):  # the chunks hold these frames now
+                freed = release(run_dir, dict.fromkeys(entries[i]["path"] for i in timeline))
+                if freed:
+                    log.info("encode: freed %s of upscaled frames, now held in the chunks", human_bytes(freed))
             if config.contact_sheet:
                 write_contact_sheet(run_dir, config.sheet_path)
             encoded_seconds = encoded.seconds
@@ -301,28 +346,47 @@ def chunk_bounds(entries: Sequence[dict], timeline: Sequence[int], min_frames: i
     return list(zip(starts, starts[1:] + [n]))
 
 
+def _chunk_plan(config: VideoConfig, entries: Sequence[dict], timeline: Sequence[int], size: tuple[int, int], rate,
+                streamed: dict | None) -> list[tuple[int, int, str]]:
+    """The chunks of the timeline: (start, end, key) each, the key hashing the chunk's frames
+    and every setting that shapes its bytes."""
+    identity = {"format": config.video_format, "crf": config.crf, "preset": config.encode_preset, "fps": str(rate),
+                "size": list(size), "streamed": streamed, "version": CHUNK_VERSION}
+    return [(start, end, cache_key(kind="chunk", frames=[[entries[i].get("sha256"), entries[i].get("index")]
+                                                         for i in timeline[start:end]], **identity))
+            for start, end in chunk_bounds(entries, timeline, max(1, round(float(rate))))]
+
+
+def _check_not_released(run_dir: Path, entries: Sequence[dict], timeline: Sequence[int],
+                        chunks: list[tuple[int, int, str]] | None) -> None:
+    """Raise :class:`_FramesReleased` with the frames that the chunks still to encode (or a
+    gif: every frame) need and that an earlier encode freed."""
+    store = UnitStore(run_dir / CHUNKS)
+    needed = set(timeline) if chunks is None else \
+        {i for start, end, key in chunks if not store.has(key) for i in timeline[start:end]}
+    missing = sorted(i for i in needed if not (run_dir / entries[i]["path"]).is_file())
+    if missing:
+        raise _FramesReleased(missing)
+
+
 def _encode_chunks(config: VideoConfig, run_dir: Path, reader: FrameReader, entries: list[dict], timeline: list[int],
-                   size: tuple[int, int], rate, streamed: dict | None,
-                   executor: Executor | None = None) -> tuple[EncodeResult, dict[str, int]]:
-    """Encode each unit of the timeline as its own closed-GOP chunk (``chunks/units/<key>/``,
-    reused while its frames and the settings are unchanged), then join them by stream copy
-    with the soundtrack. Chunks that cannot be joined fall back to one pass. Returns the
-    video and the chunks' counts: ``{"reused": r, "computed": c}``. ``executor``: where the chunks
-    are encoded (:mod:`artwalk.executors`; default here); the join is always here."""
+                   size: tuple[int, int], rate, streamed: dict | None, plan: list[tuple[int, int, str]],
+                   executor: Executor | None = None) -> tuple[EncodeResult, dict[str, int], bool]:
+    """Encode each unit of the timeline (``plan``: :func:`_chunk_plan`) as its own closed-GOP
+    chunk (``chunks/units/<key>/``, reused while its frames and the settings are unchanged),
+    then join them by stream copy with the soundtrack. Chunks that cannot be joined fall back to
+    one pass. Returns the video, the chunks' counts (``{"reused": r, "computed": c}``) and whether
+    they were joined. ``executor``: where the chunks are encoded (:mod:`artwalk.executors`;
+    default here); the join is always here."""
     settings = config.settings(rate)
     silent = dataclasses.replace(settings, audio=None, progress=False)
     store = UnitStore.open(run_dir / CHUNKS)
     name = f"chunk.{config.video_format}"
-    bounds = chunk_bounds(entries, timeline, max(1, round(float(rate))))
-    identity = {"format": config.video_format, "crf": config.crf, "preset": config.encode_preset, "fps": str(rate),
-                "size": list(size), "streamed": streamed, "version": CHUNK_VERSION}
     chunks, units = [], []
     with progress(total=len(timeline), desc=f"{config.video_format} chunks", unit="frame",
                   enabled=config.progress) as bar:
-        for start, end in bounds:
+        for start, end, key in plan:
             part = timeline[start:end]
-            key = cache_key(kind="chunk", frames=[[entries[i].get("sha256"), entries[i].get("index")] for i in part],
-                            **identity)
             if store.lookup(key) is not None:
                 bar.update(len(part))
             elif key not in {u.key for u in units}:
@@ -339,11 +403,11 @@ def _encode_chunks(config: VideoConfig, run_dir: Path, reader: FrameReader, entr
     log.info("encode: %d chunk(s), %s", len(chunks), store.summary())
     units = {"reused": store.reused, "computed": store.computed}
     try:
-        return concat_chunks(chunks, config.video_path, settings), units
+        return concat_chunks(chunks, config.video_path, settings), units, True
     except ValueError as exc:  # chunks that cannot be joined (codec headers differ): one pass instead
         log.warning("warning: the chunks could not be joined (%s): encoding the video in one pass", exc)
         return encode_video(lambda: _timeline_frames(reader, entries, timeline, size, bool(streamed)), len(timeline),
-                            size, config.video_path, settings), units
+                            size, config.video_path, settings), units, False
 
 
 def _encode_chunk(unit, root: Path, engine, entries: list[dict], timeline: list[int], size: tuple[int, int],
@@ -515,6 +579,13 @@ def retime(run_dir: Path, sec_interpolation: float | None, sec_freeze: float | N
         _stage(["super_resolution", str(run_dir), "--keep-settings"], "upscale")
 
 
+def restore_with_stage_3(run_dir: Path, indices: list[int], quiet: bool = False) -> None:
+    """Stage 3 run again on ``run_dir`` with its own settings, to upscale the released
+    frames ``indices`` once more (the CLI's :data:`Restore`)."""
+    _stage(["super_resolution", str(run_dir), "--keep-settings", "--restore", ranges_text(indices)]
+           + (["-q"] if quiet else []), "upscale")
+
+
 def _stage(args: list[str], what: str) -> None:
     cmd = [sys.executable, "-m", *args]
     shown = " ".join(["python", "-m", *args])
@@ -668,7 +739,7 @@ def _main(args: argparse.Namespace) -> None:
     check(config)
     if args.sec_interpolation is not None or args.sec_freeze is not None:
         retime(config.run_dir, args.sec_interpolation, args.sec_freeze)
-    run(config)
+    run(config, restore=lambda run_dir, indices: restore_with_stage_3(run_dir, indices, args.quiet))
 
 
 def _raise_on_sigterm(signum, frame) -> None:

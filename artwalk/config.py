@@ -97,6 +97,32 @@ def integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
+def index_ranges(text: str) -> list[int]:
+    """argparse type: indices written as ``0-99,150,200-210`` (as :func:`ranges_text` writes them)."""
+    out: list[int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        first, _, last = part.partition("-")
+        try:
+            lo, hi = int(first), int(last or first)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r} is not an index or a range like 3-7") from None
+        if lo < 0 or hi < lo:
+            raise argparse.ArgumentTypeError(f"{part!r} is not an index or a range like 3-7")
+        out.extend(range(lo, hi + 1))
+    return out
+
+
+def ranges_text(indices: Iterable[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2,5"``."""
+    runs: list[list[int]] = []
+    for i in sorted(set(indices)):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
 _PARSERS = {int: integer, float: finite_float, str: str, Path: Path}
 
 

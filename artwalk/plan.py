@@ -12,6 +12,8 @@ upscale stores nothing (it runs during the encode), so it adds no intermediates.
 frames in lossless segment files take 0.81 bytes per pixel on the examples and up to 1.7
 on noisy pictures (0.95 here), and the encoded chunks, kept for reruns, about the video
 again. The plan came within 12% (intermediates) and 17% (video) of the examples' run.
+A neural upscale's frames are stored only until stage 4 holds them in its chunks: they
+count while the walk runs (``transient_bytes``), not in what stays.
 """
 
 from __future__ import annotations
@@ -35,42 +37,54 @@ class WalkPlan:
     frames: int
     unique_frames: int
     duration_s: float
-    intermediate_bytes: int  # the stage folders: keyframes, motion frames, stored upscaled frames
+    intermediate_bytes: int  # what stays in the stage folders: keyframes, motion frames, chunks, kept frames
     video_bytes: int  # the video and its contact sheet
+    transient_bytes: int = 0  # upscaled frames stored until the chunks hold them, then freed
 
     @property
     def disk_bytes(self) -> int:
-        return self.intermediate_bytes + self.video_bytes
+        """The most the walk holds on disk at once."""
+        return self.intermediate_bytes + self.video_bytes + self.transient_bytes
 
     def describe(self, where: Path) -> str:
+        meanwhile = f", and {human_bytes(self.transient_bytes)} of upscaled frames until they are encoded" \
+            if self.transient_bytes else ""
         return (
             f"plan: {self.frames} frames ({self.unique_frames} unique), {self.duration_s:.1f} s of video; "
             f"needs about {human_bytes(self.disk_bytes)} of disk ({human_bytes(self.intermediate_bytes)} of "
-            f"intermediates, {human_bytes(self.video_bytes)} of video; {human_bytes(free_bytes(where))} free)"
+            f"intermediates, {human_bytes(self.video_bytes)} of video{meanwhile}; {human_bytes(free_bytes(where))} "
+            "free)"
         )
 
 
 def plan_counts(
     frames: int, unique: int, fps: float, size: tuple[int, int], upscaled_size: tuple[int, int] | None = None,
     stored_upscale: bool = True, keyframes: int | None = None, motion_pngs: bool = False, chunked: bool = True,
+    released_upscale: bool = False,
 ) -> WalkPlan:
     """Disk for ``unique`` frames, ``keyframes`` of them PNG keyframes (default all) and the
     rest motion frames in segment files (PNGs with ``motion_pngs``), again upscaled by an
-    upscale that stores its frames, plus the video of ``frames`` (twice when ``chunked``:
-    its chunks stay for the next rerun)."""
+    upscale that stores its frames (only while the walk runs with ``released_upscale``),
+    plus the video of ``frames`` (twice when ``chunked``: its chunks stay for the next rerun)."""
     pixels = size[0] * size[1]
     out_pixels = upscaled_size[0] * upscaled_size[1] if upscaled_size else pixels
     density = min(2.0, max(0.7, (REFERENCE_PIXELS / pixels) ** 0.15))
     keyframes = unique if keyframes is None else min(keyframes, unique)
     motion = (unique - keyframes) * (PNG_BYTES_PER_PIXEL if motion_pngs else SEGMENT_BYTES_PER_PIXEL)
     intermediates = (keyframes * PNG_BYTES_PER_PIXEL + motion) * pixels
+    transient = 0.0
     if upscaled_size is not None and stored_upscale:
-        intermediates += unique * out_pixels * UPSCALED_BYTES_PER_PIXEL
+        upscaled = unique * out_pixels * UPSCALED_BYTES_PER_PIXEL
+        if released_upscale and chunked:
+            transient = upscaled
+        else:
+            intermediates += upscaled
     video = frames * out_pixels * VIDEO_BYTES_PER_PIXEL
     if chunked:
         intermediates += video / density  # the same bytes again, not scaled twice
     return WalkPlan(frames=frames, unique_frames=unique, duration_s=frames / fps,
-                    intermediate_bytes=int(intermediates * density), video_bytes=int(video * density + SHEET_BYTES))
+                    intermediate_bytes=int(intermediates * density), video_bytes=int(video * density + SHEET_BYTES),
+                    transient_bytes=int(transient * density))
 
 
 def plan_walk(
@@ -83,10 +97,12 @@ def plan_walk(
     stored_upscale: bool = True,
     motion_pngs: bool = False,
     chunked: bool = True,
+    released_upscale: bool = False,
 ) -> WalkPlan:
     """The plan of a whole walk from the timeline formula (see :mod:`artwalk.timeline`)."""
     frames = total_frames(originals, inbetweens, spec, loop)
     unique = frames - originals * (spec.hold - 1)
     pairs = originals if loop and originals > 1 else max(0, originals - 1)
     return plan_counts(frames, unique, spec.fps, size, upscaled_size, stored_upscale,
-                       keyframes=originals + pairs * inbetweens, motion_pngs=motion_pngs, chunked=chunked)
+                       keyframes=originals + pairs * inbetweens, motion_pngs=motion_pngs, chunked=chunked,
+                       released_upscale=released_upscale)

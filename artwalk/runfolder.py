@@ -24,6 +24,10 @@ manifest, never its folder listing.
 
 A reused unit is checked first: every file its record lists must be there with its
 recorded size (``verify`` also compares the sha256); a unit that fails is rebuilt.
+A file can be **released** once a later stage holds its content (:func:`release`: stage 4
+frees a neural upscale's frames once they are in its encoded chunks): the record keeps
+its hash and size and says so, the file goes, and the unit still counts as done. A stage
+that needs such a unit's file again asks for it by name (:func:`released`) and rebuilds it.
 One process at a time works in a run folder: :func:`run_lock` takes an exclusive
 lock that the operating system releases when the process ends, however it ends.
 """
@@ -242,6 +246,42 @@ def check_frames_current(run_dir: Path, frames_manifest: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 # Units
 
+def released(record: dict) -> bool:
+    """Whether any file of a unit's record was released (:func:`release`)."""
+    return any(entry.get("released") for entry in record.get("files", ()))
+
+
+def release(run_dir: Path, rels: Iterable[str]) -> int:
+    """Free unit files (paths relative to ``run_dir``, in unit folders) whose content a later
+    stage now holds: each record says so first, then the file goes. Returns the bytes freed.
+
+    A released unit still counts as done (its record keeps the file's hash and size), so the
+    stage that made it finds its work done; one that needs the file again rebuilds the unit.
+    A kill between the record and the removal leaves a file that nothing counts on.
+    """
+    freed = 0
+    by_folder: dict[Path, set[str]] = {}
+    for rel in rels:
+        path = Path(run_dir) / rel
+        by_folder.setdefault(path.parent, set()).add(path.name)
+    for folder, names in by_folder.items():
+        try:
+            record = json.loads((folder / UNIT_RECORD).read_text("utf-8"))
+        except (OSError, ValueError):
+            continue  # not a unit (or a broken one, which its stage rebuilds)
+        entries = [e for e in record.get("files", []) if e.get("name") in names and not e.get("released")]
+        if not entries:
+            continue
+        for entry in entries:
+            entry["released"] = True
+        atomic_write_json(folder / UNIT_RECORD, record)
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):
+                (folder / entry["name"]).unlink()
+                freed += int(entry.get("bytes") or 0)
+    return freed
+
+
 class UnitBuilder:
     """A unit folder under construction: write files with these methods, each is recorded."""
 
@@ -332,6 +372,8 @@ class UnitStore:
         if not isinstance(record, dict) or record.get("key") != key or not isinstance(record.get("files"), list):
             return None
         for entry in record["files"]:
+            if entry.get("released"):  # a later stage holds its content (see release)
+                continue
             path = folder / str(entry.get("name"))
             try:
                 size = path.stat().st_size
@@ -352,10 +394,11 @@ class UnitStore:
         """Whether a finished, intact unit with this key is here (nothing is counted)."""
         return self._valid_record(key) is not None
 
-    def lookup(self, key: str) -> dict | None:
-        """The record of a finished, intact unit with this key (counted as reused), or None."""
+    def lookup(self, key: str, whole: bool = False) -> dict | None:
+        """The record of a finished, intact unit with this key (counted as reused), or None;
+        ``whole``: None too when a file of it was released (:func:`release`)."""
         record = self._valid_record(key)
-        if record is None:
+        if record is None or (whole and released(record)):
             return None
         with self._lock:
             self._used.add(key[:32])

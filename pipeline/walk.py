@@ -491,9 +491,12 @@ def plan_walk(args: argparse.Namespace) -> Walk:
     else:
         counts = None
     chunked = walk.video.video_format != "gif"  # a gif is one pass; mp4 and webm keep their chunks
-    walk.plan = plan_numbers(len(kf.images), kf.steps, walk.motion.spec, loop, size, upscaled, stored, pngs, chunked) \
+    released = stored and not walk.upscale.keep_frames  # a neural upscale's frames, freed once in the chunks
+    walk.plan = plan_numbers(len(kf.images), kf.steps, walk.motion.spec, loop, size, upscaled, stored, pngs, chunked,
+                             released) \
         if counts is None else plan_counts(*counts[:2], walk.motion.fps, size, upscaled, stored,
-                                           keyframes=counts[2], motion_pngs=pngs, chunked=chunked)
+                                           keyframes=counts[2], motion_pngs=pngs, chunked=chunked,
+                                           released_upscale=released)
     state_plan(walk.plan, walk.run_dir, walk.motion.fps, audio_s, "walk")
     walk.key = walk_key(walk)
     walk.up_to_date = _up_to_date(walk)
@@ -590,7 +593,7 @@ def write_walk_json(walk: Walk) -> Path:
         "format": walk.video.video_format, "video": str(walk.video.video_path),
         "frames": walk.plan.frames, "duration_s": walk.plan.duration_s, "disk_bytes": walk.plan.disk_bytes,
         "intermediate_bytes": walk.plan.intermediate_bytes, "video_bytes": walk.plan.video_bytes,
-        "walk_key": walk.key,
+        "transient_bytes": walk.plan.transient_bytes, "walk_key": walk.key,
     })
     return path
 
@@ -631,9 +634,14 @@ def run_planned(walk: Walk, report: StageReport | None = None) -> generate_video
         ex = walk.executor
         stages = [("keyframes", lambda: diffusion_models.run(walk.keyframes, plan=walk.keyframe_plan, executor=ex)),
                   ("motion", lambda: frame_interpolation.run(walk.motion, walk.motion_engine, executor=ex))]
+
+        def restore(run_dir: Path, indices: list[int]) -> None:  # upscaled frames stage 4 freed, and needs again
+            super_resolution.run(walk.upscale, walk.upscale_engine, executor=ex, restore=indices)
+
         if walk.upscale is not None:
             stages.append(("upscale", lambda: super_resolution.run(walk.upscale, walk.upscale_engine, executor=ex)))
-        stages.append(("video", lambda: generate_videos.run(walk.video, executor=ex)))
+        stages.append(("video", lambda: generate_videos.run(walk.video, executor=ex,
+                                                            restore=restore if walk.upscale is not None else None)))
         result = None
         for name, run in stages:
             report(name, None)

@@ -13,6 +13,14 @@ each unique frame as it encodes it, with the very function that would have writt
 That saves the biggest intermediate of a walk (3.3 MB per 2560x1440 PNG) and the time to
 write and read it. ``--keep-frames`` stores them as PNGs all the same.
 
+A neural engine's frames are stored (``units/<key>/frame.png``) for stage 4, and the
+manifest says ``release``: once stage 4 has encoded them into its chunks it frees the
+PNGs (:func:`artwalk.runfolder.release`), and the chunks are then their only copy. A
+released frame still counts as done, so a rerun upscales nothing unchanged; when stage 4
+must encode a chunk again (other encode settings, another format) it asks for its frames
+back, and ``run(..., restore=[indices])`` (the CLI's ``--restore``) upscales exactly
+those again. ``--keep-frames`` keeps them.
+
 Only unique frames are processed: a frame held for 48 video frames is upscaled
 once. A frame's cache key hashes its bytes, the output size and the engine's
 identity (for ``realesrgan``: the weights' hash, architecture, dtype, denoise
@@ -37,6 +45,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,9 +124,12 @@ def check(config: UpscaleConfig) -> UpscaleEngine:
     return ENGINES.create_for(config)
 
 
-def run(config: UpscaleConfig, engine: UpscaleEngine | None = None, executor: Executor | None = None) -> UpscaleResult:
+def run(config: UpscaleConfig, engine: UpscaleEngine | None = None, executor: Executor | None = None,
+        restore: Iterable[int] = ()) -> UpscaleResult:
     """Stage 3. ``executor`` (:mod:`artwalk.executors`): where the stored frames are upscaled
-    (default: here, on a thread pool); a streamed engine stores nothing, so it has nothing to send."""
+    (default: here, on a thread pool); a streamed engine stores nothing, so it has nothing to send.
+    ``restore``: frames (indices into the manifest's ``frames``) that stage 4 released and needs
+    again: they are upscaled again where released (see the module docstring)."""
     start = time.monotonic()
     engine = engine or check(config)
     with run_lock(config.run_dir, config.wait, create=False) as run_dir:
@@ -136,8 +148,9 @@ def run(config: UpscaleConfig, engine: UpscaleEngine | None = None, executor: Ex
         else:
             keys = [cache_key(kind="upscale", sha256=f["sha256"], size=[width, height], engine=identity)
                     for f in source["frames"]]
+            rebuild = {keys[i] for i in restore if 0 <= i < len(keys)}
             records = _upscale_missing(config, engine, store, run_dir, source["frames"], keys, (width, height),
-                                       executor=executor)
+                                       executor=executor, rebuild=rebuild)
             frames = [{"path": store.relpath(key, FRAME, run_dir), "sha256": records[key]["files"][0]["sha256"],
                        "kind": f["kind"]} for key, f in zip(keys, source["frames"])]
         manifest = write_manifest(
@@ -145,7 +158,8 @@ def run(config: UpscaleConfig, engine: UpscaleEngine | None = None, executor: Ex
             upstream=sha256_file(run_dir / "frames" / "manifest.json"),
             inputs=[{k: f[k] for k in ("path", "index", "sha256") if k in f} for f in source["frames"]],
             outputs=frames, frames=frames, timeline=source["timeline"], fps=source["fps"], size=[width, height],
-            **({"streamed": {"resize": identity, "from": list(source["size"])}} if streamed else {}),
+            **({"streamed": {"resize": identity, "from": list(source["size"])}} if streamed else
+               {"release": not config.keep_frames}),  # stage 4 frees them once they are in its chunks
         )
         store.prune()
     log.info("upscale: %s", store.summary())
@@ -193,19 +207,23 @@ def run_levels(config: UpscaleConfig, engine: UpscaleEngine | None = None,
 
 def _upscale_missing(config: UpscaleConfig, engine, store: UnitStore, run_dir: Path, sources: list[dict],
                      keys: list[str], size: tuple[int, int], desc: str = "upscaling",
-                     executor: Executor | None = None) -> dict[str, dict]:
-    """Each key's unit record: reused where intact, else upscaled now (equal frames once):
-    here on a thread pool, or with a Ray ``executor`` one unit (frame) per task or actor call."""
+                     executor: Executor | None = None, rebuild: set[str] = frozenset()) -> dict[str, dict]:
+    """Each key's unit record: reused where intact (or released, unless its key is in
+    ``rebuild``), else upscaled now (equal frames once): here on a thread pool, or with a Ray
+    ``executor`` one unit (frame) per task or actor call."""
     records: dict[str, dict] = {}
     todo: dict[str, int] = {}  # key -> first frame with it
     for i, key in enumerate(keys):
         if key in records or key in todo:
             continue
-        found = store.lookup(key)
+        found = store.lookup(key, whole=key in rebuild)
         if found is None:
             todo[key] = i
         else:
             records[key] = found
+    restored = len(rebuild.intersection(todo))
+    if restored:
+        log.info("upscale: upscaling %d released frame(s) again for the encode", restored)
     pending = list(todo)
     executor = resolve(executor)
     if executor.name != "local":

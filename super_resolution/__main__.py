@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from artwalk.cli import Parser, add_common_flags, add_keep_settings_flag, run_cli
-from artwalk.config import add_flags, from_args
+from artwalk.config import add_flags, from_args, index_ranges
 from artwalk.runfolder import previous_config
 from super_resolution import STAGE, UpscaleConfig, run
 
@@ -20,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_dir", type=Path, metavar="OUT", help="run folder holding frames/")
     add_flags(p, UpscaleConfig)
+    p.add_argument("--restore", type=index_ranges, default=[], metavar="FRAMES",
+                   help="upscale these frames again where stage 4 released them (indices into upscaled/manifest.json's "
+                   "frames, as 0-99,150): generate_videos.py asks for this itself when a chunk must be encoded again")
     add_keep_settings_flag(p)
     add_common_flags(p)
     return p
@@ -31,7 +34,7 @@ def config_from_args(args: argparse.Namespace) -> UpscaleConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli(lambda args: run(config_from_args(args)), build_parser(), argv)
+    return run_cli(lambda args: run(config_from_args(args), restore=args.restore), build_parser(), argv)
 
 
 if __name__ == "__main__":
