@@ -27,6 +27,7 @@ import numpy as np
 
 from artwalk.errors import InputError, StageOrderError
 from artwalk.images import read_frame_u8
+from artwalk.video import encoder_threads, x264_options
 
 SEGMENT_FILE = "motion.mkv"
 CODEC, OPTIONS = "libx264rgb", {"qp": "0", "preset": "ultrafast"}
@@ -47,10 +48,10 @@ def write_segment(path: Path, frames: Iterable[np.ndarray]) -> list[str]:
         stream = None
         for i, rgb in enumerate(frames):
             if stream is None:
-                stream = container.add_stream(CODEC, rate=24, options=OPTIONS)
+                stream = container.add_stream(CODEC, rate=24, options={**OPTIONS, **x264_options()})
                 stream.height, stream.width = rgb.shape[:2]
                 stream.pix_fmt = "rgb24"
-                stream.codec_context.thread_count = 0
+                stream.codec_context.thread_count = encoder_threads()
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             frame.pts = i
             container.mux(stream.encode(frame))

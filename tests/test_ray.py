@@ -70,8 +70,7 @@ def images(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def local_walk(images, tmp_path_factory) -> Path:
     """The reference: the same walk with the local executor, in a process of its own as a user
-    runs it. (Encoded inside this test process after the rest of the suite, libx264 has given
-    one chunk other bytes for the same frames: its run-to-run variance, see bench/RESULTS.md.)"""
+    runs it."""
     out = tmp_path_factory.mktemp("ray local") / "walk"
     run_cli("-m", "pipeline", "run", str(images), str(out), *WALK, "--target", "96x72", check=True)
     return out
