@@ -77,19 +77,23 @@ class SDText:
             per_encoder, pooled = [], None
             for (tok, enc), chunks in zip(pairs, rows):
                 chunks = chunks + token_chunks(tok, "") * (n - len(chunks))
-                ids = torch.tensor(chunks, device=enc.device)
-                if self.xl:
-                    out = enc(ids, output_hidden_states=True)
-                    if out[0].ndim == 2:
-                        pooled = out[0][:1]
-                    states = out.hidden_states[-2]
-                else:
-                    mask = None
-                    if getattr(enc.config, "use_attention_mask", False):  # up to each row's first EOS
-                        first_eos = (ids == tok.eos_token_id).int().argmax(dim=1, keepdim=True)
-                        mask = (torch.arange(ids.shape[1], device=ids.device)[None] <= first_eos).long()
-                    states = enc(ids, attention_mask=mask)[0]
-                per_encoder.append(states.reshape(1, -1, states.shape[-1]))
+                states = []
+                # One chunk at a time: a batch of chunks can round differently from each chunk alone
+                # (measured on an AVX2 CPU), and a chunk's embedding must not depend on its neighbours.
+                for k, chunk in enumerate(chunks):
+                    ids = torch.tensor([chunk], device=enc.device)
+                    if self.xl:
+                        out = enc(ids, output_hidden_states=True)
+                        if k == 0 and out[0].ndim == 2:
+                            pooled = out[0]
+                        states.append(out.hidden_states[-2])
+                    else:
+                        mask = None
+                        if getattr(enc.config, "use_attention_mask", False):  # up to the first EOS
+                            first_eos = (ids == tok.eos_token_id).int().argmax(dim=1, keepdim=True)
+                            mask = (torch.arange(ids.shape[1], device=ids.device)[None] <= first_eos).long()
+                        states.append(enc(ids, attention_mask=mask)[0])
+                per_encoder.append(torch.cat(states, dim=1))
             tensors = {"embeds": torch.cat(per_encoder, dim=-1).float().cpu()}
             if self.xl:
                 tensors["pooled"] = pooled.float().cpu()
