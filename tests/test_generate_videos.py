@@ -530,20 +530,23 @@ def test_chunk_bounds_follow_the_keyframes():
     entries = [{"kind": "original"}, {"kind": "motion"}, {"kind": "original"}, {"kind": "motion"},
                {"kind": "inbetween"}]
     timeline = [0] * 30 + [1] * 20 + [2] * 10 + [3] * 30 + [4] * 5
-    # A chunk from each keyframe's hold to the next keyframe: 0 (its hold and motion), 2 (its hold and
-    # the motion after it), 4; with 24 frames at least, 4's short tail (5) joins the chunk before.
-    assert gv.chunk_bounds(entries, timeline, 1) == [(0, 50), (50, 90), (90, 95)]
-    assert gv.chunk_bounds(entries, timeline, 24) == [(0, 50), (50, 95)]
-    assert gv.chunk_bounds(entries, timeline, 45) == [(0, 50), (50, 95)]
-    assert gv.chunk_bounds(entries, timeline, 60) == [(0, 95)]
+    # Cut where a keyframe leaves the screen: 0's hold; the motion to 2 and 2's hold; the motion to 4
+    # and 4. A chunk under the minimum joins the next one, the last one the one before.
+    assert gv.chunk_bounds(entries, timeline, 1) == [(0, 30), (30, 60), (60, 95)]
+    assert gv.chunk_bounds(entries, timeline, 24) == [(0, 30), (30, 60), (60, 95)]
+    assert gv.chunk_bounds(entries, timeline, 31) == [(0, 60), (60, 95)]
+    assert gv.chunk_bounds(entries, timeline, 36) == [(0, 95)]
     assert gv.chunk_bounds(entries, [0] * 7, 24) == [(0, 7)]
+    # Keyframes with no motion between them (every frame diffused): a cut after each, merged to the minimum.
+    stills = [{"kind": "keyframe"}] * 60
+    assert gv.chunk_bounds(stills, list(range(60)), 24) == [(0, 24), (24, 60)]
 
 
 @pytest.mark.parametrize("fmt", ["mp4", "webm"])
 def test_chunks_join_into_the_exact_frames_and_times(tmp_path, fmt):
     run_dir, shown = walk_run(tmp_path, (RED, GREEN, BLUE, WHITE))
     result = gv.run(cfg(run_dir, format=fmt, audio=sine_wav(tmp_path / "s.wav", 10.0)))
-    assert len(list((run_dir / "chunks" / "units").iterdir())) == 4  # a keyframe's hold and its motion each
+    assert len(list((run_dir / "chunks" / "units").iterdir())) == 4  # the first hold; each motion with its hold
     frames, times, rate = decode_video(result.path)
     assert len(frames) == len(shown) == 3 * 48 + 24 and rate == 24
     assert np.allclose(times, np.arange(len(shown)) / 24, atol=1e-3)  # monotonic, no gap, no repeat
