@@ -73,7 +73,7 @@ from artwalk.executors import Executor, Unit, resolve
 from artwalk.fsutil import atomic_write_json, check_writable, human_bytes, sha256_file
 from artwalk.framestore import FrameReader
 from artwalk.progress import progress
-from artwalk.images import read_frame_u8, resize, save_png, to_uint8
+from artwalk.images import read_frame_u8, resize_u8, save_png
 from artwalk.runfolder import MANIFEST, STAGE_DIRS, UnitStore, cache_key, check_frames_current, read_manifest, \
     release, run_lock
 from artwalk.video import (
@@ -532,14 +532,14 @@ def _timeline_frames(reader: FrameReader, entries: Sequence[dict], timeline: Seq
     Each run of a repeated index is read once; a few recently used frames stay cached
     (a loop back to the first frame), and the next unique frames are read ahead in a
     background thread while the encoder works (PNG decoding releases the GIL).
-    ``streamed``: the frames are stage 2's, resized to ``size`` here by the core's resize
+    ``streamed``: the frames are stage 2's, resized to ``size`` here by the core's 8-bit resize
     (stage 3's lanczos, which stored nothing), exactly as stage 3 would have written them.
     """
 
     def load(index: int) -> np.ndarray:
         entry = entries[index]
         path = reader.path(entry)
-        rgb = to_uint8(resize(reader.rgb(entry), *size)) if streamed else reader.u8(entry)
+        rgb = resize_u8(reader.u8(entry), *size) if streamed else reader.u8(entry)
         if (rgb.shape[1], rgb.shape[0]) != size:
             raise StageOrderError(
                 f"{path}: frame is {rgb.shape[1]}x{rgb.shape[0]}, the manifest says"

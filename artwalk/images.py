@@ -158,6 +158,21 @@ def resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.clip(cv2.resize(rgb, (width, height), interpolation=interp), 0.0, 1.0)
 
 
+def resize_u8(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """:func:`resize` of an 8-bit RGB frame, in 8 bits: the same filters, rounded once by OpenCV.
+
+    Within one level of the float path and twice as fast (a 1280x720 frame to 2560x1440: 30
+    against 61 ms here, where OpenCV's Lanczos has no SIMD path). The lanczos upscale engine
+    uses it, both when stage 3 stores frames and when stage 4 resizes them as it encodes, so
+    the two give the same pixels.
+    """
+    h, w = rgb.shape[:2]
+    if (w, h) == (width, height):
+        return rgb
+    interp = cv2.INTER_AREA if width * height < w * h else cv2.INTER_LANCZOS4
+    return cv2.resize(rgb, (width, height), interpolation=interp)
+
+
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
 
