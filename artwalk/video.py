@@ -94,12 +94,26 @@ def x264_options() -> dict[str, str]:
 
 
 def _has_avx512() -> bool:
-    """Whether the CPU and OS run the AVX-512 subsets x264 uses (F, CD, BW, DQ, VL)."""
+    """Whether the CPU and OS run the AVX-512 subsets x264 uses (F, CD, BW, DQ, VL): as numpy's
+    runtime dispatch found them, else as Linux lists them."""
+    subsets = ("AVX512F", "AVX512CD", "AVX512BW", "AVX512DQ", "AVX512VL")
     try:
         from numpy._core._multiarray_umath import __cpu_features__ as features
-    except ImportError:  # another numpy layout: x264 picks its own code
-        return False
-    return all(features.get(f, False) for f in ("AVX512F", "AVX512CD", "AVX512BW", "AVX512DQ", "AVX512VL"))
+    except ImportError:
+        try:
+            flags = Path("/proc/cpuinfo").read_text().split()
+        except OSError:  # neither: x264 picks its own code
+            return False
+        return all(f.lower() in flags for f in subsets)
+    return all(features.get(f, False) for f in subsets)
+
+
+# x264 gives the last frames of a file fewer bits, as nothing after them refers to them (its
+# mb-tree rate control). A chunk that the video goes on after showed it at every join: on the
+# examples at 1280x720, the frames either side of a join 0.8 dB below the same frames in one
+# pass, the worst frame 1.2 dB. An x264 zone giving a continued chunk's last 8 frames 1.75 times
+# their bits puts the joins within 0.05 dB of one pass, for 0.7% more bytes (bench_chunks.py).
+CONTINUED_TAIL, CONTINUED_BITS = 8, 1.75
 
 
 # x264 preset name -> libvpx-vp9 cpu-used in "good" mode (0 slowest/best .. 5 fastest;
@@ -181,6 +195,7 @@ class EncodeSettings:
     audio_fade: float = 2.0
     audio_start: float = 0.0  # seconds of the soundtrack skipped (a video's own sound, from --start)
     progress: bool = True
+    continued: bool = False  # mp4: a chunk that the video goes on after (see CONTINUED_TAIL)
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -501,8 +516,10 @@ class _Muxer:
     """An open output container with one video stream and maybe one audio stream."""
 
     def __init__(self, tmp: Path, size: tuple[int, int], s: EncodeSettings, audio_total: int, bar: tqdm,
-                 template: av.video.stream.VideoStream | None = None) -> None:
-        """``template``: copy encoded packets of streams like it (chunks) instead of encoding."""
+                 template: av.video.stream.VideoStream | None = None, frames: int = 0) -> None:
+        """``template``: copy encoded packets of streams like it (chunks) instead of encoding.
+        ``frames``: how many frames will be encoded (for a continued chunk's last ones)."""
+        self.frames = frames
         self.s = s
         self.bar = bar
         self.frame_tb = Fraction(1) / s.fps
@@ -531,7 +548,10 @@ class _Muxer:
     def _add_video(self, width: int, height: int) -> None:
         s = self.s
         if s.format == "mp4":
-            options = {"crf": str(s.crf), "preset": s.preset, **x264_options()}
+            params = [x264_options()["x264-params"]] if x264_options() else []
+            if s.continued and self.frames > 1:
+                params.append(f"zones={max(0, self.frames - CONTINUED_TAIL)},{self.frames - 1},b={CONTINUED_BITS}")
+            options = {"crf": str(s.crf), "preset": s.preset, **({"x264-params": ":".join(params)} if params else {})}
             codec, pix_fmt = "libx264", "yuv420p"
         elif s.format == "webm":
             options = {
@@ -800,7 +820,7 @@ def encode_video(
     started = time.monotonic()
     bar = progress(total=n_frames, unit="frame", enabled=s.progress, desc=s.format, leave=False)
     with atomic_output(output) as tmp, bar:
-        mux = _Muxer(tmp, (out_w, out_h), enc, audio_total, bar)
+        mux = _Muxer(tmp, (out_w, out_h), enc, audio_total, bar, frames=n_frames)
         try:
             if s.format == "gif":
                 written = _encode_gif(mux, frames, n_frames, size, bar)

@@ -530,14 +530,14 @@ def test_chunk_bounds_follow_the_keyframes():
     entries = [{"kind": "original"}, {"kind": "motion"}, {"kind": "original"}, {"kind": "motion"},
                {"kind": "inbetween"}]
     timeline = [0] * 30 + [1] * 20 + [2] * 10 + [3] * 30 + [4] * 5
-    # Cut where a keyframe leaves the screen: 0's hold; the motion to 2 and 2's hold; the motion to 4
-    # and 4. A chunk under the minimum joins the next one, the last one the one before.
-    assert gv.chunk_bounds(entries, timeline, 1) == [(0, 30), (30, 60), (60, 95)]
-    assert gv.chunk_bounds(entries, timeline, 24) == [(0, 30), (30, 60), (60, 95)]
-    assert gv.chunk_bounds(entries, timeline, 31) == [(0, 60), (60, 95)]
-    assert gv.chunk_bounds(entries, timeline, 36) == [(0, 95)]
+    # A chunk from each keyframe's hold to the next keyframe: 0 (its hold and motion), 2 (its hold and
+    # the motion after it), 4; with 24 frames at least, 4's short tail (5) joins the chunk before.
+    assert gv.chunk_bounds(entries, timeline, 1) == [(0, 50), (50, 90), (90, 95)]
+    assert gv.chunk_bounds(entries, timeline, 24) == [(0, 50), (50, 95)]
+    assert gv.chunk_bounds(entries, timeline, 45) == [(0, 50), (50, 95)]
+    assert gv.chunk_bounds(entries, timeline, 60) == [(0, 95)]
     assert gv.chunk_bounds(entries, [0] * 7, 24) == [(0, 7)]
-    # Keyframes with no motion between them (every frame diffused): a cut after each, merged to the minimum.
+    # Keyframes with no motion between them (every frame diffused): a cut before each, merged to the minimum.
     stills = [{"kind": "keyframe"}] * 60
     assert gv.chunk_bounds(stills, list(range(60)), 24) == [(0, 24), (24, 60)]
 
@@ -546,7 +546,7 @@ def test_chunk_bounds_follow_the_keyframes():
 def test_chunks_join_into_the_exact_frames_and_times(tmp_path, fmt):
     run_dir, shown = walk_run(tmp_path, (RED, GREEN, BLUE, WHITE))
     result = gv.run(cfg(run_dir, format=fmt, audio=sine_wav(tmp_path / "s.wav", 10.0)))
-    assert len(list((run_dir / "chunks" / "units").iterdir())) == 4  # the first hold; each motion with its hold
+    assert len(list((run_dir / "chunks" / "units").iterdir())) == 4  # a keyframe's hold and its motion each
     frames, times, rate = decode_video(result.path)
     assert len(frames) == len(shown) == 3 * 48 + 24 and rate == 24
     assert np.allclose(times, np.arange(len(shown)) / 24, atol=1e-3)  # monotonic, no gap, no repeat
@@ -554,6 +554,29 @@ def test_chunks_join_into_the_exact_frames_and_times(tmp_path, fmt):
         assert np.abs(frame.reshape(-1, 3).mean(axis=0) - colour).max() < 8, (k, colour)
     samples, _ = decode_audio(result.path)  # the soundtrack once, over the whole video
     assert samples.size == pytest.approx(len(shown) / 24 * 48_000, rel=0.01)
+
+
+def test_a_continued_chunk_gets_back_the_bits_x264_keeps_from_a_file_s_end(tmp_path):
+    """A chunk the video goes on after: x264 would give its last frames fewer bits (nothing after
+    them refers to them); ``continued`` gives them back, and the frames before are untouched."""
+    from PIL import Image
+
+    from artwalk.video import CONTINUED_TAIL, EncodeSettings, encode_video
+
+    with Image.open(REPO / "examples" / "01_astronaut.png") as im:
+        big = np.asarray(im.convert("RGB").resize((480, 480)))
+    pan = [np.ascontiguousarray(big[k : k + 200, 2 * k : 2 * k + 320]) for k in range(40)]
+    tail = range(len(pan) - CONTINUED_TAIL, len(pan))
+    scores = {}
+    for continued in (False, True):
+        path = tmp_path / f"{continued}.mp4"
+        encode_video(lambda: iter(pan), len(pan), (320, 200), path,
+                     EncodeSettings(fps=Fraction(24), progress=False, continued=continued))
+        video, _, _ = decode_video(path)
+        psnr = [10 * np.log10(255 ** 2 / np.mean((video[k].astype(float) - pan[k]) ** 2)) for k in range(len(pan))]
+        scores[continued] = (np.mean(psnr[: tail.start]), np.mean(psnr[tail.start :]))
+    assert scores[True][0] == pytest.approx(scores[False][0], abs=0.05)  # measured: the same 39.19 dB
+    assert scores[True][1] > scores[False][1] + 0.25  # measured: 38.91 against 38.48 dB
 
 
 def test_an_edit_re_encodes_only_its_chunks(tmp_path, caplog):

@@ -91,17 +91,17 @@ def test_one_image_changed_upscales_only_its_chunks_frames(tmp_path, images, wei
     walk(images, out, weights)
     first, _ = upscaled(out)
     chunks = chunk_files(out)
-    with Image.open(images / "1.png") as im:
-        im.transpose(Image.FLIP_LEFT_RIGHT).save(images / "1.png")
+    with Image.open(images / "3.png") as im:
+        im.transpose(Image.FLIP_LEFT_RIGHT).save(images / "3.png")
     log = walk(images, out, weights)
     frames, pngs = upscaled(out)
     assert pngs == []
-    # The first chunk (image 1's hold, the motion to image 2, its hold) is encoded again: of its
-    # frames only image 2 was upscaled before, so only it is upscaled again; the second chunk stays.
+    # The second chunk (image 2's hold, the motion to image 3, its hold) is encoded again: of its
+    # frames only image 2 was upscaled before, so only it is upscaled again; the first chunk stays.
     assert "upscaling 1 released frame(s) again" in log
     assert "1 unit(s) reused, 1 recomputed" in log.split("mp4 chunks")[-1]
     assert len(chunks & chunk_files(out)) == 1
-    assert sum(f in first for f in frames) == 1 + 7 + 1  # image 2, the second segment, image 3
+    assert sum(f in first for f in frames) == 1 + 7 + 1  # image 1, the first segment, image 2
 
 
 def test_stage_scripts_restore_with_stage_3_and_keep_frames_keeps_them(tmp_path, images, weights):
