@@ -7,13 +7,15 @@ Runs README's main walk (the bundled examples, the cpu engines, 1280x720 upscale
 - the whole walk against a bare encode of its output frames: the same frames, already in
   memory, through PyAV with the same codec settings, measured in the same run;
 - the intermediates (keyframes/, frames/, upscaled/) in bytes per unique frame, and the chunks;
-- a rerun after one image of the walk is changed, as a fraction of the fresh run.
+- reruns after one image of the walk is changed (the third, then the last), each as a
+  fraction of the fresh run, with the share of the video in the chunks it had to encode again.
 
 ::
 
     python bench/bench_walk.py                   # the examples, as README's first command walks them
     python bench/bench_walk.py --keep-frames     # PNG motion frames and stored upscaled frames, to compare
     python bench/bench_walk.py --repeats 3       # the median of three runs, for a shared machine
+    python bench/bench_walk.py --five            # a fifth image: the first example upside down
     python bench/bench_walk.py --json out.json
 
 Nothing here is a test: the figures depend on the machine. bench/RESULTS.md keeps them.
@@ -81,35 +83,49 @@ def folder_bytes(*folders: Path) -> int:
     return sum(p.stat().st_size for folder in folders for p in folder.rglob("*") if p.is_file())
 
 
-def one_run(keep_frames: bool) -> dict:
-    """A fresh walk, the bare encode of its frames, and the rerun after one image changed."""
+def changed_rerun(inp: Path, out: Path, which: int, keep_frames: bool) -> tuple[dict[str, float], int]:
+    """Mirror image ``which`` (of the sorted images) and rerun the walk: its stage times, and how
+    many video frames the chunks it encoded anew hold (what any rerun must encode again)."""
+    from PIL import Image
+
+    before = {p.name for p in (out / "chunks" / "units").iterdir()}
+    image = sorted(p for p in inp.iterdir() if p.suffix.lower() in (".png", ".jpg"))[which]
+    with Image.open(image) as im:
+        im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(image)
+    times = stage_times(inp, out, keep_frames)
+    redone = 0
+    for unit in (out / "chunks" / "units").iterdir():
+        if unit.name not in before:
+            start, end = json.loads((unit / "unit.json").read_text())["frames"]
+            redone += end - start
+    return times, redone
+
+
+def one_run(keep_frames: bool, five: bool) -> dict:
+    """A fresh walk, the bare encode of its frames, and reruns after one image changed: the
+    third (its two segments and their chunks change), then the last (one). ``five``: a fifth
+    image after the examples, the first one upside down."""
     from PIL import Image
 
     with tempfile.TemporaryDirectory(prefix="bench-walk-") as tmp:
         inp, out = Path(tmp) / "examples", Path(tmp) / "walk"
         shutil.copytree(REPO / "examples", inp)
+        if five:
+            first = sorted(p for p in inp.iterdir() if p.suffix.lower() in (".png", ".jpg"))[0]
+            with Image.open(first) as im:
+                im.transpose(Image.Transpose.ROTATE_180).save(inp / "05_upside_down.png")
         fresh = stage_times(inp, out, keep_frames)
         bare_s = bare_encode(out)
         manifest = json.loads((out / "frames" / "manifest.json").read_text())
         intermediates = folder_bytes(out / "keyframes", out / "frames", out / "upscaled")
         chunks = folder_bytes(out / "chunks")
-        before = {p.name for p in (out / "chunks" / "units").iterdir()}
-        # One image of the walk changed: a mirrored third image.
-        third = sorted(p for p in inp.iterdir() if p.suffix.lower() in (".png", ".jpg"))[2]
-        with Image.open(third) as im:
-            im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(third)
-        rerun = stage_times(inp, out, keep_frames)
-        # The share of the video in the chunks the change made anew: what the rerun had to encode.
-        redone = 0
-        for unit in (out / "chunks" / "units").iterdir():
-            if unit.name not in before:
-                start, end = json.loads((unit / "unit.json").read_text())["frames"]
-                redone += end - start
-    walk_s, rerun_s = sum(fresh.values()), sum(rerun.values())
+        reruns = {name: changed_rerun(inp, out, which, keep_frames) for name, which in (("third", 2), ("last", -1))}
+    walk_s = sum(fresh.values())
     return {"stages": fresh, "walk_s": walk_s, "bare_encode_s": bare_s, "ratio": walk_s / bare_s,
             "unique_frames": len(manifest["frames"]), "video_frames": len(manifest["timeline"]),
-            "intermediate_bytes": intermediates, "chunk_bytes": chunks, "rerun": rerun,
-            "rerun_fraction": rerun_s / walk_s, "redone_frames": redone}
+            "intermediate_bytes": intermediates, "chunk_bytes": chunks,
+            "reruns": {name: {"stages": times, "fraction": sum(times.values()) / walk_s, "redone_frames": redone}
+                       for name, (times, redone) in reruns.items()}}
 
 
 def main(argv=None) -> int:
@@ -117,15 +133,15 @@ def main(argv=None) -> int:
     p.add_argument("--keep-frames", action="store_true", help="PNG motion frames and stored upscaled frames")
     p.add_argument("--repeats", type=int, default=1, help="run it N times and print the median of each figure "
                    "(timings on a shared machine vary by 20%% from one run to the next)")
+    p.add_argument("--five", action="store_true", help="walk five images: the examples and the first one upside "
+                   "down (issue 12 states its rerun target for one image changed among five)")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    runs = [one_run(args.keep_frames) for _ in range(args.repeats)]
+    runs = [one_run(args.keep_frames, args.five) for _ in range(args.repeats)]
     median = lambda key, sub=None: statistics.median(r[key][sub] if sub else r[key] for r in runs)  # noqa: E731
     r = runs[0]
     ratios = ", ".join(f"{x['ratio']:.2f}" for x in runs)
-    fractions = ", ".join(f"{x['rerun_fraction']:.2f}" for x in runs)
-    rerun_stages = ", ".join(f"{k} {median('rerun', k):.1f} s" for k in r["rerun"])
     per_frame = r["intermediate_bytes"] / r["unique_frames"] / 1e6
     print(f"example walk ({r['unique_frames']} unique frames, {r['video_frames']} in the video), "
           f"{'--keep-frames' if args.keep_frames else 'default storage'}, median of {len(runs)} run(s)")
@@ -135,9 +151,14 @@ def main(argv=None) -> int:
           f"{median('ratio'):.2f}x the encode (runs: {ratios})")
     print(f"  intermediates {r['intermediate_bytes'] / 1e6:.1f} MB, {per_frame:.2f} MB per unique frame "
           f"(and the chunks, {r['chunk_bytes'] / 1e6:.1f} MB)")
-    print(f"  one image of four changed: rerun {median('rerun_fraction'):.2f} of a fresh run (runs: {fractions}; "
-          f"{rerun_stages}); the chunks it encoded again hold {r['redone_frames']} of the {r['video_frames']} "
-          f"video frames ({r['redone_frames'] / r['video_frames']:.2f})")
+    for name, rerun in r["reruns"].items():
+        fractions = [x["reruns"][name]["fraction"] for x in runs]
+        stages = ", ".join(f"{k} {statistics.median(x['reruns'][name]['stages'][k] for x in runs):.1f} s"
+                           for k in rerun["stages"])
+        print(f"  the {name} image of {4 + args.five} changed: rerun {statistics.median(fractions):.2f} of a fresh run "
+              f"(runs: {', '.join(f'{f:.2f}' for f in fractions)}; {stages}); the chunks it encoded again hold "
+              f"{rerun['redone_frames']} of the {r['video_frames']} video frames "
+              f"({rerun['redone_frames'] / r['video_frames']:.2f})")
     if args.json:
         args.json.write_text(json.dumps(runs, indent=2))
     return 0
