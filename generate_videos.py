@@ -362,8 +362,13 @@ def _chunk_plan(config: VideoConfig, entries: Sequence[dict], timeline: Sequence
                 "size": list(size), "streamed": streamed, "version": CHUNK_VERSION}
     return [(start, end, cache_key(kind="chunk", frames=[[entries[i].get("sha256"), entries[i].get("index")]
                                                          for i in timeline[start:end]],
-                                   continued=end < len(timeline), **identity))
+                                   continued=_continued(config, end, timeline), **identity))
             for start, end in chunk_bounds(entries, timeline, max(1, round(float(rate))))]
+
+
+def _continued(config: VideoConfig, end: int, timeline: Sequence[int]) -> bool:
+    """Whether the chunk ending at ``end`` is encoded ``continued``: an mp4 chunk the video goes on after."""
+    return config.video_format == "mp4" and end < len(timeline)
 
 
 def _check_not_released(run_dir: Path, entries: Sequence[dict], timeline: Sequence[int],
@@ -404,7 +409,7 @@ def _encode_chunks(config: VideoConfig, run_dir: Path, reader: FrameReader, entr
                 sub = [entries[i] for i in used]
                 units.append(Unit(key, {"frames": [start, end]}, _encode_chunk,
                                   (sub, local, size, bool(streamed),
-                                   dataclasses.replace(silent, continued=end < len(timeline)), name),
+                                   dataclasses.replace(silent, continued=_continued(config, end, timeline)), name),
                                   tuple(dict.fromkeys(e["path"] for e in sub)), len(part)))
             chunks.append((store.path(key) / name, len(part)))
         for _ in resolve(executor).build(store, run_dir, units, tick=bar.update):

@@ -148,8 +148,9 @@ def load_image(path: Path | str, min_size: tuple[int, int] | None = None) -> np.
 def resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     """Resize with area averaging when shrinking and Lanczos (8x8) when enlarging, in [0, 1].
 
-    The one resize of the project: conforming inputs, the lanczos upscale engine, and
-    the exact-size finish of the neural upscalers.
+    The resize of the project's float images: conforming inputs and the exact-size finish
+    of the neural upscalers. 8-bit frames (the lanczos upscale engine) go through
+    :func:`resize_u8`, with the same filters.
     """
     h, w = rgb.shape[:2]
     if (w, h) == (width, height):

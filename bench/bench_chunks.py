@@ -14,8 +14,8 @@ upscale, then encodes its timeline with stage 4's settings (H.264 crf 18, medium
   its hold), not continued.
 
 For each it prints the bytes (and the ratio to one pass), the mean PSNR of the decoded video
-against the frames, then of the frames on each side of stage 4's joins (a seam shows as a
-dip there; one pass gives the same frames' figure to compare with), of the worst frame, of
+against the frames, then of the frames on each side of its joins (a seam shows as a dip
+there; one pass: stage 4's joins) and of the same frames in one pass, of the worst frame, of
 the held frames (the artworks) and of the motion frames, and the seconds taken.
 """
 
@@ -114,18 +114,21 @@ def main(argv=None) -> int:
             results[name] = (path, time.perf_counter() - started)
 
         base = results["one pass"][0].stat().st_size
-        held = [entries[i].get("kind") != "motion" for i in timeline]
-        print(f"{'':26} {'bytes':>9} {'/ one pass':>10} {'PSNR dB':>8} {'at joins':>9} {'worst':>6} {'held':>6} "
-              f"{'motion':>6} {'seconds':>8}")
-        for name, (path, seconds) in results.items():
+        held = np.array([entries[i].get("kind") != "motion" for i in timeline])
+        scores = {}
+        for name, (path, _) in results.items():
             video = decoded(path)
             assert len(video) == len(frames), (name, len(video))
-            scores = np.array([psnr(a, b) for a, b in zip(video, frames)])
+            scores[name] = np.array([psnr(a, b) for a, b in zip(video, frames)])
+        print(f"{'':26} {'bytes':>9} {'/ one pass':>10} {'PSNR dB':>8} {'at joins':>9} {'one pass':>9} {'worst':>6} "
+              f"{'held':>6} {'motion':>6} {'seconds':>8}")
+        for name, (path, seconds) in results.items():
+            score = scores[name]
             bounds = ways[name][0] if len(ways[name][0]) > 1 else chunks  # one pass: at stage 4's joins
-            at_joins = [scores[j + d] for j, _ in bounds[1:] for d in (-1, 0)]
-            print(f"{name:26} {path.stat().st_size:>9} {path.stat().st_size / base:>10.3f} {scores.mean():>8.2f} "
-                  f"{np.mean(at_joins):>9.2f} {scores.min():>6.2f} {scores[held].mean():>6.2f} "
-                  f"{scores[~np.array(held)].mean():>6.2f} {seconds:>8.1f}")
+            joins = [j + d for j, _ in bounds[1:] for d in (-1, 0)]  # the frames either side of the row's joins
+            print(f"{name:26} {path.stat().st_size:>9} {path.stat().st_size / base:>10.3f} {score.mean():>8.2f} "
+                  f"{score[joins].mean():>9.2f} {scores['one pass'][joins].mean():>9.2f} {score.min():>6.2f} "
+                  f"{score[held].mean():>6.2f} {score[~held].mean():>6.2f} {seconds:>8.1f}")
     finally:
         if args.keep:
             print(f"kept {tmp}")

@@ -79,7 +79,7 @@ class SDText:
                 chunks = chunks + token_chunks(tok, "") * (n - len(chunks))
                 states = []
                 # One chunk at a time: a batch of chunks can round differently from each chunk alone
-                # (measured on an AVX2 CPU), and a chunk's embedding must not depend on its neighbours.
+                # (measured on an AMD EPYC), and a chunk's embedding must not depend on its neighbours.
                 for k, chunk in enumerate(chunks):
                     ids = torch.tensor([chunk], device=enc.device)
                     if self.xl:

@@ -17,7 +17,7 @@ def sha(path: Path) -> str:
 
 
 def test_a_pool_walk_is_byte_identical_to_a_local_one(image_folder, tmp_path):
-    # Both in processes of their own, as users run them (see test_ray.py's local reference).
+    # Both in processes of their own, as users run them.
     run_cli("-m", "pipeline", "run", str(image_folder), str(tmp_path / "local"), *WALK, check=True)
     run_cli("-m", "pipeline", "run", str(image_folder), str(tmp_path / "pool"), *WALK, "--executor", "pool",
             "--pool-workers", "2", check=True)
