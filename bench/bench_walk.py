@@ -83,13 +83,17 @@ def folder_bytes(*folders: Path) -> int:
     return sum(p.stat().st_size for folder in folders for p in folder.rglob("*") if p.is_file())
 
 
+def images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg"))
+
+
 def changed_rerun(inp: Path, out: Path, which: int, keep_frames: bool) -> tuple[dict[str, float], int]:
     """Mirror image ``which`` (of the sorted images) and rerun the walk: its stage times, and how
     many video frames the chunks it encoded anew hold (what any rerun must encode again)."""
     from PIL import Image
 
     before = {p.name for p in (out / "chunks" / "units").iterdir()}
-    image = sorted(p for p in inp.iterdir() if p.suffix.lower() in (".png", ".jpg"))[which]
+    image = images_in(inp)[which]
     with Image.open(image) as im:
         im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(image)
     times = stage_times(inp, out, keep_frames)
@@ -111,8 +115,7 @@ def one_run(keep_frames: bool, five: bool) -> dict:
         inp, out = Path(tmp) / "examples", Path(tmp) / "walk"
         shutil.copytree(REPO / "examples", inp)
         if five:
-            first = sorted(p for p in inp.iterdir() if p.suffix.lower() in (".png", ".jpg"))[0]
-            with Image.open(first) as im:
+            with Image.open(images_in(inp)[0]) as im:
                 im.transpose(Image.Transpose.ROTATE_180).save(inp / "05_upside_down.png")
         fresh = stage_times(inp, out, keep_frames)
         bare_s = bare_encode(out)

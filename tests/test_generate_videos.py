@@ -529,8 +529,8 @@ def test_sigterm_mid_encode_leaves_nothing(tmp_path):
 
 
 def textured(n: int, size=(320, 200), seed: int = 3) -> list[np.ndarray]:
-    """``n`` frames of a smooth random texture drifting right and down: work for the encoder's
-    motion search and rate control, unlike flat colours."""
+    """``n`` frames of a blocky random texture with grain, drifting right and down: work for the
+    encoder's motion search and rate control, unlike flat colours."""
     w, h = size
     rng = np.random.default_rng(seed)
     big = np.kron(rng.integers(0, 256, ((h + n) // 8 + 1, (w + n) // 8 + 1, 3)), np.ones((8, 8, 1)))
@@ -546,19 +546,19 @@ def walk_run(tmp_path: Path, colours, hold: int = 24, motion: int = 24, size=(64
     images, kinds, timeline, shown = [], [], [], []
     grain = textured(len(colours) * (motion + 1), size) if texture else None
 
-    def solid(colour, size):
-        flat = np.broadcast_to(np.array(colour, np.uint8), (size[1], size[0], 3))
-        return flat.copy() if grain is None else (flat // 2 + grain[len(images)] // 2).astype(np.uint8)
+    def picture(colour):  # the next image: the colour, or half of it over the texture
+        flat = solid(colour, size)
+        return flat if grain is None else flat // 2 + grain[len(images)] // 2
 
     for k, colour in enumerate(colours):
-        images.append(solid(colour, size))
+        images.append(picture(colour))
         kinds.append("original")
         timeline += [len(images) - 1] * hold
         shown += [colour] * hold
         for j in range(1, motion + 1 if k + 1 < len(colours) else 0):
             t = j / (motion + 1)
             mix = tuple(round((1 - t) * a + t * b) for a, b in zip(colour, colours[k + 1]))
-            images.append(solid(mix, size))
+            images.append(picture(mix))
             kinds.append("motion")
             timeline.append(len(images) - 1)
             shown.append(mix)
