@@ -36,7 +36,7 @@ from artwalk.errors import ChecksumError, ConfigError, DiskFullError, DownloadEr
 from artwalk.fsutil import disk_errors, free_bytes, human_bytes, make_dir, sha256_file
 from artwalk.models import REGISTRY, ModelSpec, cache_dir, get_spec, hf_offline, record_sha256, recorded_sha256, \
     weights_file
-from artwalk.progress import progress as progress_bar
+from artwalk.progress import drawing, progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ def _download_hub(spec: ModelSpec, *, force: bool, progress: bool) -> Path:
         return Path(folder)
 
     log.info("%s: fetching into the Hugging Face cache (licence: %s)", what, spec.licence)
-    silence = not progress and not are_progress_bars_disabled()
+    silence = not (progress and drawing()) and not are_progress_bars_disabled()
     try:
         if silence:
             disable_progress_bars()

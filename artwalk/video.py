@@ -56,11 +56,10 @@ import av
 import cv2
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
-from tqdm import tqdm
 
 from artwalk.errors import ConfigError, InputError, first_line
 from artwalk.fsutil import TMP_MARK, disk_errors, tmp_name, tmp_owner_alive
-from artwalk.progress import progress
+from artwalk.progress import Bar, progress
 
 log = logging.getLogger(__name__)
 
@@ -515,7 +514,7 @@ def _drain(graph: av.filter.Graph) -> Iterator[av.VideoFrame]:
 class _Muxer:
     """An open output container with one video stream and maybe one audio stream."""
 
-    def __init__(self, tmp: Path, size: tuple[int, int], s: EncodeSettings, audio_total: int, bar: tqdm,
+    def __init__(self, tmp: Path, size: tuple[int, int], s: EncodeSettings, audio_total: int, bar: Bar,
                  template: av.video.stream.VideoStream | None = None, frames: int = 0) -> None:
         """``template``: copy encoded packets of streams like it (chunks) instead of encoding.
         ``frames``: how many frames will be encoded (for a continued chunk's last ones)."""
@@ -657,7 +656,7 @@ def _check_frame(rgb: np.ndarray, width: int, height: int) -> None:
         raise ValueError(f"frame of shape {rgb.shape} {rgb.dtype}; expected ({height}, {width}, 3) uint8")
 
 
-def _gif_palette(frames: Iterable[np.ndarray], size: tuple[int, int], bar: tqdm) -> av.VideoFrame:
+def _gif_palette(frames: Iterable[np.ndarray], size: tuple[int, int], bar: Bar) -> av.VideoFrame:
     """Pass 1: one palette for the whole video, colours weighted by screen time.
 
     The statistics are taken on frames reduced to at most _PALETTE_PIXELS (area
@@ -691,7 +690,7 @@ def _gif_palette(frames: Iterable[np.ndarray], size: tuple[int, int], bar: tqdm)
     return palette
 
 
-def _encode_gif(mux: _Muxer, frames: FrameSource, n_frames: int, size: tuple[int, int], bar: tqdm) -> int:
+def _encode_gif(mux: _Muxer, frames: FrameSource, n_frames: int, size: tuple[int, int], bar: Bar) -> int:
     bar.set_description("gif palette")
     with _opened(frames) as first_pass:
         palette = _gif_palette(first_pass, size, bar)

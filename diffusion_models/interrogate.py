@@ -58,7 +58,7 @@ from artwalk.errors import ConfigError, InputError, WeightsMissingError, first_l
 from artwalk.fsutil import atomic_write_bytes, check_writable, sha256_file
 from artwalk.images import IMAGE_EXTENSIONS, list_images, load_image, to_uint8
 from artwalk.models import cache_dir, hub_missing, model_source
-from artwalk.progress import progress as progress_bar
+from artwalk.progress import drawing, progress as progress_bar
 from artwalk.runfolder import run_lock
 from diffusion_models.prompts import DESC, comment_lines, prompt_for, read_prompts_csv
 
@@ -283,7 +283,7 @@ def _loaded(what: str, folder: Path, load, progress: bool = True):
                           "requirements/keyframes.txt") from None
     verbosity, bars = tlog.get_verbosity(), tlog.is_progress_bar_enabled()
     tlog.set_verbosity_error()  # "requires torchvision; falling back to PIL" is not the user's concern
-    if not progress:
+    if not (progress and drawing()):
         tlog.disable_progress_bar()
     try:
         return load()

@@ -23,14 +23,16 @@ import numpy as np
 from artwalk.engines import option_flag as flag
 from artwalk.errors import ConfigError, WeightsMissingError, first_line
 from artwalk.models import hub_missing, model_source
+from artwalk.progress import drawing
 
 log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
 def _loading_bars(enabled: bool):
-    """diffusers/transformers show bars while loading; hide them when progress is off."""
-    if enabled:
+    """diffusers/transformers show bars while loading; hide them when progress is off, or
+    when they would draw into a log (see :mod:`artwalk.progress`)."""
+    if enabled and drawing():
         yield
         return
     from diffusers.utils import logging as dlog
@@ -97,7 +99,7 @@ class Runtime:
             pipe.enable_model_cpu_offload(device=self.device)
         else:
             pipe.to(self.device)
-        pipe.set_progress_bar_config(disable=not self.progress, leave=False)
+        pipe.set_progress_bar_config(disable=not (self.progress and drawing()), leave=False)
         return pipe
 
     def identity(self) -> dict:

@@ -51,7 +51,7 @@ from artwalk.executors import Executor, Unit, resolve
 from artwalk.framestore import SEGMENT_FILE
 from artwalk.fsutil import sha256_file
 from artwalk.images import read_frame
-from artwalk.progress import progress
+from artwalk.progress import counted, progress
 from artwalk.runfolder import UnitStore, cache_key, keyframe_inputs, read_manifest, run_lock, write_manifest
 from artwalk.timeline import AUDIO_EASING, AUDIO_EASING_HELP, DEFAULT_EASING, EASING_NAMES, EASINGS, Keyframe, \
     TimelineSpec, build_timeline, energy_times, gap_times, positioned_timeline, total_frames
@@ -305,4 +305,4 @@ def _build_segment(unit, root: Path, engine, a_path: str, b_path: str, times: li
     a, b = read_frame(root / a_path), read_frame(root / b_path)
     if a.shape != b.shape:
         raise StageOrderError(f"keyframes {a_path} and {b_path} differ in size; rerun `python -m diffusion_models`")
-    unit.add_frames((tick() or rgb for rgb in engine.interpolate(a, b, times)), pngs)
+    unit.add_frames(counted(engine.interpolate(a, b, times), tick), pngs)

@@ -125,7 +125,7 @@ def run_zoom(config, engine: ZoomEngine, run_dir: Path, store: UnitStore) -> dic
                     if j not in shown:
                         del mips[j]
                 views = [level(j) if j in shown else None for j in range(count)]
-                made = (bar.update() or compose(views, p, geometry, (width, height)) for p in positions)
+                made = (compose(views, p, geometry, (width, height)) for p in bar.counting(positions))
                 with store.build(key, level=k, positions=[positions[0], positions[-1]]) as unit:
                     unit.add_frames(made, config.keep_frames)
                 found = unit.record
