@@ -15,8 +15,10 @@ level j covers the centred rectangle Z^(j - p) of the frame, and is sampled at i
 resolution: the outermost (magnified, j = ceil(p)) with a bicubic warp, each inner one
 (minified) from its mipmap, anti-alias blurred and bicubic (see :func:`sample`), and blended over what is already
 there with the feathered ramp it was pasted with when the levels were made
-(:func:`edge_ramp`). At p = k the frame is level k itself outside its centre; a level's
-ramp fades in over the first half of its level, so no frame jumps when the outermost
+(:func:`edge_ramp`). At p = k the frame is level k itself, up to its edges; just after it, the
+next level out shows as a margin around level k, and level k's ramp is never wider than that
+margin (on each axis): the seam widens with the margin, from nothing at p = k to the pasted
+feather, so no frame shows a hard edge between two levels and none jumps when the outermost
 level changes. Inner levels under 2 pixels are left out.
 
 ``--loop``: a last, virtual level L is level 0 again; over the last level the inner levels
@@ -43,7 +45,6 @@ from artwalk.errors import ConfigError
 
 DIRECTIONS = ("out", "in")
 MIN_LEVEL_PIXELS = 2.0  # inner levels narrower than this in a frame are not drawn
-RAMP_FADE = 0.5  # a level's ramp fades in over this much of its level (see the module docstring)
 FADE_FROM = 1.8  # a minification that leaves more than this after a halving fades into the next halving
 
 
@@ -202,17 +203,19 @@ def blend(frame: np.ndarray, roi, patch: np.ndarray, weight: np.ndarray) -> None
     region[...] = cv2.blendLinear(np.ascontiguousarray(patch), np.ascontiguousarray(region), weight, 1.0 - weight)
 
 
-def edge_ramp(roi, rect, feather: float) -> np.ndarray:
+def edge_ramp(roi, rect, feather: float | tuple[float, float]) -> np.ndarray:
     """The weight of a picture pasted into ``rect``, over the pixels of ``roi``: 0 at the
-    rectangle's edge, rising linearly to 1 at ``feather`` pixels inside it (float32 (h, w))."""
+    rectangle's edge, rising linearly to 1 at ``feather`` pixels inside it (float32 (h, w));
+    ``feather`` may be a pair, the ramp's widths at the left and right edges and at the top
+    and bottom ones."""
+    fx, fy = (feather, feather) if np.isscalar(feather) else feather
     x0, y0, x1, y1 = roi
     xs = np.arange(x0, x1, dtype=np.float64) + 0.5
     ys = np.arange(y0, y1, dtype=np.float64) + 0.5
     dx = np.minimum(xs - rect[0], rect[2] - xs)
     dy = np.minimum(ys - rect[1], rect[3] - ys)
-    f = max(float(feather), 1e-6)
-    rx = np.clip(dx / f, 0.0, 1.0).astype(np.float32)
-    ry = np.clip(dy / f, 0.0, 1.0).astype(np.float32)
+    rx = np.clip(dx / max(float(fx), 1e-6), 0.0, 1.0).astype(np.float32)
+    ry = np.clip(dy / max(float(fy), 1e-6), 0.0, 1.0).astype(np.float32)
     return np.minimum(ry[:, None], rx[None, :])
 
 
@@ -274,15 +277,17 @@ def compose(levels: Sequence[Mipmap], p: float, geometry: ZoomGeometry, size: tu
             hole = (math.ceil(inner[0] + inset - 0.5), math.ceil(inner[1] + inset - 0.5),
                     math.floor(inner[2] - inset - 0.5) + 1, math.floor(inner[3] - inset - 0.5) + 1)
         source = levels[0] if j == count else levels[j]
-        grow = min(1.0, max(0.0, (p - j) / RAMP_FADE))  # the first inner level's ramp fades in
+        # The ramp is no wider than the margin between the level's edge and the frame's: just
+        # after p = j, where level j fills the frame, the seam is as narrow as the margin of the
+        # next level out that the frame shows, and widens with it (never a hard edge).
+        ramp_width = (min(feather, rect[0]), min(feather, rect[1]))
         for strip in _strips(roi, hole):
             _, patch = sample(source, width, height, scale, roi=strip)
             if i == 0:
                 x0, y0, x1, y1 = strip
                 frame[y0:y1, x0:x1] = patch
             else:
-                ramp = edge_ramp(strip, rect, feather)
-                blend(frame, strip, patch, (1.0 - (1.0 - ramp) * grow) * fade)
+                blend(frame, strip, patch, edge_ramp(strip, rect, ramp_width) * fade)
     return frame
 
 

@@ -35,7 +35,8 @@ from frame_interpolation.engines import ENGINES
 
 log = logging.getLogger(__name__)
 
-VERSION = 1  # bump when a composed frame's pixels change for the same levels and positions
+VERSION = 2  # bump when a composed frame's pixels change for the same levels and positions (2: seams
+# feathered from a level's first frame on, artwalk.zoom.compose)
 
 
 class ZoomEngine:
