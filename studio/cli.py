@@ -1,14 +1,18 @@
 """``artwalk studio``: serve the timeline studio (FastAPI under uvicorn).
 
 Imports nothing of the web stack until the command runs, so ``artwalk --help`` works
-without it; a missing FastAPI or uvicorn is one line that says what to install.
+without it; a missing FastAPI or uvicorn is one line that says what to install, and so are a
+ROOT that is not a folder and a port that another server holds (the socket is bound before
+the app is made, and the "open" line names the port it got: ``--port 0`` takes a free one).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import secrets
+import socket
 from pathlib import Path
 
 from artwalk.cli import Parser, add_common_flags, run_cli
@@ -30,16 +34,47 @@ def serve(args: argparse.Namespace) -> None:
     if (Path(args.root).resolve() / "cli.py").resolve() == Path(__file__).resolve():
         raise ConfigError(f"ROOT {args.root} is the studio's own source folder (this is the repository): give "
                           "another ROOT, for example `artwalk studio ~/walks`")
+    root = Path(args.root)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"ROOT {root} is a file: give the folder of the studio's projects (made if missing)")
     try:
         import uvicorn
 
         from studio.app import create_app
     except ImportError as exc:
         raise ConfigError(f"the studio needs {exc.name}: pip install -r requirements/studio.txt") from None
-    app = create_app(args.root, token=args.token, max_upload_mb=args.max_upload_mb)
-    where = f"http://{args.host}:{args.port}/" + (f"?token={args.token}" if args.token else "")
-    log.info("artwalk studio: projects in %s; open %s", Path(args.root).resolve(), where)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
+    with _listen(args.host, args.port) as sock:
+        _make_folder(root)
+        app = create_app(root, token=args.token, max_upload_mb=args.max_upload_mb)
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        where = f"http://{host}:{sock.getsockname()[1]}/" + (f"?token={args.token}" if args.token else "")
+        log.info("artwalk studio: projects in %s; open %s", root.resolve(), where)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning" if args.quiet else "info"))
+        server.run(sockets=[sock])
+
+
+def _make_folder(root: Path) -> None:
+    """ROOT made if missing; one line if it cannot be (a file on its way, no permission)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"ROOT {root}: cannot make the projects folder ({exc.strerror or exc})") from None
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port`` for the server (as uvicorn binds one); one line if
+    the port is taken."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart need not wait out TIME_WAIT
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"port {port} on {host} is in use by another server: stop it, or give another "
+                              "--port") from None
+        raise ConfigError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
+    return sock
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
