@@ -3,9 +3,10 @@
 Every route that names a project, keyframe or job resolves it through the
 :class:`~studio.projects.Store`, which refuses ids that are not ids and paths that leave
 the project. Errors are JSON ``{"detail": "one line"}``: 400 a bad value or input, 401
-no token, 404 nothing there, 409 a render already running, 413 an upload over the
-limit, 415 a body that is not JSON (or multipart where an image is sent), 500 a bug
-(its traceback stays in the server's log).
+no token, 404 nothing there, 409 a render already running (or a cancel of a finished job),
+413 an upload over the limit, 415 a body that is not JSON (or multipart where an image is
+sent), 500 a bug (its traceback stays in the server's log). A setting in an error is named
+as the page names it, not by its flag (:func:`studio.walks.in_page_words`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from artwalk.timeline import EASING_NAMES
 from pipeline.presets import REGISTRIES
 from studio import keyframes as kf
 from studio import walks
-from studio.jobs import Worker
+from studio.jobs import FINISHED, Finished, Worker
 from studio.projects import ID, Busy, NotFound, Store
 
 log = logging.getLogger("artwalk.studio")
@@ -178,9 +179,9 @@ def create_app(root: Path | str, token: str | None = None, max_upload_mb: float 
 
     @app.exception_handler(ArtwalkError)
     async def artwalk_error(request: Request, exc: ArtwalkError):
-        status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Busy) else \
+        status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, (Busy, Finished)) else \
             507 if isinstance(exc, DiskFullError) else 400
-        return JSONResponse({"detail": first_line(exc)}, status_code=status)
+        return JSONResponse({"detail": walks.in_page_words(first_line(exc))}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -209,10 +210,8 @@ def create_app(root: Path | str, token: str | None = None, max_upload_mb: float 
 
     @app.get("/api/options", summary="what the settings may name: engines, easings, formats")
     def options() -> dict:
-        engines = {stage: list(REGISTRIES[stage].specs) for stage in ("keyframes", "motion", "upscale")}
-        engines["motion"] = [n for n in engines["motion"]  # a walk's motion: not the zoom's, not none
-                             if n != "none" and "levels" not in REGISTRIES["motion"].get(n).features]
-        engines["upscale"].append("none")
+        engines = {"keyframes": list(REGISTRIES["keyframes"].specs), "motion": walks.motion_engines(),
+                   "upscale": [*REGISTRIES["upscale"].specs, "none"]}
         return {"engines": engines,
                 "easings": list(EASING_NAMES), "formats": list(VIDEO_TYPES), "settings": list(walks.KEYS),
                 "defaults": _defaults()}
@@ -305,9 +304,14 @@ def create_app(root: Path | str, token: str | None = None, max_upload_mb: float 
             kf.check_renderable(store, pid)
             return {"job": worker.submit(pid).id}
 
-    @app.get("/api/jobs/{job}", summary="state (queued, running, done, failed), progress, error, stages")
+    @app.get("/api/jobs/{job}", summary="state (queued, running, done, failed, cancelled), progress, error, stages")
     def get_job(job: str) -> dict:
         return worker.get(job).public()
+
+    @app.delete("/api/jobs/{job}", summary="cancel a render: a queued one now, a running one at its next step "
+                "(its finished units stay in the run folder for the next render); 409 once it has finished")
+    def cancel_job(job: str) -> dict:
+        return worker.cancel(job).public()
 
     @app.get("/api/jobs/{job}/events", summary="the job's progress as server-sent events")
     async def job_events(job: str, request: Request):
@@ -320,7 +324,7 @@ def create_app(root: Path | str, token: str | None = None, max_upload_mb: float 
                 if current.version != sent:
                     sent = current.version
                     yield f"event: progress\ndata: {json.dumps(current.public())}\n\n"
-                    if current.state in ("done", "failed"):
+                    if current.state in FINISHED:
                         return
                 elif quiet > 15:
                     yield ": still working\n\n"

@@ -281,7 +281,7 @@ def _index(project: dict, kid: str) -> int:
 # ------------------------------------------------------------------- in-betweens
 
 def interpolate(store: Store, pid: str, a: str, b: str, n: int) -> list[str]:
-    """``n`` images between keyframes ``a`` and ``b``, evenly spaced: for two prompt
+    """``n`` images between two different keyframes ``a`` and ``b``, evenly spaced: for two prompt
     keyframes and a text-to-image engine, their conditionings mixed (text embeddings and
     noise SLERPed, as a prompt walk's in-betweens); otherwise the motion engine's frames
     between the two images at the walk's size. Returns their URLs (cached by content)."""
@@ -289,7 +289,10 @@ def interpolate(store: Store, pid: str, a: str, b: str, n: int) -> list[str]:
         raise ConfigError(f"n must be a whole number in [1, {MAX_INBETWEENS}], got {json.dumps(n)}")
     with store.lock(pid):
         project = store.load(pid)
-        ka, kb = (project["keyframes"][_index(project, k)] for k in (a, b))
+        ia, ib = (_index(project, k) for k in (a, b))
+        if ia == ib:
+            raise ConfigError(f"interpolate needs two different keyframes: from and to are both keyframe {ia + 1}")
+        ka, kb = project["keyframes"][ia], project["keyframes"][ib]
         walk = walks.walk_for(project["settings"])
     times = [k / (n + 1) for k in range(1, n + 1)]
     by_text = ka["kind"] == kb["kind"] == "prompt" and "text2image" in KEYFRAME_ENGINES.get(

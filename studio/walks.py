@@ -11,15 +11,19 @@ A project's settings are a JSON object whose keys stand for the walk's flags::
 A key left out (or null) is the walk's default, so the defaults live in the stages'
 config dataclasses, once. :func:`walk_for` turns settings into the walk's own
 :class:`~pipeline.walk.Walk` through the same parser and checks as the command line, so
-an error is the CLI's one line. :func:`layout` cuts the walk's timeline into its units:
+an error is the CLI's one line, which :func:`in_page_words` says with the page's names
+for the settings instead of the flags (``--motion-engine`` -> "the motion engine"), as every
+error that leaves the API does. :func:`layout` cuts the walk's timeline into its units:
 each keyframe's hold and each segment between two keyframes, with the frames they span.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,7 @@ from typing import Any
 from artwalk.cli import Parser, add_common_flags
 from artwalk.errors import ConfigError
 from diffusion_models.engines import ENGINES as KEYFRAME_ENGINES
+from pipeline.presets import REGISTRIES
 from pipeline.walk import Walk, add_walk_flags, check_engines, configure
 
 FLAGS = {"S": "-S", "I": "--sec_interpolation", "F": "--sec_freeze", "fps": "--fps", "easing": "--easing",
@@ -35,6 +40,15 @@ FLAGS = {"S": "-S", "I": "--sec_interpolation", "F": "--sec_freeze", "fps": "--f
 STAGE_FLAGS = {"engines": {"keyframes": "--engine", "motion": "--motion-engine", "upscale": "--upscale-engine"},
                "models": {"keyframes": "--model", "motion": "--motion-model", "upscale": "--upscale-model"}}
 KEYS = (*FLAGS, *STAGE_FLAGS)
+# What the page calls each of those flags (by the walk parser's dest, so every spelling of a flag is covered).
+PAGE_NAMES = {"interpolation_steps": "S in-betweens", "sec_interpolation": "I seconds of motion",
+              "sec_freeze": "F seconds of hold", "fps": "fps", "easing": "easing", "width": "width",
+              "height": "height", "target": "target", "format": "format", "seed": "seed",
+              "steps": "diffusion steps", "preset": "preset", "device": "device",
+              "keyframe_engine": "the keyframes engine", "motion_engine": "the motion engine",
+              "upscale_engine": "the upscale engine", "no_upscale": "the upscale engine none",
+              "keyframe_model": "the keyframe model", "motion_model": "the motion model",
+              "upscale_model": "the upscale model"}
 
 
 class _Parser(Parser):
@@ -95,15 +109,53 @@ def argv(settings: dict) -> list[str]:
     return out
 
 
+@functools.cache
+def _flag_names() -> tuple[re.Pattern, dict[str, str]]:
+    """A pattern that finds the walk's flags the page has a name for (``argument --w/--width:``
+    as argparse puts it, or a bare ``--w``), and each spelling's page name."""
+    names = {}
+    for action in _walk_parser()._actions:
+        for flag in action.option_strings:
+            if action.dest in PAGE_NAMES:
+                names[flag] = PAGE_NAMES[action.dest]
+    one = "|".join(re.escape(f) for f in sorted(names, key=len, reverse=True))
+    return re.compile(rf"argument (?:{one})(?:/(?:{one}))*(?=:)|(?<![\w-])(?:{one})(?![\w-])"), names
+
+
+def in_page_words(message: str) -> str:
+    """``message`` with the walk's flags named as the page names them: ``argument
+    --motion-engine: invalid choice`` -> ``the motion engine: invalid choice``, ``--w must be``
+    -> ``width must be``. Flags the page has no setting for stay as they are."""
+    pattern, names = _flag_names()
+
+    def name(match: re.Match) -> str:
+        text = match.group(0)
+        return names[text.removeprefix("argument ").split("/")[0]]
+
+    return pattern.sub(name, message)
+
+
 def walk_args(settings: dict, input_dir: Path, run_dir: Path, quiet: bool = True) -> argparse.Namespace:
+    """The walk's parsed flags for ``settings``; ``quiet``: the stages' progress bars off (a
+    request's checks), where a render job turns them on and observes them."""
     extra = ["--quiet"] if quiet else []
     return _walk_parser().parse_args([*argv(settings), *extra, "--", str(input_dir), str(run_dir)])
+
+
+def motion_engines() -> list[str]:
+    """The motion engines that walk between a studio project's keyframes (not none, which makes
+    no motion frames, nor a zoom's, which composes zoom levels)."""
+    motion = REGISTRIES["motion"]
+    return [name for name in motion.specs if name != "none" and "levels" not in motion.get(name).features]
 
 
 def walk_for(settings: dict, input_dir: Path = Path("input"), run_dir: Path = Path("run")) -> Walk:
     """The configured walk for ``settings`` (every setting and engine option checked; no
     file read, no weights loaded): a :class:`~artwalk.errors.ConfigError` otherwise."""
     walk = configure(walk_args(settings, input_dir, run_dir))
+    if walk.engines.motion not in motion_engines():
+        raise ConfigError(f"the motion engine {walk.engines.motion} cannot walk between keyframes: choose "
+                          f"{', '.join(motion_engines())}")
     check_engines(walk)
     return walk
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -43,11 +44,11 @@ def upload(client, pid, data: bytes, name: str = "a.png", kid: str | None = None
     return method(url, files={"file": (name, data, "image/png")})
 
 
-def wait_job(client, job: str, timeout: float = 120) -> dict:
+def wait_job(client, job: str, timeout: float = 120, states=("done", "failed")) -> dict:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         state = client.get(f"/api/jobs/{job}").json()
-        if state["state"] in ("done", "failed"):
+        if state["state"] in states:
             return state
         time.sleep(0.1)
     raise AssertionError(f"job {job} did not finish")
@@ -143,15 +144,23 @@ def test_settings_are_checked_as_the_cli_checks_them(client, photos):
     put = lambda body: client.put(f"/api/projects/{pid}/settings", json=body)  # noqa: E731
     assert put({"w": 320}).json() == {"fps": 12, "w": 320}  # keys left out keep their value
     assert put({"w": None}).json() == {"fps": 12}  # null: back to the default
-    cases = [({"fps": -1}, "--fps must be a number"), ({"easing": "wobbly"}, "invalid choice: 'wobbly'"),
-             ({"S": "many"}, "argument --interpolation_steps/-S: 'many' is not a whole number"),
-             ({"colour": 1}, "unknown setting 'colour'"), ({"engines": {"motion": "warp"}}, "invalid choice: 'warp'"),
-             ({"target": "huge"}, "--target"), ({"engines": {"sound": "x"}}, "engines must be an object"),
-             ({"engines": {"keyframes": "none"}, "steps": 4}, "--steps")]
+    # The CLI's checks, in the page's words: "the motion engine", "width", not --motion-engine, --w.
+    cases = [({"fps": -1}, "fps must be a number"), ({"easing": "wobbly"}, "easing: invalid choice: 'wobbly'"),
+             ({"S": "many"}, "S in-betweens: 'many' is not a whole number"), ({"w": 3}, "width must be between 16"),
+             ({"h": "tall"}, "height: 'tall' is not a whole number"), ({"colour": 1}, "unknown setting 'colour'"),
+             ({"engines": {"motion": "warp"}}, "the motion engine: invalid choice: 'warp'"),
+             ({"target": "huge"}, "target: unknown target 'huge'"),
+             ({"engines": {"sound": "x"}}, "engines must be an object"),
+             ({"engines": {"keyframes": "none"}, "steps": 4}, "does not take diffusion steps"),
+             ({"engines": {"motion": "flow"}, "models": {"motion": "m"}}, "does not take the motion model"),
+             ({"engines": {"upscale": "none"}, "target": "2k"}, "the upscale engine none skips stage 3, so target"),
+             ({"engines": {"motion": "none"}}, "the motion engine none cannot walk between keyframes")]
     for body, words in cases:
         reply = put(body)
         assert reply.status_code == 400, body
-        assert words in reply.json()["detail"] and "\n" not in reply.json()["detail"], reply.json()
+        detail = reply.json()["detail"]
+        assert words in detail and "\n" not in detail, detail
+        assert not re.search(r"(?<![\w-])--?[A-Za-z]|argument ", detail), detail  # no flag: the page has none
     assert client.get(f"/api/projects/{pid}").json()["settings"] == {"fps": 12}  # nothing half-applied
     assert client.post(f"/api/projects/{pid}/render").json()["detail"] == "a walk needs at least two keyframes"
 
@@ -293,6 +302,98 @@ def test_prompt_keyframes_and_their_in_betweens(tmp_path, photos):
         assert done["stages"]["keyframes"]["recomputed"] == 3 + 2  # 3 originals, S=1 in-betweens per pair
 
 
+def follow_job(client, job: str, timeout: float = 120) -> list[dict]:
+    """Every state the job shows, read as fast as the server answers, until it has finished."""
+    seen, end = [], time.monotonic() + timeout
+    while time.monotonic() < end:
+        seen.append(client.get(f"/api/jobs/{job}").json())
+        if seen[-1]["state"] in ("done", "failed", "cancelled"):
+            return seen
+        time.sleep(0.005)
+    raise AssertionError(f"job {job} did not finish")
+
+
+def test_progress_and_eta_move_within_each_stage(client, photos):
+    # 4 keyframes, 3 segments of 23 motion frames, a video at twice the size: about a second.
+    settings = {**FAST, "I": 2, "fps": 12, "w": 160, "h": 120, "target": "320x240"}
+    pid = make_project(client, photos, count=4, settings=settings)
+    seen = follow_job(client, client.post(f"/api/projects/{pid}/render").json()["job"])
+    assert seen[-1]["state"] == "done", seen[-1]
+    for stage in ("motion", "video"):  # each moves within itself, not only from one stage to the next
+        inside = [s for s in seen if s["stage"] == stage and s["state"] == "running"]
+        values = sorted({s["progress"] for s in inside})
+        assert len(values) >= 3, (stage, values)
+        etas = [s["eta_s"] for s in inside if s["eta_s"] is not None]
+        assert len(set(etas)) >= 2 and max(etas) > 0, (stage, etas)
+    progress = [s["progress"] for s in seen]
+    assert progress == sorted(progress) and progress[-1] == 1.0 and max(progress[:-1]) < 1.0  # never back
+    video = [s for s in seen if s["stage"] == "video"]
+    assert video[0]["progress"] < 0.5 < video[-1]["progress"]  # the encode of the larger frames is most of it
+
+
+def finished_units(stage_dir: Path) -> set[str]:
+    units = stage_dir / "units"
+    return {u.name for u in units.iterdir() if ".tmp-" not in u.name and (u / "unit.json").is_file()} \
+        if units.is_dir() else set()
+
+
+def test_a_cancelled_render_resumes_to_the_same_video(client, photos, tmp_path):
+    root = tmp_path / "studio root"
+    # 4 keyframes, 3 segments of 35 motion frames at 320x240: long enough to cancel in the middle.
+    settings = {**FAST, "I": 3, "fps": 12, "w": 320, "h": 240, "target": "x0.5"}
+    cut, whole = (make_project(client, photos, count=4, settings=settings) for _ in range(2))
+    waiting = make_project(client, photos, count=2, settings=FAST)
+    job = client.post(f"/api/projects/{cut}/render").json()["job"]
+    queued = client.post(f"/api/projects/{waiting}/render").json()["job"]  # behind the first: one worker
+    stopped = client.delete(f"/api/jobs/{queued}")
+    assert stopped.status_code == 200 and stopped.json()["state"] == "cancelled"  # at once: it never started
+
+    end = time.monotonic() + 60
+    while not finished_units(root / cut / "run" / "frames"):  # the first motion segment is on disk
+        assert time.monotonic() < end and client.get(f"/api/jobs/{job}").json()["state"] == "running"
+        time.sleep(0.005)
+    reply = client.delete(f"/api/jobs/{job}")
+    assert reply.status_code == 200 and reply.json()["cancelling"] is True
+    state = wait_job(client, job, states=("cancelled", "done", "failed"))
+    assert state["state"] == "cancelled" and state["stage"] == "motion" and state["error"] is None, state
+    kept = finished_units(root / cut / "run" / "frames")
+    assert 1 <= len(kept) < 3  # stopped within the stage, and what it finished stays
+    assert not list((root / cut / "run").glob("*.mp4")) and not (root / cut / "rendered.json").exists()
+    assert client.delete(f"/api/jobs/{job}").json()["state"] == "cancelled"  # again: nothing changes
+    assert set(states(client, cut)) == {"none"}  # nothing rendered yet, and nothing coming
+    after = client.get(f"/api/jobs/{queued}").json()
+    assert after["state"] == "cancelled" and after["started"] is None and not (root / waiting / "run").exists()
+
+    again = wait_job(client, client.post(f"/api/projects/{cut}/render").json()["job"])
+    assert again["state"] == "done", again
+    assert again["stages"]["keyframes"] == {"reused": 4, "recomputed": 0}
+    assert again["stages"]["motion"] == {"reused": len(kept), "recomputed": 3 - len(kept)}
+    assert kept <= finished_units(root / cut / "run" / "frames")
+    reference = wait_job(client, client.post(f"/api/projects/{whole}/render").json()["job"])
+    assert reference["stages"]["motion"] == {"reused": 0, "recomputed": 3}
+    assert client.get(f"/api/projects/{cut}/video").content == client.get(f"/api/projects/{whole}/video").content
+    over = client.delete(f"/api/jobs/{reference['id']}")
+    assert over.status_code == 409 and "already finished (done)" in over.json()["detail"]
+    assert client.delete("/api/jobs/0123456789abcdef").status_code == 404
+
+
+def test_interpolate_refuses_one_keyframe_twice(client, photos):
+    pid = make_project(client, photos, count=2)
+    kid = client.get(f"/api/projects/{pid}").json()["keyframes"][1]["id"]
+    reply = client.post(f"/api/projects/{pid}/interpolate", json={"a": kid, "b": kid, "n": 2})
+    assert reply.status_code == 400
+    assert reply.json()["detail"] == "interpolate needs two different keyframes: from and to are both keyframe 2"
+    assert not (client.app.state.store.root / pid / "inbetweens").exists()
+
+
+def test_a_failed_render_says_why_in_the_page_words(client, photos):
+    # A target that the settings' check lets through, and that only the render's plan refuses.
+    pid = make_project(client, photos, count=2, settings={**FAST, "target": "x0.2"})
+    failed = wait_job(client, client.post(f"/api/projects/{pid}/render").json()["job"])
+    assert failed["state"] == "failed"
+    assert failed["error"] == "target x0.2 makes 12x10 frames, under 16 pixels a side"  # not --target
+
+
 # ----------------------------------------------------------------------------------------------
 # A real server: killed in the middle of a job, started again, the job resumes.
 
@@ -372,3 +473,29 @@ def test_the_command_checks_its_flags_before_serving(tmp_path, capsys):
     assert main([str(REPO / "studio")]) == 2
     assert "the studio's own source folder" in capsys.readouterr().err
     assert not (REPO / "studio" / ".jobs").exists() and not (tmp_path / ".jobs").exists()
+
+
+def run_studio(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "studio", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_a_root_that_is_a_file_is_one_line(tmp_path):
+    file = tmp_path / "walks.txt"
+    file.write_text("not a folder")
+    done = run_studio(str(file), "--port", "0")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == f"error: ROOT {file} is a file: give the folder of the studio's projects (made if missing)\n"
+
+
+def test_a_port_in_use_is_one_line(tmp_path):
+    with socket.socket() as other:  # another server on the port
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        done = run_studio(str(tmp_path / "root"), "--port", str(port))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == f"error: port {port} on 127.0.0.1 is in use by another server: stop it, or give another " \
+                          "--port\n"  # and no "open http://..." line for the other server's address
+    assert not (tmp_path / "root").exists()

@@ -53,6 +53,8 @@ async function loadProjects(select) {
 
 async function openProject(id) {
   location.hash = `project=${id}`;
+  forgetJob();  // what the last project's job showed is not this project's
+  $("inbetweens").replaceChildren();
   state.project = await api("GET", `/api/projects/${id}`);
   $("workspace").hidden = false;
   renderKeyframes();
@@ -224,28 +226,48 @@ function formatSeconds(s) {
   return `${m}:${String(Math.round(s % 60)).padStart(2, "0")}`;
 }
 
+const FINISHED = ["done", "failed", "cancelled"];
+
 function showJob(job) {
+  const active = job.state === "queued" || job.state === "running";
   $("progress").value = job.progress;
   const eta = job.state === "running" && job.eta_s !== null ? ` · ETA ${formatSeconds(job.eta_s)}` : "";
   const stage = job.stage ? ` · ${job.stage}` : "";
-  $("progress-text").textContent = `${job.state} ${Math.round(job.progress * 100)}%${stage}${eta}`;
+  const stopping = active && job.cancelling ? " · cancelling" : "";
+  $("progress-text").textContent = `${job.state} ${Math.round(job.progress * 100)}%${stage}${eta}${stopping}`;
   $("progress-text").dataset.state = job.state;
   $("job-stages").textContent = Object.entries(job.stages)
     .map(([name, s]) => `${name}: ${s.reused} reused, ${s.recomputed} recomputed`).join(" · ");
-  $("render").disabled = job.state === "queued" || job.state === "running";
+  $("render").disabled = active;
+  $("cancel").hidden = !active;
+  $("cancel").disabled = Boolean(job.cancelling);
   if (job.state === "failed") showError(job.error);
+}
+
+function forgetJob() {
+  if (state.events) state.events.close();
+  state.events = null;
+  state.job = null;
+  $("progress").value = 0;
+  $("progress-text").textContent = "";
+  delete $("progress-text").dataset.state;
+  $("job-stages").textContent = "";
+  $("render").disabled = false;
+  $("cancel").hidden = true;
 }
 
 function follow(jobId) {
   if (state.events) state.events.close();
+  state.job = jobId;
   const events = new EventSource(`/api/jobs/${jobId}/events`);
   state.events = events;
   let last = 0;
   events.addEventListener("progress", async (event) => {
+    if (state.events !== events) return;  // a stream the page has moved on from
     const job = JSON.parse(event.data);
     showJob(job);
     const now = Date.now();
-    if (job.state === "done" || job.state === "failed") {
+    if (FINISHED.includes(job.state)) {
       events.close();
       await reloadProject();
       showVideo();
@@ -312,11 +334,11 @@ function wire() {
     button.disabled = true;
     guarded(async () => {
       const seed = $("prompt-seed").value.trim();
+      const prompt = $("prompt-text").value;
       await api("POST", `/api/projects/${state.project.id}/keyframes`, {
-        prompt: $("prompt-text").value, negative: $("prompt-negative").value || null,
-        seed: seed === "" ? null : Number(seed),
+        prompt, negative: $("prompt-negative").value || null, seed: seed === "" ? null : Number(seed),
       });
-      $("prompt-text").value = "";
+      if ($("prompt-text").value === prompt) $("prompt-text").value = "";  // not what was typed meanwhile
       await reloadProject();
     }).finally(() => { button.disabled = false; });
   });
@@ -332,6 +354,7 @@ function wire() {
   $("interpolate-form").addEventListener("submit", (event) => {
     event.preventDefault();
     guarded(async () => {
+      $("inbetweens").replaceChildren();
       const { images } = await api("POST", `/api/projects/${state.project.id}/interpolate`, {
         a: $("interp-a").value, b: $("interp-b").value, n: Number($("interp-n").value),
       });
@@ -349,6 +372,10 @@ function wire() {
     showJob({ state: "queued", progress: 0, stages: {}, eta_s: null });
     await refreshFrames();
     follow(job);
+  }));
+  $("cancel").addEventListener("click", () => guarded(async () => {
+    if (!state.job) return;
+    showJob(await api("DELETE", `/api/jobs/${state.job}`));  // the stream says when it has stopped
   }));
 }
 
