@@ -48,7 +48,7 @@ from artwalk.errors import ConfigError
 from artwalk.models import model_source
 from diffusion_models.engines import ENGINES
 from diffusion_models.runtime import Pipelines, Runtime, check_range, crop_to, deterministic, pad_to, padded_size, \
-    to_numpy, to_tensor, to_uint8_pil
+    step_kwargs, to_numpy, to_tensor, to_uint8_pil
 from diffusion_models.slerp import slerp
 
 log = logging.getLogger(__name__)
@@ -216,6 +216,7 @@ class KandinskyEngine:
         embeds = embeds.to(device=device, dtype=unet.dtype)
         channels = latents.shape[1]
         learned = getattr(scheduler.config, "variance_type", None) in ("learned", "learned_range")
+        step_extra = step_kwargs(scheduler, gen)
         for t in decoder.progress_bar(timesteps):
             model_in = torch.cat([latents] * 2) if guided else latents
             pred = unet(sample=model_in, timestep=t, encoder_hidden_states=None,
@@ -226,7 +227,7 @@ class KandinskyEngine:
                 pred = torch.cat([eps_uncond + self.guidance * (eps_cond - eps_uncond), var.chunk(2)[1]], dim=1)
             if not learned:
                 pred = pred[:, :channels]
-            latents = scheduler.step(pred, t, latents, generator=gen).prev_sample
+            latents = scheduler.step(pred, t, latents, **step_extra).prev_sample
         return latents
 
     def check_image_walk(self) -> None:
@@ -315,7 +316,7 @@ class KandinskyEngine:
         learned = getattr(scheduler.config, "variance_type", None) in ("learned", "learned_range")
         scheduler.set_timesteps(self.steps, device=device)
         latents = cond.noise.to(device=device, dtype=dtype) * scheduler.init_noise_sigma
-        steps_gen = generator(cond.seed)
+        step_extra = step_kwargs(scheduler, generator(cond.seed))
         with self.rt.memory(f"kandinsky text to image at {width}x{height}"):
             for t in decoder.progress_bar(scheduler.timesteps):
                 x = torch.cat([latents] * rows) if rows > 1 else latents
@@ -323,7 +324,7 @@ class KandinskyEngine:
                             added_cond_kwargs={"image_embeds": embeds}, return_dict=False)[0]
                 eps, var = pred.split(channels, dim=1)
                 pred = torch.cat([lay.combine(eps), var[-1:]], dim=1) if learned else lay.combine(eps)
-                latents = scheduler.step(pred, t, latents, generator=steps_gen).prev_sample
+                latents = scheduler.step(pred, t, latents, **step_extra).prev_sample
             image = decoder.movq.decode(latents, force_not_quantize=True).sample
         decoder.maybe_free_model_hooks()
         return crop_to(to_numpy(image), width, height)

@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import logging
 import math
 from pathlib import Path
@@ -137,8 +139,13 @@ class Pipelines:
             cls_name, model, label, vae_attr, kwargs = self._recipes[role]
             kwargs = dict(kwargs)
             needs = kwargs.pop("only_if_index_has", None)
-            if needs is not None and needs not in model_index(model):
+            index = model_index(model)
+            if needs is not None and needs not in index:
                 kwargs = {}  # a pipeline without that component (SDXL has no safety checker)
+            if index.get("add_watermarker"):
+                # SDXL's model_index asks for a watermarker, whose package (invisible-watermark) is optional;
+                # our loops decode the latents themselves and never apply it.
+                kwargs["add_watermarker"] = False
             pipe = load_pipeline(getattr(diffusers, cls_name), model, label, progress=self.rt.progress,
                                  dtype=self.rt.dtype, **kwargs)
             self._loaded[role] = self.rt.place(pipe, vae_attr=vae_attr)
@@ -190,6 +197,25 @@ def deterministic(scheduler):
     log.info("prompt walk: %s draws noise at every step; using %s so the in-betweens move smoothly",
              type(scheduler).__name__, name)
     return getattr(diffusers, name).from_config(scheduler.config)
+
+
+@functools.lru_cache(maxsize=None)
+def _step_parameters(cls) -> frozenset:
+    return frozenset(inspect.signature(cls.step).parameters)
+
+
+def step_kwargs(scheduler, generator, eta: float = 0.0) -> dict:
+    """The keywords of ``scheduler.step`` beyond (output, t, sample) that this scheduler takes:
+    ``generator`` (per-step noise) and ``eta`` (DDIM's), only where its ``step`` has them, as
+    diffusers' ``prepare_extra_step_kwargs`` does. PNDM, LMS, Heun, UniPC, DEIS and KDPM2 take
+    neither."""
+    accepted = _step_parameters(type(scheduler))
+    extra = {}
+    if "eta" in accepted:
+        extra["eta"] = eta
+    if "generator" in accepted:
+        extra["generator"] = generator
+    return extra
 
 
 def check_range(option: str, value: float, low: float, high: float, low_open: bool = False) -> None:

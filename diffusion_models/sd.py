@@ -161,7 +161,10 @@ class SDFamilyEngine:
                 import diffusers
 
                 cls = getattr(diffusers, scheduler.pop("class"))
+                shipped = type(pipe.scheduler).__name__
                 pipe.scheduler = cls.from_config(pipe.scheduler.config, **scheduler)
+                log.info("prompt walk: %s runs %s%s, as the registry says (the checkpoint ships %s)", self.model,
+                         cls.__name__, "".join(f", {k} {v}" for k, v in scheduler.items()), shipped)
             pipe.scheduler = deterministic(pipe.scheduler)
             self._t2i = SDText(pipe, self.steps, self.rt)
         return self._t2i

@@ -13,9 +13,10 @@ prompts, long prompts and conditionings that can be mixed (prompt walks).
 
 The denoising loop is written here because diffusers' pipelines take one prompt with
 one weight; it follows StableDiffusionPipeline / StableDiffusionXLPipeline step by
-step (scale_model_input, UNet, guidance, scheduler step), so one prompt of weight 1
-with no negative prompt renders as those pipelines do. A prompt of at most 75 tokens
-is one chunk, encoded exactly as they encode it.
+step (scale_model_input, UNet, guidance, scheduler step: with a generator and eta only
+for a scheduler whose ``step`` takes them, as their ``prepare_extra_step_kwargs``), so
+one prompt of weight 1 with no negative prompt renders as those pipelines do. A prompt
+of at most 75 tokens is one chunk, encoded exactly as they encode it.
 
 SDXL's unconditional embedding is zeros when the model says so
 (``force_zeros_for_empty_prompt``, as in diffusers); sequences are padded with the
@@ -33,7 +34,7 @@ import torch
 
 from artwalk.devices import generator
 from diffusion_models.conditioning import Conditioning, Term, batch, layout, split_weights
-from diffusion_models.runtime import crop_to, pad_to, padded_size, to_numpy, to_tensor
+from diffusion_models.runtime import crop_to, pad_to, padded_size, step_kwargs, to_numpy, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -161,13 +162,14 @@ class SDText:
             with self.rt.memory(f"sd encoding an init image at {pw}x{ph}"):
                 z = self.encode_image(pad_to(init, pw, ph))
             latents = scheduler.add_noise(z, noise, timesteps[:1])
-        steps_gen = generator(cond.seed)  # the per-step noise of stochastic schedulers
+        # The per-step noise of stochastic schedulers, for those whose step takes a generator.
+        step_extra = step_kwargs(scheduler, generator(cond.seed))
         with self.rt.memory(f"sd text to image at {pw}x{ph}"):
             for t in pipe.progress_bar(timesteps):
                 x = torch.cat([latents] * rows) if rows > 1 else latents
                 x = scheduler.scale_model_input(x, t)
                 eps = unet(x, t, encoder_hidden_states=embeds, return_dict=False, **extra)[0]
-                latents = scheduler.step(lay.combine(eps), t, latents, generator=steps_gen, return_dict=False)[0]
+                latents = scheduler.step(lay.combine(eps), t, latents, return_dict=False, **step_extra)[0]
             image = self.decode(latents)
         pipe.maybe_free_model_hooks()
         return crop_to(to_numpy(image), width, height)
