@@ -7,6 +7,10 @@ byte-level CLIP vocabulary written here, every model is built from a config.
 
 The recipes follow diffusers' own dummy components (tests/pipelines/kandinsky2_2,
 tests/pipelines/stable_unclip), shrunk to what runs in well under a second a call.
+
+Twins (:func:`save_twin`, :func:`install_twins`): for each hub model of the registry, a tiny
+pipeline with the real checkpoint's model_index.json, component classes and scheduler
+configs, taken from tests/twins/<registry name>/ (see its README for the sources).
 """
 
 from __future__ import annotations
@@ -326,3 +330,130 @@ def clip_ranker(folder: Path) -> Path:
     tokenizer().save_pretrained(folder)
     _clip_image_processor(32).save_pretrained(folder)
     return folder
+
+
+# --- Twins: tiny models with the real checkpoints' configurations ---------------------------------
+
+TWINS = Path(__file__).resolve().parent / "twins"  # <registry name>/model_index.json + scheduler configs
+
+# The tiny pipeline whose networks each twin takes (its schedulers and model_index are the real ones').
+_TWIN_BASE = {
+    "sd15": "sd", "sd-turbo": "sd", "sd2-inpaint": "sd-inpaint", "sd21-unclip": "unclip", "sdxl": "sdxl",
+    "sdxl-turbo": "sdxl", "kandinsky-2-2-prior": "kandinsky-prior", "kandinsky-2-2-decoder": "kandinsky-decoder",
+    "kandinsky-2-2-decoder-inpaint": "kandinsky-inpaint",
+}
+# transformers folders: the real config.json's architecture, built by these.
+_TWIN_TRANSFORMERS = {"blip-large": "blip", "blip-base": "blip", "clip-vit-l-14": "clip", "clip-vit-h-14": "clip",
+                      "magicprompt": "gpt2"}
+# Class names that load as the same class (transformers 5 has no CLIPFeatureExtractor; without torchvision
+# the CLIP image processor is its PIL implementation).
+_SAME_CLASS = {"CLIPFeatureExtractor": "CLIPImageProcessor", "CLIPImageProcessorPil": "CLIPImageProcessor"}
+
+
+def twin_json(name: str, relpath: str) -> dict:
+    """A published configuration of registry model ``name`` (tests/twins/<name>/<relpath>), without the
+    ``_source`` note that says where it was taken from."""
+    import json
+
+    data = json.loads((TWINS / name / relpath).read_text("utf-8"))
+    data.pop("_source", None)
+    return data
+
+
+def _components(index: dict) -> dict[str, list]:
+    """model_index.json's component entries: name -> [library, class] (or [None, None])."""
+    return {k: v for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and len(v) == 2}
+
+
+def _safety_checker():
+    import torch
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig
+
+    torch.manual_seed(0)
+    return StableDiffusionSafetyChecker(CLIPConfig(
+        text_config=_text_config().to_dict(), projection_dim=EMBED,
+        vision_config=dict(hidden_size=EMBED, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=32, patch_size=8))).eval()
+
+
+_EXTRA_PARTS = {"feature_extractor": lambda: _clip_image_processor(32), "safety_checker": _safety_checker}
+
+
+def build_twin(name: str):
+    """The tiny pipeline of registry model ``name``: its model_index's pipeline and component classes,
+    its schedulers built from the published configs, tiny networks."""
+    import inspect
+
+    import diffusers
+
+    index = twin_json(name, "model_index.json")
+    base = BUILDERS[_TWIN_BASE[name]]().components
+    parts = {}
+    for role, (library, cls_name) in _components(index).items():
+        if cls_name is None:
+            parts[role] = None
+        elif cls_name.endswith("Scheduler"):
+            parts[role] = getattr(diffusers, cls_name).from_config(twin_json(name, f"{role}/scheduler_config.json"))
+        else:
+            part = base.get(role) or _EXTRA_PARTS[role]()
+            got = type(part).__name__
+            if _SAME_CLASS.get(got, got) != _SAME_CLASS.get(cls_name, cls_name):
+                raise AssertionError(f"twin {name}: {role} is a {got}, the checkpoint's is a {cls_name}")
+            parts[role] = part
+    cls = getattr(diffusers, index["_class_name"])
+    accepted = inspect.signature(cls.__init__).parameters
+    # The index's settings (requires_safety_checker, force_zeros_for_empty_prompt), but not SDXL's
+    # add_watermarker, whose package is not installed: the saved index gets it back (save_twin).
+    settings = {k: v for k, v in index.items()
+                if k in accepted and k not in parts and not k.startswith("_") and k != "add_watermarker"}
+    return cls(**parts, **settings)
+
+
+def save_twin(name: str, folder: Path) -> Path:
+    """Build the twin of ``name`` and save it as the hub lays it out, its model_index.json the published
+    one (so loading reads the same classes and settings as the real checkpoint's)."""
+    import json
+
+    folder = Path(folder)
+    if name in _TWIN_TRANSFORMERS:
+        kind = _TWIN_TRANSFORMERS[name]
+        {"blip": blip_captioner, "clip": clip_ranker, "gpt2": gpt2_prompter}[kind](folder)
+        want = twin_json(name, "config.json")
+        got = json.loads((folder / "config.json").read_text("utf-8"))
+        if (got.get("architectures"), got.get("model_type")) != (want["architectures"], want["model_type"]):
+            raise AssertionError(f"twin {name}: {got.get('architectures')} is not {want['architectures']}")
+        return folder
+    build_twin(name).save_pretrained(folder)
+    index = json.loads((TWINS / name / "model_index.json").read_text("utf-8"))
+    index.pop("_source", None)
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", "utf-8")
+    return folder
+
+
+def gpt2_prompter(folder: Path) -> Path:
+    """A 2-layer GPT-2 over single bytes (256 tokens + <|endoftext|>, no merges), saved as the hub has it."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
+
+    folder = Path(folder)
+    vocab = {c: i for i, c in enumerate(_bytes_to_unicode().values())}
+    vocab["<|endoftext|>"] = eos = 256
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=EMBED, vocab_size=257, n_positions=128,
+                               bos_token_id=eos, eos_token_id=eos)).eval().save_pretrained(folder)
+    GPT2Tokenizer(vocab=vocab, merges=[]).save_pretrained(folder)
+    return folder
+
+
+def install_twins(cache: Path, names, root: Path) -> dict[str, Path]:
+    """Each named twin built under ``root`` and laid out in the hub cache ``cache`` under its registry
+    model's hub id, as ``artwalk models download NAME`` would leave it."""
+    from artwalk.models import REGISTRY
+
+    folders = {}
+    for name in names:
+        folder = save_twin(name, Path(root) / name)
+        install_in_hub_cache(folder, REGISTRY[name].source, cache)
+        folders[name] = folder
+    return folders
