@@ -11,20 +11,7 @@ from pathlib import Path
 
 import av
 
-from conftest import REPO, run_cli, small_copy, EXAMPLES
-
-
-def count_frames(video: Path) -> tuple[int, float, tuple[int, int]]:
-    with av.open(str(video)) as container:
-        stream = container.streams.video[0]
-        n = sum(1 for _ in container.decode(stream))
-        return n, float(stream.average_rate), (stream.codec_context.width, stream.codec_context.height)
-
-
-def shell(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHON": sys.executable}
-    return subprocess.run(["bash", str(REPO / "full_pipeline.sh"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+from conftest import REPO, EXAMPLES, count_frames, run_cli, shell, small_copy  # noqa: F401 (count_frames: re-exported)
 
 
 def test_full_pipeline_named_flags_exact_frame_count(tmp_path, image_folder):
