@@ -14,10 +14,11 @@
 #     levels (--levels-only, the GPU part), then the frames and video (--render); flags are
 #     `artwalk zoom`'s (`python -m pipeline zoom --help`); --zoom --through FOLDER needs no PROMPTS
 #
-# The flags are those of `artwalk run` (`python -m pipeline run --help` lists them
-# all, each with its stage's default; a prompt walk's: `python -m pipeline prompts --help`): --preset auto|cpu|gpu, -S, -I, -F, --fps,
-# --easing, --w, --h, --engine, --model, --motion-engine, --upscale-engine,
-# --target, --loop, --audio, --format, --crf, --quiet, --interrogate, ...
+# The flags are those of `artwalk run` and `artwalk prompts`, each with its stage's default
+# (`--help` lists them all): --preset auto|cpu|gpu, -S, -I, -F, --fps, --easing, --w, --h,
+# --engine, --model, --motion-engine, --upscale-engine, --target, --loop, --audio, --format,
+# --crf, --quiet, --interrogate, ... All but --executor and --track, which need the walk in
+# one process: use `artwalk run` for those.
 #
 # `python -m pipeline plan` checks everything first (inputs, weights, soundtrack,
 # paths, disk), writes OUT/walk.json, and says which arguments each stage gets: only
@@ -28,7 +29,7 @@ set -euo pipefail
 
 PYTHON="${PYTHON:-python}"
 
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
 
 input=""
 output=""
@@ -36,6 +37,7 @@ prompts=0
 zoom=0
 zoom_prompts=()
 rest=()
+unforwarded=()
 fail() { echo "error: full_pipeline.sh: $1 (see --help)" >&2; exit 2; }
 
 if [[ $# -gt 0 && "$1" != -* ]]; then
@@ -55,8 +57,7 @@ while [[ $# -gt 0 ]]; do
         -h|--help)
             usage; echo
             if [[ "$zoom" == 1 || " $* " == *" --zoom"* ]]; then "$PYTHON" -m pipeline zoom --help
-            elif [[ " ${rest[*]-} $* " == *" --prompts"* ]]; then "$PYTHON" -m pipeline prompts --help
-            else "$PYTHON" -m pipeline run --help; fi
+            else "$PYTHON" -m pipeline plan --help; fi
             exit 0 ;;
         --input|--output)
             if [[ $# -lt 2 ]]; then fail "$1 needs a folder"; fi
@@ -69,9 +70,15 @@ while [[ $# -gt 0 ]]; do
             zoom=1; shift
             if [[ $# -gt 0 && "$1" != -* ]]; then zoom_prompts=("$1"); shift; fi ;;
         --zoom=*) zoom=1; zoom_prompts=("${1#--zoom=}"); shift ;;
+        --executor|--executor=*|--pool-workers|--pool-workers=*|--ray-*|--track|--track=*|--tracking-uri|--tracking-uri=*)
+            unforwarded+=("${1%%=*}"); rest+=("$1"); shift ;;
         *) rest+=("$1"); shift ;;
     esac
 done
+if [[ "$zoom" == 0 && ${#unforwarded[@]} -gt 0 ]]; then
+    # Each stage below is its own process: a walk's executor and its run record live in one.
+    fail "${unforwarded[0]}: full_pipeline.sh runs each stage as its own process; run the walk with \`artwalk run\` (or \`artwalk prompts\`) for --executor and --track"
+fi
 if [[ "$zoom" == 1 ]]; then
     # Seed 003's two steps on one run folder: the levels (GPU), then the frames and video (CPU).
     if [[ -n "$input" || "$prompts" == 1 ]]; then fail "--zoom takes its levels from PROMPTS or --through FOLDER"; fi

@@ -68,6 +68,7 @@ from typing import Callable, Iterator, Sequence
 import cv2
 import numpy as np
 
+import artwalk
 from artwalk.cli import Parser, add_common_flags, run_cli
 from artwalk.config import add_flags, from_args, key_settings, ranges_text, record, setting
 from artwalk.errors import ConfigError, InputError, StageOrderError
@@ -107,6 +108,7 @@ LABEL_HEIGHT = 26
 GAP = 8
 MAX_COLUMNS = 8
 _SHEET_BG = (24, 24, 24)
+LABEL_FONT = Path(artwalk.__file__).parent / "fonts" / "DejaVuSans.ttf"
 
 
 @dataclass(frozen=True)
@@ -210,9 +212,10 @@ def check(config: VideoConfig, fps: float | None = None) -> float | None:
         check_gif_fps(fps)
     if config.audio is None:
         return None
-    info = probe_audio(config.audio)  # even for a gif, which drops it: a missing file is still a mistake
+    info = probe_audio(config.audio)  # a missing or broken file first: it is the first mistake to mend
     if config.video_format == "gif":
-        return None
+        raise ConfigError(f"--format gif has no sound, so --audio {config.audio} would be lost: drop --audio, or "
+                          "use --format mp4 or webm")
     if config.audio_start >= info.duration_s:
         raise ConfigError(f"--audio-start {config.audio_start:g}: the soundtrack {config.audio} is only "
                           f"{info.duration_s:.1f} s long")
@@ -283,7 +286,7 @@ def _run(config: VideoConfig, executor: Executor | None) -> VideoResult:
         sheet_ok = not config.contact_sheet or config.sheet_path.is_file()
         if previous.get("key") == key and sheet_ok and _same_file(output, previous):
             log.info("%s is up to date with %s/ and the settings: nothing to do", output, source)
-            result_fields, encoded_seconds = previous["result"], 0.0
+            result_fields, encoded_seconds, joined = previous["result"], 0.0, False
             units = {"reused": 1 if config.video_format == "gif" else
                      len(chunk_bounds(entries, timeline, max(1, round(float(rate))))), "computed": 0}
         else:
@@ -322,9 +325,10 @@ def _run(config: VideoConfig, executor: Executor | None) -> VideoResult:
                          **units)
     if encoded_seconds:
         log.info(
-            "wrote %s: %d frames, %.2f s at %s fps, %dx%d, %s%s (encoded in %.1f s)",
+            "wrote %s: %d frames, %.2f s at %s fps, %dx%d, %s%s (stage 4 took %.1f s%s)",
             output, result.frames, result.duration_s, _fps_text(rate), result.width, result.height,
-            human_bytes(result.bytes), ", with sound" if result.audio_s else "", encoded_seconds,
+            human_bytes(result.bytes), ", with sound" if result.audio_s else "", result.seconds,
+            f"; joining its chunks {encoded_seconds:.1f} s" if joined else "",
         )  # fmt: skip
     return result
 
@@ -649,9 +653,9 @@ def write_contact_sheet(run_dir: Path, path: Path) -> Path | None:
     thumb_h = max(1, round(THUMB_WIDTH * frame_size[1] / frame_size[0]))
     sheet = Image.new("RGB", (width, height), _SHEET_BG)
     draw = ImageDraw.Draw(sheet)
-    try:
-        font = ImageFont.load_default(size=15)
-    except (TypeError, ImportError, OSError):  # Pillow without FreeType
+    try:  # a font with accented Latin, Greek and Cyrillic: names are drawn as the user wrote them
+        font = ImageFont.truetype(str(LABEL_FONT), size=14)
+    except (ImportError, OSError):  # Pillow without FreeType
         font = ImageFont.load_default()
     for i, entry in enumerate(outputs):
         x = GAP + (i % cols) * (THUMB_WIDTH + GAP)

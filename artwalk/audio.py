@@ -38,6 +38,10 @@ HOP = 256  # onset envelope step: 11.6 ms at RATE, under a third of a frame at 2
 COMPONENTS = ("percussive", "harmonic", "both")
 VERSION = 1  # bump when the same song and settings would give other events
 ON = ("onsets", "beats")
+# What a song's keyframes follow unless told otherwise: `artwalk audio` (the preview) and a
+# walk's --sync-audio (what it uses) share them, so the preview shows the walk's events.
+DEFAULT_ON = "beats"
+DEFAULT_COMPONENT = "percussive"
 MIN_SAMPLES = 2048  # one analysis window
 
 

@@ -8,6 +8,7 @@ argparse's usage block. Ctrl-C says how to resume.
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
@@ -24,14 +25,60 @@ class Parser(argparse.ArgumentParser):
 
     ``--input -odd-name`` is read as ``--input=-odd-name`` when ``-odd-name`` is not one
     of the parser's own flags (a path, a negative number), so such values need no ``=``.
+    A flag spelt with underscores (ArtWalks' ``--sec_interpolation``) also takes its dash
+    form (``--sec-interpolation``). An unknown flag is one line that names the command
+    (``artwalk run``, not ``artwalk``) and the nearest flag it has.
     """
 
     def error(self, message: str):  # noqa: D102 - argparse's hook
         self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
 
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = self._chosen(parsed)
+            command.error(command.unknown(extras))
+        return parsed
+
     def parse_known_args(self, args=None, namespace=None):
         args = list(sys.argv[1:] if args is None else args)
-        return super().parse_known_args(self._join_dash_values(args), namespace)
+        return super().parse_known_args(self._join_dash_values(self._dash_forms(args)), namespace)
+
+    def unknown(self, extras: list[str]) -> str:
+        """What to say of arguments this command does not take: the first flag among them,
+        and the nearest flag this command has."""
+        flag = next((a.split("=", 1)[0] for a in extras if a.startswith("-") and a != "--"), None)
+        if flag is None:
+            return f"unexpected argument{'s' if len(extras) > 1 else ''}: {' '.join(extras)}"
+        known = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
+        plain = {s.replace("_", "-"): s for s in known}
+        near = difflib.get_close_matches(flag.replace("_", "-"), list(plain), n=1, cutoff=0.75)
+        hint = f": did you mean {plain[near[0]]}?" if near else ""
+        return f"unknown flag {flag}{hint}"
+
+    def _chosen(self, parsed: argparse.Namespace) -> "Parser":
+        """The (sub)command the arguments chose: ``artwalk run``'s parser for ``artwalk run ...``."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(parsed, action.dest, None) or "")
+                if isinstance(chosen, Parser):
+                    return chosen._chosen(parsed)
+        return self
+
+    def _dash_forms(self, args: list[str]) -> list[str]:
+        """``--sec-interpolation`` as ``--sec_interpolation`` where only the latter is a flag here."""
+        known = {s for a in self._actions for s in a.option_strings}
+        out = []
+        for i, tok in enumerate(args):
+            if tok == "--":
+                return out + args[i:]
+            name, eq, value = tok.partition("=")
+            if name.startswith("--") and name not in known:
+                underscored = "--" + name[2:].replace("-", "_")
+                if underscored in known:
+                    tok = underscored + eq + value
+            out.append(tok)
+        return out
 
     def _join_dash_values(self, args: list[str]) -> list[str]:
         takes_one = {s for a in self._actions if a.nargs is None and a.option_strings for s in a.option_strings}

@@ -127,8 +127,12 @@ _PARSERS = {int: integer, float: finite_float, str: str, Path: Path}
 
 
 def _default_text(f: dataclasses.Field) -> str:
-    if f.default is _MISSING or f.default is None or isinstance(f.default, bool):
+    """How a flag's help states its default: the value; a switch, on or off; nothing where the
+    help words it itself, or there is none (None: the help says what happens)."""
+    if "default" in (_meta(f, "help") or "") or f.default is _MISSING or f.default is None:
         return ""
+    if isinstance(f.default, bool):
+        return f" (default {'on' if f.default else 'off'})"
     return f" (default {f.default})"
 
 

@@ -39,7 +39,9 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import stat
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,8 +50,8 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from artwalk import __version__
-from artwalk.errors import InputError, RunFolderBusyError, StageOrderError
-from artwalk.images import encode_png, to_uint8
+from artwalk.errors import ConfigError, InputError, RunFolderBusyError, StageOrderError
+from artwalk.images import IMAGE_EXTENSIONS, encode_png, to_uint8
 from artwalk.fsutil import TMP_MARK, atomic_dir, atomic_write_bytes, atomic_write_json, disk_errors, make_dir, \
     remove_stale_temps, sha256_file
 
@@ -80,7 +82,7 @@ def cache_key(**parts: Any) -> str:
 # ---------------------------------------------------------------------------------------------
 # The lock: one process per run folder
 
-_held: set[Path] = set()  # run folders (resolved) this process holds: the lock is re-entrant within it
+_held: set[Path] = set()  # lock files this process holds: the lock is re-entrant within it
 _held_guard = threading.Lock()
 
 
@@ -106,19 +108,28 @@ def run_lock(run_dir: Path | str, wait: bool = False, create: bool = True) -> It
     if not create and not Path(run_dir).is_dir():
         raise StageOrderError(f"{run_dir}: no run folder here; run `{STAGE_DIRS['keyframes']}` first")
     run_dir = make_dir(run_dir, "run folder")
-    key = run_dir.resolve()
+    with file_lock(run_dir.resolve() / LOCK_NAME, run_dir, wait):
+        yield run_dir
+
+
+@contextlib.contextmanager
+def file_lock(lock: Path, what: Path | str, wait: bool = False) -> Iterator[None]:
+    """Hold the lock file ``lock`` (made if missing), which guards ``what``; re-entrant in one
+    process. The file is opened without following a symbolic link and must be a regular
+    file: a link placed there cannot make us write into another file."""
+    key = Path(lock)
     with _held_guard:
         held = key in _held
     if held:  # this process holds it already (artwalk run around a stage), until its outer block ends
-        yield run_dir
+        yield
         return
-    fd = os.open(key / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock(key)
     try:
-        locked = _acquire(fd, run_dir, wait)
+        locked = _acquire(fd, what, wait)
         with _held_guard:
             _held.add(key)
         try:
-            yield run_dir
+            yield
         finally:
             with _held_guard:
                 _held.discard(key)
@@ -128,28 +139,63 @@ def run_lock(run_dir: Path | str, wait: bool = False, create: bool = True) -> It
         os.close(fd)
 
 
-def _acquire(fd: int, run_dir: Path, wait: bool) -> bool:
-    """flock the open lock file and write our PID in it; False when it need not be taken:
+@contextlib.contextmanager
+def folder_lock(folder: Path | str, what: Path | str, wait: bool = False) -> Iterator[None]:
+    """Hold a lock on ``folder`` itself (which guards ``what``, a file in it), leaving no file
+    there: for folders that are the user's, not ours (the images that ``desc.csv`` sits
+    beside). Not re-entrant; a holder is named by "another process"."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot open the folder ({exc.strerror or exc})") from None
+    try:
+        locked = _acquire(fd, what, wait, pid=False)
+        try:
+            yield
+        finally:
+            if locked:
+                _release(fd)
+    finally:
+        os.close(fd)
+
+
+def _open_lock(path: Path) -> int:
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if path.is_symlink():
+            raise InputError(f"{path}: a symbolic link stands where the lock file goes; remove it") from None
+        raise InputError(f"{path}: cannot open the lock file ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InputError(f"{path}: not a regular file, where the lock file goes; remove it")
+    return fd
+
+
+def _acquire(fd: int, what: Path | str, wait: bool, pid: bool = True) -> bool:
+    """flock the open lock file and (``pid``) write our PID in it; False when it need not be taken:
     no flock on this system (then the run is unlocked), or the driver that started this
     process holds it for the whole walk (full_pipeline.sh sets ``ARTWALK_LOCK_PID``)."""
     try:
         import fcntl
     except ImportError:
-        log.debug("no fcntl here: %s is not locked", run_dir)
+        log.debug("no fcntl here: %s is not locked", what)
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = _holder(fd)
-        if holder == os.environ.get(LOCK_PID_ENV) == str(os.getppid()):
+        holder = _holder(fd) if pid else None
+        if pid and holder == os.environ.get(LOCK_PID_ENV) == str(os.getppid()):
             return False
+        by = f"PID {holder}" if pid else "another process"
         if not wait:
-            raise RunFolderBusyError(
-                f"{run_dir} is in use by PID {holder}: let it finish, or rerun with --wait") from None
-        log.info("%s is in use by PID %s; waiting for it (--wait)", run_dir, holder)
+            raise RunFolderBusyError(f"{what} is in use by {by}: let it finish, or rerun with --wait") from None
+        log.info("%s is in use by %s; waiting for it (--wait)", what, by)
         fcntl.flock(fd, fcntl.LOCK_EX)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    if pid:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
     return True
 
 
@@ -200,6 +246,56 @@ def check_layout(run_dir: Path | str) -> None:
             if path.exists() and not path.is_dir():
                 raise InputError(f"{path}: a file stands where the run folder's {stage} stage keeps its work; "
                                  "move it away")
+
+
+# What the drivers write at the top of a run folder, by the command that made it.
+RECORDS = {"walk": "walk.json", "zoom": "zoom.json"}
+_VIDEO_RECORD = re.compile(r".+\.(mp4|webm|gif)\.json")  # stage 4's record beside its video
+
+
+def check_not_run_folder(folder: Path | str) -> None:
+    """Refuse an input folder that is a run folder: INPUT and OUT were given the wrong way round."""
+    folder = Path(folder)
+    held = next((name for name in (*RECORDS.values(), *(f"{s}/{MANIFEST}" for s in STAGE_DIRS))
+                 if _is_file(folder / name)), None)
+    if held is not None:
+        raise ConfigError(f"{folder}: this is a run folder (it holds {held}), not a folder of images: were INPUT "
+                          "and OUT swapped? (the images first, then the run folder)")
+
+
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; False where it cannot be looked at (the check that reads
+    the folder says why)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def check_run_folder(run_dir: Path | str, kind: str | None = None) -> None:
+    """Refuse a run folder that another kind of command made (``kind``: walk or zoom; a
+    walk's folder given to ``artwalk zoom``, or the reverse), and a folder that is no run
+    folder yet but holds images (INPUT and OUT swapped: the walk would write into the
+    user's image folder)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    for other, name in RECORDS.items():
+        if kind is not None and other != kind and _is_file(run_dir / name):
+            raise ConfigError(f"{run_dir}: this is the run folder of a {other} (it holds {name}); a {kind} would "
+                              f"overwrite it: give the {kind} another OUT")
+    try:
+        entries = list(run_dir.iterdir())
+    except OSError:
+        return  # unreadable: the writability check says so
+    ours = {*RECORDS.values(), *STAGE_DIRS, LOCK_NAME}
+    if any(e.name in ours or _VIDEO_RECORD.fullmatch(e.name) for e in entries):
+        return
+    images = [e for e in entries if e.suffix.lower() in IMAGE_EXTENSIONS and not e.name.startswith(".")
+              and e.is_file()]
+    if images:
+        raise ConfigError(f"{run_dir}: holds {len(images)} image(s) and is not a run folder: were INPUT and OUT "
+                          "swapped? (the images first, then a new or empty run folder)")
 
 
 def previous_config(run_dir: Path, stage: str) -> dict | None:

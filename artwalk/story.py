@@ -20,8 +20,9 @@ from a 64x64 thumbnail; the distance of two images mixes the histograms' Helling
 and the thumbnails' RMS colour difference (in Lab units / 100). The chain is the best greedy
 nearest-neighbour path over every starting image, improved by 2-opt moves until none helps.
 
-OUT gets one entry per pick, named ``{i:03d}_{original name}`` (wider for 1000 picks and
-more) so that the walk's natural order is the story's: a relative symbolic link (the story
+OUT gets one entry per pick, named ``{i:03d}_{folders}__{original name}`` (``001_city__1.jpg``
+for ``city/1.jpg``; wider for 1000 picks and more) so that the walk's natural order is the
+story's and each name says where it came from: a relative symbolic link (the story
 folder and the collection can move together), or with ``copy`` a copy of the bytes.
 The story is built in a temporary folder beside OUT and renamed into place; a previous story
 in OUT is replaced the same way, and any other content in OUT is refused.
@@ -267,15 +268,22 @@ def similar_order(dist: np.ndarray) -> list[int]:
 # The story folder
 
 def story_names(sources: list[Path]) -> list[str]:
-    """``001_<name>``, ``002_<name>``, ...: zero padded for the count, so natural and plain order agree."""
+    """``001_<where>__<name>``, ...: each pick's path in the collection, its folders joined by
+    ``__`` (``city/1.jpg`` and ``seaside/1.jpg`` become ``001_city__1.jpg`` and ``002_seaside__1.jpg``),
+    after its place in the story, zero padded for the count so natural and plain order agree.
+    A name too long for the file system loses the start of its folders first."""
     width = max(3, len(str(len(sources))))
     names = []
     for i, src in enumerate(sources, 1):
         prefix = f"{i:0{width}d}_"
-        stem, suffix = src.stem, src.suffix
-        while len((prefix + stem + suffix).encode("utf-8")) > _NAME_BYTES and stem:
-            stem = stem[:-1]
-        names.append(prefix + stem + suffix)
+        where, stem, suffix = "__".join(src.parts[:-1]), src.stem, src.suffix
+        joined = lambda: f"{where}__{stem}" if where else stem  # noqa: E731
+        while len((prefix + joined() + suffix).encode("utf-8")) > _NAME_BYTES and (where or stem):
+            if where:
+                where = where[1:]
+            else:
+                stem = stem[:-1]
+        names.append(prefix + joined() + suffix)
     return names
 
 

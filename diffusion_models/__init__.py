@@ -61,7 +61,8 @@ from artwalk.executors import Executor, Unit, resolve
 from artwalk.fsutil import sha256_file
 from artwalk.images import list_images, load_image, read_frame
 from artwalk.progress import progress
-from artwalk.runfolder import UnitStore, cache_key, check_layout, run_lock, write_manifest
+from artwalk.runfolder import UnitStore, cache_key, check_layout, check_not_run_folder, check_run_folder, run_lock, \
+    write_manifest
 from artwalk.schedule import keyframe_seed, parse_prompt
 from artwalk.sizes import check_side
 from artwalk.timeline import DEFAULT_EASING, EASING_NAMES, MAX_FPS
@@ -112,12 +113,12 @@ class KeyframeConfig:
                                       "`artwalk audio`); the video lasts as long as the song, its soundtrack",
                                       metavar="SONG")
     sync_on: str | None = setting(None, "with --sync-audio: beats (the tracked tempo) or onsets (every attack) "
-                                  "(default beats)", flags=("--on",), choices=audio.ON)
+                                  f"(default {audio.DEFAULT_ON})", flags=("--on",), choices=audio.ON)
     every: int | None = setting(None, "with --sync-audio: a keyframe on every K-th event; with --video-init: "
                                 "restyle every K-th frame (and the last), the motion engine fills between "
                                 "(default 1)", metavar="K")
     sync_component: str | None = setting(None, "with --sync-audio: the part of the sound to follow (default "
-                                         "percussive)",
+                                         f"{audio.DEFAULT_COMPONENT})",
                                   flags=("--component",), choices=audio.COMPONENTS)
     trim: bool = setting(False, "with --sync-audio: end the video on the last keyframe, not at the song's end")
     video_init: Path | None = setting(None, "video init: restyle the frames of VIDEO (any format PyAV decodes) by "
@@ -254,7 +255,7 @@ class KeyframeConfig:
     @property
     def song_settings(self) -> dict:
         """--sync-audio's component, events and stride, defaults filled in."""
-        return {"component": self.sync_component or "percussive", "on": self.sync_on or "beats",
+        return {"component": self.sync_component or audio.DEFAULT_COMPONENT, "on": self.sync_on or audio.DEFAULT_ON,
                 "every": self.every or 1}
 
     @property
@@ -353,7 +354,9 @@ def _input_sha256(path: Path) -> str:
 
 def check_folders(input_dir: Path, run_dir: Path) -> None:
     """Refuse a run folder inside the input folder, or an input folder inside the run
-    folder: the walk's own video and contact sheet would be read back as artworks."""
+    folder: the walk's own video and contact sheet would be read back as artworks; an
+    input folder that is a run folder, and a run folder that holds images (the two swapped)."""
+    check_not_run_folder(input_dir)
     inp, out = Path(input_dir).resolve(), Path(run_dir).resolve()
     if out == inp or out.is_relative_to(inp):
         raise ConfigError(f"{run_dir}: the run folder is inside the input folder {input_dir}; the walk's own "
@@ -361,6 +364,7 @@ def check_folders(input_dir: Path, run_dir: Path) -> None:
     if inp.is_relative_to(out):
         raise ConfigError(f"{input_dir}: the input folder is inside the run folder {run_dir}; pick an output "
                           "folder elsewhere")
+    check_run_folder(run_dir)
 
 
 def check(config: KeyframeConfig, announce: bool | None = None) -> KeyframePlan:
@@ -385,6 +389,7 @@ def check(config: KeyframeConfig, announce: bool | None = None) -> KeyframePlan:
     spec = ENGINES.check_config(config, name, outpaint=config.outpaint)  # are the weights here?
     if config.video_init is not None:
         check_layout(config.run_dir)
+        check_run_folder(config.run_dir)
         if Path(config.video_init).resolve().is_relative_to(Path(config.run_dir).resolve()):
             raise ConfigError(f"{config.video_init}: the video is inside the run folder {config.run_dir}; pick an "
                               "output folder elsewhere")
@@ -396,6 +401,7 @@ def check(config: KeyframeConfig, announce: bool | None = None) -> KeyframePlan:
         return KeyframePlan([], [], spec, engine, 0, [], video=video)
     if config.prompts is not None:
         check_layout(config.run_dir)
+        check_run_folder(config.run_dir)
         walk = plan_prompts(config, engine.text_identity(), engine.guidance)
         return KeyframePlan([], [], spec, engine, 0, [], prompt_walk=walk)
     steps = config.interpolation_steps if "inbetweens" in spec.features else 0
@@ -410,6 +416,9 @@ def check(config: KeyframeConfig, announce: bool | None = None) -> KeyframePlan:
     check_folders(config.input_dir, config.run_dir)
     check_layout(config.run_dir)
     images = list_images(config.input_dir, report=announce)
+    if len(images) < 2:
+        raise InputError(f"{config.input_dir}: 1 image; a walk goes from one image to the next and needs at "
+                         "least 2")
     prompts = None
     csv_path = config.prompts_csv
     if csv_path is None and "prompts" in spec.features and (Path(config.input_dir) / DESC).is_file():

@@ -59,7 +59,7 @@ from artwalk.fsutil import atomic_write_bytes, check_writable, sha256_file
 from artwalk.images import IMAGE_EXTENSIONS, list_images, load_image, to_uint8
 from artwalk.models import cache_dir, hub_missing, model_source
 from artwalk.progress import drawing, progress as progress_bar
-from artwalk.runfolder import run_lock
+from artwalk.runfolder import folder_lock
 from diffusion_models.prompts import DESC, comment_lines, prompt_for, read_prompts_csv
 
 log = logging.getLogger(__name__)
@@ -751,7 +751,7 @@ def interrogate(config: InterrogateConfig) -> InterrogateResult:
     start = time.monotonic()
     images, _ = check(config)
     csv_path = config.csv_path
-    with run_lock(csv_path.parent, config.wait):
+    with folder_lock(csv_path.parent, csv_path, config.wait):  # no lock file left in the user's folder
         rows, record = read_rows(csv_path), read_record(csv_path)  # again, under the lock
         disk = _Disk(csv_path)
         models, key, plan = _todo(config, images, rows, record)

@@ -45,7 +45,8 @@ from artwalk.fsutil import sha256_file
 from artwalk.images import list_images, load_image, read_frame_u8, to_uint8
 from artwalk.models import check_present
 from artwalk.progress import progress
-from artwalk.runfolder import UnitStore, cache_key, check_layout, run_lock, write_manifest
+from artwalk.runfolder import UnitStore, cache_key, check_layout, check_not_run_folder, check_run_folder, run_lock, \
+    write_manifest
 from artwalk.schedule import Part, parse_numeric, read_prompts
 from artwalk.sizes import check_side
 from artwalk.zoom import check_factor, paste
@@ -192,8 +193,10 @@ def check_zoom(config: ZoomLevelsConfig, announce: bool = True) -> ZoomPlan:
             raise ConfigError(f"{', '.join(unused)}: for --engine sd, which paints; engine none only blends your "
                               "images")
     check_layout(config.run_dir)
+    check_run_folder(config.run_dir)
     images: list[Path] = []
     if config.through is not None:
+        check_not_run_folder(config.through)
         images = list_images(config.through, report=announce)
         if len(images) < 2:
             raise ConfigError(f"{config.through}: a zoom through images needs at least 2, found {len(images)}")

@@ -59,10 +59,10 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         "a long song never drifts.")
     p.add_argument("song", type=Path, metavar="SONG", help="the audio file (mp3, m4a, ogg, flac, wav, ...)")
     p.add_argument("--fps", type=finite_float, default=24.0, help="frames per second of the video (default 24)")
-    p.add_argument("--component", choices=audio.COMPONENTS, default="percussive",
-                   help="which part of the sound to follow (default percussive)")
-    p.add_argument("--on", choices=audio.ON, default="onsets", help="onsets (every attack) or beats (the "
-                   "tracked tempo) (default onsets)")
+    p.add_argument("--component", choices=audio.COMPONENTS, default=audio.DEFAULT_COMPONENT,
+                   help=f"which part of the sound to follow (default {audio.DEFAULT_COMPONENT}, as --sync-audio)")
+    p.add_argument("--on", choices=audio.ON, default=audio.DEFAULT_ON, help="onsets (every attack) or beats (the "
+                   f"tracked tempo) (default {audio.DEFAULT_ON}, as --sync-audio)")
     p.add_argument("--json", action="store_true", help="print a JSON list of {frame, time, strength} instead")
     p.add_argument("--schedule", type=Path, metavar="OUT.txt", help="also write a prompt-schedule skeleton with "
                    "a line on each event's frame")

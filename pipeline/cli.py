@@ -55,7 +55,7 @@ def plan_command(args: argparse.Namespace) -> None:
             words += [str(len(argv)), *argv]
         atomic_write_bytes(args.stage_args, b"".join(w.encode("utf-8") + b"\0" for w in words))
     else:
-        print(walk.engines.keyframes, walk.engines.motion, walk.engines.upscale)
+        print(walk.engines)  # keyframes ..., motion ..., upscale ...
 
 
 def models_list(args: argparse.Namespace) -> None:
@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     vi.set_defaults(func=run_walk)
     pl = sub.add_parser("plan", help="check a walk, state its engines, frames and disk; write OUT/walk.json",
                         description="Check everything the walk needs, log the preset and plan lines and write "
-                        "OUT/walk.json; print the keyframe, motion and upscale engine names on stdout. Writes "
+                        "OUT/walk.json; print the engines on stdout ('keyframes none, motion flow, upscale "
+                        "lanczos'). Writes "
                         "nothing when a check fails.")
     add_walk_flags(pl, source="either")
     pl.add_argument("--stage-args", type=Path, metavar="FILE",

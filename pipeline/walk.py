@@ -53,7 +53,7 @@ from artwalk.errors import ConfigError, InputError
 from artwalk.executors import add_executor_flags, executor_from_args
 from artwalk.fsutil import atomic_write_json, check_writable, free_bytes, human_bytes, sha256_file
 from artwalk.plan import WalkPlan, plan_counts, plan_walk as plan_numbers
-from artwalk.runfolder import MANIFEST, STAGE_DIRS, cache_key, check_layout, run_lock
+from artwalk.runfolder import MANIFEST, STAGE_DIRS, cache_key, check_layout, check_run_folder, run_lock
 from artwalk.sizes import target_size
 from artwalk.video import probe_video
 from diffusion_models import PROMPT_SETTINGS, VIDEO_SETTINGS, KeyframeConfig, parse_density
@@ -104,18 +104,24 @@ STAGES = (
 )
 # Flags that several stages have; given once, they go to each stage that takes them.
 SHARED = {
-    "loop": "also walk from the last image back to the first",
-    "verify": "check every reused unit's sha256, not only its size",
-    "wait": "if another process works in OUT, wait for it instead of stopping",
-    "device": "the neural engines' device: auto (CUDA when there), cpu, cuda, cuda:1, ...",
-    "dtype": "the neural engines' precision: auto (float16 on CUDA, float32 on CPU), float32, float16, bfloat16",
-    "batch": "frames per network call for the neural motion and upscale engines",
+    "loop": "also walk from the last image back to the first (default off)",
+    "verify": "check every reused unit's sha256, not only its size (default off)",
+    "wait": "if another process works in OUT, wait for it instead of stopping (default off)",
+    "device": "the neural engines' device: auto (CUDA when there), cpu, cuda, cuda:1, ... (default auto)",
+    "dtype": "the neural engines' precision: auto (float16 on CUDA, float32 on CPU), float32, float16, bfloat16 "
+             "(default auto)",
+    "batch": "frames per network call for the neural motion and upscale engines (default: each engine's own)",
     "audio": "the soundtrack (wav, mp3, flac, m4a, ogg, ...), trimmed to the video; with --easing audio it also "
              "times the motion",
     "keep_frames": "store every motion frame and upscaled frame as a PNG file (otherwise a segment's motion frames "
-                   "share one lossless video file, and a lanczos upscale runs during the encode, storing nothing)",
+                   "share one lossless video file, and a lanczos upscale runs during the encode, storing nothing) "
+                   "(default off)",
 }
 
+
+# The keyframe engine of a prompt walk when neither --engine nor the preset names one that
+# makes pictures from text (the cpu preset's is none).
+TEXT_ENGINE = "sd"
 
 # Stage 1 and 2 settings that only one kind of walk has: left out of the other's command.
 PROMPT_ONLY = PROMPT_SETTINGS
@@ -180,8 +186,8 @@ def add_walk_flags(p: argparse.ArgumentParser, source: str = "images") -> None:
                       "picks gpu when CUDA and the gpu engines are there (default auto); --engine, "
                       "--motion-engine and --upscale-engine override it per stage")
     walk.add_argument("--no-upscale", action="store_true", help="skip stage 3; encode the frames as they are")
-    add_executor_flags(walk)
-    if source != "either":  # a walk that runs here (full_pipeline.sh runs each stage itself)
+    if source != "either":  # a walk that runs here (`artwalk plan` runs nothing; full_pipeline.sh runs each stage)
+        add_executor_flags(walk)
         tracking.add_tracking_flags(p.add_argument_group("run records (pipeline/tracking.py)"))
     if source == "prompts":
         desc = p.add_argument_group(f"prompts from images ({interrogation.DESC})")
@@ -332,11 +338,16 @@ def configure(args: argparse.Namespace) -> Walk:
         values["keyframes"]["engine"] = engines.keyframes if model is None else \
             KeyframeConfig(input_dir=inp, run_dir=args.output, model=model,
                            prompts=values["keyframes"].get("prompts")).engine_name
+        if prompt_walk and "text2image" not in KEYFRAME_ENGINES.get(values["keyframes"]["engine"]).features:
+            values["keyframes"]["engine"] = TEXT_ENGINE  # a prompt walk's keyframes are made from text
     for stage in ("motion", "upscale"):
         values[stage].setdefault("engine", getattr(engines, stage))
     _route_shared(args, values)
     song = values["keyframes"].get("sync_audio")
-    if song is not None:  # the song the keyframes follow is the soundtrack
+    gif = _is_gif(values["video"])
+    if song is not None and gif and "audio" not in values["video"]:
+        log.info("the keyframes follow %s; a gif has no sound, so the video is silent", song)
+    elif song is not None:  # the song the keyframes follow is the soundtrack
         given_audio = values["video"].setdefault("audio", song)
         if Path(given_audio).resolve() != Path(song).resolve():
             raise ConfigError(f"--audio {given_audio} and --sync-audio {song}: the walk follows one song and plays "
@@ -390,10 +401,19 @@ def _video_defaults(args: argparse.Namespace, values: dict[str, dict]) -> None:
     values["motion"].setdefault("easing", "linear")  # the video moves evenly between its frames
     if not args.no_upscale and not [f for f in values["upscale"] if f not in SHARED]:
         args.no_upscale = True  # the video's own size unless --target (or an upscale engine) asks for more
-    if "audio" not in values["video"] and info.has_audio:  # its own sound, as it is: from --start, no fade
+    if "audio" not in values["video"] and info.has_audio and not _is_gif(values["video"]):
+        # its own sound, as it is: from --start, no fade (a gif has none)
         values["video"]["audio"] = kf["video_init"]
         values["video"].setdefault("audio_start", round((kf.get("start") or 0.0) * info.fps) / info.fps)
         values["video"].setdefault("audio_fade", 0.0)
+
+
+def _is_gif(video: dict) -> bool:
+    """Whether stage 4's given settings make a gif (which has no sound)."""
+    fmt = video.get("format")
+    if video.get("output") is None:
+        return (fmt or "mp4").lower() == "gif"
+    return Path(video["output"]).suffix.lower() == ".gif" if fmt is None else fmt.lower() == "gif"
 
 
 def _interrogation(args: argparse.Namespace, keyframes: KeyframeConfig, progress: bool):
@@ -455,7 +475,8 @@ def plan_walk(args: argparse.Namespace) -> Walk:
     check_writable(walk.run_dir, "run folder")
     check_layout(walk.run_dir)
     check_engines(walk)
-    kf = diffusion_models.check(walk.keyframes, announce=True)
+    kf = diffusion_models.check(walk.keyframes, announce=True)  # INPUT and OUT swapped, among the rest
+    check_run_folder(walk.run_dir, "walk")  # a zoom's run folder
     walk.keyframe_plan = kf
     every_frame = (kf.prompt_walk is not None and kf.prompt_walk.density == "every") or (
         kf.video is not None and len(kf.video.keyframes) == kf.video.frames)

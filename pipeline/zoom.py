@@ -38,7 +38,7 @@ from artwalk.errors import ConfigError, InputError, StageOrderError
 from artwalk.executors import add_executor_flags, executor_from_args
 from artwalk.fsutil import atomic_write_json, check_writable, sha256_file
 from artwalk.plan import PNG_BYTES_PER_PIXEL, WalkPlan, plan_counts
-from artwalk.runfolder import MANIFEST, check_layout, read_manifest, run_lock
+from artwalk.runfolder import MANIFEST, check_layout, check_run_folder, read_manifest, run_lock
 from artwalk.sizes import target_size
 from artwalk.zoom import frames_per_level, hold_frames, zoom_timeline
 from diffusion_models.zoom import ZoomLevelsConfig, check_zoom, run_zoom
@@ -222,6 +222,7 @@ def plan_zoom(args: argparse.Namespace) -> tuple[Zoom, Any]:
              "off" if zoom.upscale is None else zoom.upscale.engine)
     check_writable(zoom.run_dir, "run folder")
     check_layout(zoom.run_dir)
+    check_run_folder(zoom.run_dir, "zoom")
     level_plan = None
     if zoom.levels is not None:
         level_plan = check_zoom(zoom.levels)

@@ -113,14 +113,14 @@ def test_beats_of_a_steady_pulse(tmp_path):
 
 
 def test_the_audio_command(clicks, tmp_path):
-    proc = run_cli("-m", "pipeline", "audio", str(clicks), "--fps", "24", check=True)
+    proc = run_cli("-m", "pipeline", "audio", str(clicks), "--fps", "24", "--on", "onsets", check=True)
     lines = proc.stdout.splitlines()
     assert lines[0] == "0: timestamp: 0.000" and len(lines) == len(CLICKS) + 1
     frame, word, seconds = lines[1].split(": ")
     assert word == "timestamp" and abs(int(frame) - round(float(seconds) * 24)) == 0
     schedule = tmp_path / "walk.txt"
-    proc = run_cli("-m", "pipeline", "audio", str(clicks), "--fps", "12", "--json", "--schedule", str(schedule),
-                   check=True)
+    proc = run_cli("-m", "pipeline", "audio", str(clicks), "--fps", "12", "--on", "onsets", "--json", "--schedule",
+                   str(schedule), check=True)
     events = json.loads(proc.stdout)
     assert set(events[0]) == {"frame", "time", "strength"} and events[0]["frame"] == 0
     parsed = read_prompts(str(schedule), fps=12)

@@ -242,7 +242,7 @@ def test_bad_arguments_are_one_line_before_any_walk(tmp_path, batch, monkeypatch
         "hours nan": ([str(coll), *out, "--max-hours", "nan"], "--max-hours"),
         "hours word": ([str(coll), *out, "--max-hours", "soon"], "--max-hours"),
         "walk flag": ([str(coll), *out, "--w", "5"], "--w must be between"),
-        "video flag": ([str(coll), *out, "--video", "x.mp4"], "unrecognized arguments: --video"),
+        "video flag": ([str(coll), *out, "--video", "x.mp4"], "artwalk batch: unknown flag --video"),
         "no weights": ([str(coll), *out, "--w", "64", "--h", "48", "--motion-engine", "film"],
                        "artwalk models download film"),  # said once, not once per walk
     }[case]

@@ -374,12 +374,11 @@ def test_x264_is_held_to_avx2_on_avx512_cpus_and_a_continued_chunk_gets_its_zone
         video.x264_options.cache_clear()
 
 
-def test_gif_drops_audio_with_a_warning(tmp_path, caplog):
-    caplog.set_level(logging.WARNING)
+def test_gif_with_a_soundtrack_is_refused_before_encoding(tmp_path):
     run_dir = make_run(tmp_path)
-    result = gv.run(cfg(run_dir, format="gif", audio=sine_wav(tmp_path / "s.wav", 1.0)))
-    assert decode_audio(result.path) is None
-    assert any("dropped" in r.message for r in caplog.records)
+    with pytest.raises(ConfigError, match="--format gif has no sound"):
+        gv.run(cfg(run_dir, format="gif", audio=sine_wav(tmp_path / "s.wav", 1.0)))
+    assert not list(run_dir.glob("*.gif")) and leftovers(run_dir) == []
 
 
 def test_corrupt_audio_fails_before_encoding(tmp_path):

@@ -333,7 +333,7 @@ def test_prompt_walk_refusals(models, tmp_path, capsys):
         assert not (out / "keyframes").exists()
     with pytest.raises(SystemExit):  # an image walk has no --diffuse: argparse's one line
         main(["run", str(tmp_path), str(out), "--diffuse", "every", "-q"])
-    assert "unrecognized arguments: --diffuse" in capsys.readouterr().err
+    assert "artwalk run: unknown flag --diffuse" in capsys.readouterr().err
 
 
 def test_full_pipeline_sh_prompts(models, tmp_path):

@@ -179,7 +179,7 @@ def test_links_are_relative_and_resolve_to_the_picked_files(tmp_path):
         link = out / img["name"]
         assert link.is_symlink() and not os.path.isabs(os.readlink(link))
         assert link.resolve() == (root / img["source"]).resolve()
-        assert img["name"] == f"{k:03d}_{Path(img['source']).name}"
+        assert img["name"] == f"{k:03d}_{img['source'].replace('/', '__')}"  # where it came from
         assert sha256_file(link) == img["sha256"]
     # the story and the collection move together
     moved = tmp_path / "moved project"
@@ -197,11 +197,18 @@ def test_copy_copies_the_bytes(collection, tmp_path):
 
 
 def test_names_sort_past_999():
-    names = lib.story_names([Path(f"x/{i}.png") for i in range(1000)])
+    names = lib.story_names([Path(f"{i}.png") for i in range(1000)])
     assert names[0] == "0001_0.png" and names[-1] == "1000_999.png" and names == sorted(names)
     assert names == sorted(names, key=natural_key)
     long = lib.story_names([Path("a" * 254 + ".png")])[0]
     assert len(long.encode()) <= 255 and long.startswith("001_a") and long.endswith(".png")
+    deep = lib.story_names([Path("b" * 200) / ("é" * 40) / "photo.jpg"])[0]  # folders give way first
+    assert len(deep.encode()) <= 255 and deep.startswith("001_") and deep.endswith("é__photo.jpg")
+
+
+def test_names_say_where_each_pick_came_from():
+    names = lib.story_names([Path("city/1.jpg"), Path("seaside/1.jpg"), Path("2.jpg"), Path("a/b/3.png")])
+    assert names == ["001_city__1.jpg", "002_seaside__1.jpg", "003_2.jpg", "004_a__b__3.png"]
 
 
 def test_a_walk_reads_the_story_folder(image_folder, tmp_path, capsys):
