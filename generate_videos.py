@@ -54,6 +54,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -657,6 +658,7 @@ def write_contact_sheet(run_dir: Path, path: Path) -> Path | None:
         font = ImageFont.truetype(str(LABEL_FONT), size=14)
     except (ImportError, OSError):  # Pillow without FreeType
         font = ImageFont.load_default()
+    prefix = _order_prefix([str(e.get("source") or "") for e in outputs if e.get("kind") == "original"])
     for i, entry in enumerate(outputs):
         x = GAP + (i % cols) * (THUMB_WIDTH + GAP)
         y = GAP + (i // cols) * (thumb_h + LABEL_HEIGHT + GAP)
@@ -670,13 +672,21 @@ def write_contact_sheet(run_dir: Path, path: Path) -> Path | None:
         elif entry.get("kind") == "level":  # a zoom's level: its index, and its prompt or image
             head, name = f"level {entry.get('level')}:", str(entry.get("prompt") or entry.get("source", ""))
         else:
-            head, name = f"{i + 1} ", str(entry.get("source") or rel.name) if original else "in-between"
+            head, name = f"{i + 1}", str(entry.get("source") or rel.name)[prefix:] if original else "in-between"
         label = _fit(draw, f"{head} {' '.join(name.split())}", font, THUMB_WIDTH - 4)  # one line
         draw.text((x + 2, y + thumb_h + 5), label, font=font,
                   fill=(235, 235, 235) if original else (150, 150, 150))  # fmt: skip
     save_png(path, np.asarray(sheet))
     log.info("wrote the contact sheet %s (%d keyframes, %dx%d)", path, len(outputs), width, height)
     return path
+
+
+def _order_prefix(names: list[str]) -> int:
+    """The length of an ordering prefix that every original's name has (``0001_`` of the
+    studio's input, ``001_`` of a story): the label starts with the keyframe's number already,
+    so it shows the name after it. 0 when the names have none, or not all the same width."""
+    widths = {len(m.group(0)) if (m := re.match(r"\d{3,}_", n)) else 0 for n in names}
+    return widths.pop() if len(widths) == 1 else 0
 
 
 def _fit(draw, text: str, font, width: int) -> str:

@@ -10,7 +10,7 @@
         keyframes/<kf>.safetensors a prompt keyframe's conditioning (embeddings and noise)
         thumbs/<kf>.png            what the page shows (at most 320 px a side)
         inbetweens/<key>/NNN.png   POST .../interpolate's images
-        input/                     the walk's input, rebuilt for each render: 0001_<kf>.<ext> hard links
+        input/                     the walk's input, rebuilt for each render: 0001_<the name given>.<ext> hard links
         run/                       the walk's run folder (artwalk run input run): run.mp4 and its contact sheet
         rendered.json              the units of the last finished render, by signature
 
@@ -134,7 +134,7 @@ class Store:
         tmp.mkdir()
         for i, kf in enumerate(project["keyframes"], 1):
             source = self.path(pid, "keyframes", kf["file"])
-            target = tmp / f"{i:04d}_{kf['file']}"
+            target = tmp / input_name(i, kf)
             try:
                 os.link(source, target)
             except OSError:
@@ -146,6 +146,18 @@ class Store:
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
         return final
+
+
+def input_name(index: int, kf: dict) -> str:
+    """A keyframe's name in the walk's input: its place, then the name the user gave it (an
+    upload's file name, a prompt's text), so that the contact sheet shows that name; the
+    stored file's extension, so that it is read as what it is."""
+    given = Path(kf.get("name") or "").stem or " ".join(str(kf.get("prompt") or "").split()) or Path(kf["file"]).stem
+    given = "".join("_" if c in '/\\\0' or ord(c) < 32 else c for c in given)
+    suffix = Path(kf["file"]).suffix
+    while len(f"{index:04d}_{given}{suffix}".encode("utf-8")) > 240 and given:
+        given = given[:-1]
+    return f"{index:04d}_{given}{suffix}"
 
 
 def _between(folder: Path, path: Path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import resource
@@ -394,6 +395,49 @@ def test_corrupt_audio_fails_before_encoding(tmp_path):
 
 
 # --------------------------------------------------------------------------- contact sheet, clean
+
+
+def _label_pixels(sheet: Path, index: int, count: int, thumb_h: int = 240) -> np.ndarray:
+    """The label strip under the ``index``-th of ``count`` thumbnails of a contact sheet."""
+    from PIL import Image
+
+    with Image.open(sheet) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    cols, _ = gv.grid_shape(count)
+    x, y = 8 + (index % cols) * (320 + 8), 8 + (index // cols) * (thumb_h + 26 + 8) + thumb_h
+    return rgb[y : y + 26, x : x + 320]
+
+
+def _drawn(text: str, fill=(235, 235, 235)) -> np.ndarray:
+    """``text`` as the contact sheet draws a label, on its background."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    strip = Image.new("RGB", (320, 26), gv._SHEET_BG)
+    ImageDraw.Draw(strip).text((2, 5), text, font=ImageFont.truetype(str(gv.LABEL_FONT), size=14), fill=fill)
+    return np.asarray(strip)
+
+
+def test_contact_sheet_labels_show_names_as_written(tmp_path):
+    from PIL import ImageFont
+
+    font = ImageFont.truetype(str(gv.LABEL_FONT), size=14)
+    glyph = lambda ch: bytes(font.getmask(ch))  # noqa: E731
+    missing = glyph("\uffff")  # what a character without a glyph draws: a box
+    for ch in "sunrise été ÉÀçñøßÅœ ЖΩ":
+        assert ch == " " or glyph(ch) != missing, ch
+    run_dir = make_run(tmp_path)
+    manifest = json.loads((run_dir / "keyframes" / "manifest.json").read_text())
+    manifest["outputs"][0]["source"] = "01 sunrise été.jpg"
+    manifest["outputs"][2]["source"] = "Ωmega Жук.png"
+    (run_dir / "keyframes" / "manifest.json").write_text(json.dumps(manifest))
+    sheet = gv.run(cfg(run_dir)).contact_sheet
+    assert np.array_equal(_label_pixels(sheet, 0, 3), _drawn("1 01 sunrise été.jpg"))
+    assert np.array_equal(_label_pixels(sheet, 2, 3), _drawn("3 Ωmega Жук.png"))
+    # An ordering prefix every original shares (the studio's input, a story) is not shown twice.
+    manifest["outputs"][0]["source"], manifest["outputs"][2]["source"] = "0001_sunrise.jpg", "0002_nuit.jpg"
+    (run_dir / "keyframes" / "manifest.json").write_text(json.dumps(manifest))
+    sheet = gv.run(cfg(run_dir, output=tmp_path / "again.mp4")).contact_sheet
+    assert np.array_equal(_label_pixels(sheet, 0, 3), _drawn("1 sunrise.jpg"))
 
 
 def test_contact_sheet_grid(tmp_path):

@@ -104,6 +104,9 @@ def test_projects_keyframes_settings_and_a_render(client, photos, tmp_path):
     assert done["stages"]["keyframes"] == {"reused": 0, "recomputed": 3}
     assert done["stages"]["motion"] == {"reused": 0, "recomputed": 2}
     assert set(states(client, pid)) == {"done"}
+    manifest = json.loads((tmp_path / "studio root" / pid / "run" / "keyframes" / "manifest.json").read_text())
+    sources = [e["source"] for e in manifest["outputs"] if e["kind"] == "original"]  # the sheet's labels
+    assert sources == ["0001_photo 0.png", "0002_photo 1.png", "0003_photo 2.png"]  # the names given
 
     video = client.get(f"/api/projects/{pid}/video")
     assert video.headers["content-type"] == "video/mp4"
