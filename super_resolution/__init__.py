@@ -250,11 +250,14 @@ def _upscale_missing(config: UpscaleConfig, engine, store: UnitStore, run_dir: P
         return len(batch)
 
     workers = config.workers or os.cpu_count() or 1
-    with reader, ThreadPoolExecutor(max_workers=workers) as pool, progress(
-            total=len(records) + len(pending), initial=len(records), desc=desc, unit="frame",
-            enabled=config.progress) as bar:
-        for done in pool.map(compute, batches):
-            bar.update(done)
+    with reader, progress(total=len(records) + len(pending), initial=len(records), desc=desc, unit="frame",
+                          enabled=config.progress) as bar:
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
+            for done in pool.map(compute, batches):
+                bar.update(done)
+        finally:  # on a stop (Ctrl-C, a cancelled render) wait only for the batches already running
+            pool.shutdown(wait=True, cancel_futures=True)
     return records
 
 
