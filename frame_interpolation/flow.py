@@ -15,9 +15,16 @@ Once per segment, at a reduced "flow resolution" (flows are smooth; this is spee
    that leaves the frame or gets covered keeps a plausible motion instead of DIS's guess.
 4. Occlusion: the checks of step 2 repeated on the completed motions; a pixel of ``a``
    that fails has content that ``b`` does not show (covered, or out of the frame).
-5. Confidence: the share of nearby pixels whose motion is reliable or leaves the frame.
-   Where it is low, as between two unrelated paintings, motion and occlusion fade out
-   and the engine degrades smoothly to a cross-fade instead of tearing.
+5. Confidence: the share of nearby pixels whose motion is reliable, among those whose
+   match the images can check: textured around the pixel and around its match (a flat
+   area matches any motion), and landing inside the frame (a pixel that leaves it has no
+   match to check); where few nearby pixels can be checked, the share leans on the whole
+   frame's. (Counting flat matches and pixels leaving the frame as explained made
+   confident motion out of nothing between a flat-coloured drawing and a photo: flat
+   colours that happened to match the photo's greys, and a camera fitted to them that
+   pushed the borders out of the frame.) Where the share is low, as between two
+   unrelated pictures, motion and occlusion fade out and the engine degrades smoothly to
+   a cross-fade instead of tearing.
 
 Per time ``t``, cheaply, so that a segment streams:
 
@@ -28,8 +35,14 @@ Per time ``t``, cheaply, so that a segment streams:
    ``g`` with ``y + g(y)`` the source in ``a`` of output pixel ``y``:
    ``g(y) = -D_t(y + g(y))``, solved by fixed-point iteration. Likewise ``b`` with ``1 - t``.
 7. ``a`` and ``b`` are sampled at full resolution (``cv2.remap``) and blended with
-   weights ``1 - t`` and ``t``, except that content occluded in one keyframe comes from
-   the other alone, and a source outside its frame has no weight.
+   weights ``1 - t`` and ``t``, except that a source outside its frame has no weight,
+   and content occluded in one keyframe takes over from the other as time leaves that
+   keyframe: ``a``'s weight is ``(1 - t) (1 - t o)`` where ``b``'s source is content ``a``
+   does not show (occlusion ``o``), likewise ``b``'s with ``1 - t``. So each frame tends
+   to its keyframe as ``t`` nears it, and the change per frame follows the timing: no
+   jump into the first motion frame or out of the last one. (Suppressing a keyframe
+   whole wherever the other shows content it does not, as before, made the frame at
+   ``t`` = 0.02 already show that content in full.)
 
 Images are RGB float32 in [0, 1], (H, W, 3) (greyscale for DIS, never BGR); flows and
 offsets are (h, w, 2) float32 (x, y) pixel offsets at flow resolution.
@@ -67,9 +80,15 @@ _FIT_MIN_INLIERS = 0.5
 _MATCH_WINDOW = 7
 _MIN_TELLING = 0.01
 # Confidence: Gaussian window (share of the image diagonal) and the ramp from "no motion
-# at all" to "full motion" over the local share of explained pixels.
+# at all" to "full motion" over the local share of reliable pixels among those that count.
 _CONF_SIGMA = 0.08
 _CONF_LOW, _CONF_HIGH = 0.3, 0.7
+# A pixel counts fully where the grey gradient (per pixel) around it and around its match is
+# this steep: a match 2 px off then misses by _MAX_GREY_ERROR. Where few pixels count, the
+# local share leans on the whole frame's: this share of counting pixels in the window weighs
+# as much as the whole frame's verdict.
+_TEXTURE_GRADIENT = _MAX_GREY_ERROR / 2
+_PRIOR = 0.1
 # Blend weights sum to this (see _Segment.frame).
 _BLEND_SCALE = 1000.0
 # Fixed-point iterations that invert a displacement field.
@@ -257,6 +276,15 @@ class _Motion:
         return cv2.scaleAdd(self.residual, t, camera)
 
 
+def _textured(grey: np.ndarray) -> np.ndarray:
+    """In [0, 1]: how well a match at each pixel can be checked, from the mean grey gradient
+    around it (0 in a flat area, where any motion matches; 1 from _TEXTURE_GRADIENT up)."""
+    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+    gradient = cv2.blur(cv2.magnitude(gx, gy), (_MATCH_WINDOW, _MATCH_WINDOW))
+    return np.clip(gradient / (8.0 * _TEXTURE_GRADIENT), 0.0, 1.0)  # Sobel weighs a unit gradient 8
+
+
 def _motions(
     f01: np.ndarray, f10: np.ndarray, grey_a: np.ndarray, grey_b: np.ndarray, grid: np.ndarray
 ) -> tuple[_Motion, _Motion]:
@@ -271,9 +299,14 @@ def _motions(
         (cam1, res1, full1, full0, grey_b, grey_a),
     ):
         reliable = _reliable(flow, back, src, dst, grid)
-        # Motion is "explained" where reliable or where it leaves the frame.
-        explained = np.maximum(reliable, 1.0 - _inside(grid + flow))
-        share = _blur(explained, _CONF_SIGMA * math.hypot(*reliable.shape))
+        # The share of reliable pixels among those whose match can be checked (step 5).
+        target = grid + flow
+        dst_textured = cv2.remap(_textured(dst), target, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        counted = _textured(src) * dst_textured * _inside(target)
+        sigma = _CONF_SIGMA * math.hypot(*reliable.shape)
+        votes = reliable * counted
+        overall = float(votes.sum()) / max(float(counted.sum()), 1e-6)
+        share = (_blur(votes, sigma) + _PRIOR * overall) / (_blur(counted, sigma) + _PRIOR)
         confidence = np.clip((share - _CONF_LOW) / (_CONF_HIGH - _CONF_LOW), 0.0, 1.0)
         confidence2 = np.dstack([confidence, confidence])
         motions.append(_Motion(camera, residual * confidence2, confidence2, (1.0 - reliable) * confidence))
@@ -306,7 +339,7 @@ class FlowEngine:
     """
 
     name = "flow"
-    version = 1
+    version = 2  # 2: confidence from the pixels whose match can be checked; occlusion takes over with time
 
     def __init__(self, preset: str = "medium", levels: int | None = None, flow_scale: float = 0.5, cubic: bool = False):
         if preset not in _DIS_PRESETS:
@@ -398,14 +431,15 @@ class _Segment:
 
     def _weight(self, side: float, offsets: np.ndarray, other: _Motion, other_offsets: np.ndarray) -> np.ndarray:
         """A keyframe's blend weight: ``side`` (1 - t or t), but zero where its source lies
-        outside its frame, and zero where the other keyframe's source is a pixel that this
-        keyframe does not show (occluded: that content exists in the other one alone)."""
+        outside its frame; and where the other keyframe's source is a pixel that this
+        keyframe does not show (occluded: that content exists in the other one alone), that
+        content takes over as time leaves this keyframe, in full at the other one (step 7)."""
         inside = _inside(cv2.add(self.grid, offsets), self.frame_lo, self.frame_hi)
         occluded = cv2.remap(
             other.occluded, other_offsets, None, cv2.INTER_LINEAR | cv2.WARP_RELATIVE_MAP,
             borderMode=cv2.BORDER_CONSTANT, borderValue=0,
         )
-        return side * inside * (1.0 - occluded)
+        return side * inside * (1.0 - (1.0 - side) * occluded)
 
     def frame(self, t: float) -> np.ndarray:
         g0 = _invert(self.m0.displacement(t, self.grid))
