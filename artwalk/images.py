@@ -31,8 +31,13 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 )
-# Up to a gigapixel is accepted (panoramas, scans); beyond that PIL's bomb guard says no.
-Image.MAX_IMAGE_PIXELS = 1 << 30
+# Decoded pixels are capped: an image is refused once its header declares more than
+# MAX_PIXELS at the scale it will be decoded at, before any pixel is decoded (a 0.3 MB PNG can
+# declare 16384 x 16384). A JPEG decodes at 1/2, 1/4 or 1/8 scale when a smaller size is asked
+# for, so a JPEG scan up to MAX_DRAFT_PIXELS passes. PIL's own bomb guard stays as a backstop.
+MAX_PIXELS = 128 * 2**20  # 134 Mpx: 16384 x 8192, or an 11585 x 11585 square (400 MB as RGB, 8-bit)
+MAX_DRAFT_PIXELS = 2**30
+Image.MAX_IMAGE_PIXELS = MAX_DRAFT_PIXELS
 
 _PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
 
@@ -92,9 +97,14 @@ def _open_pil(path: Path, min_size: tuple[int, int] | None) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(path)
             im.seek(0)  # animated GIF/WebP/APNG: the first frame
+            declared = im.size
             if min_size is not None:
                 # JPEG can decode straight to a smaller scale; other formats reduce after.
                 im.draft("RGB", (min_size[0] * 2, min_size[1] * 2))
+            if im.width * im.height > MAX_PIXELS:
+                raise InputError(f"{path}: image too large: {declared[0]}x{declared[1]} is "
+                                 f"{declared[0] * declared[1] / 1e6:.0f} Mpx, over the {MAX_PIXELS / 1e6:.0f} Mpx "
+                                 "cap on decoded pixels")
             im.load()
             im = ImageOps.exif_transpose(im)
             if min_size is not None:
@@ -107,7 +117,7 @@ def _open_pil(path: Path, min_size: tuple[int, int] | None) -> Image.Image:
     except PermissionError:
         raise InputError(f"{path}: permission denied reading the image") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(f"{path}: image too large (over {Image.MAX_IMAGE_PIXELS} pixels)") from None
+        raise InputError(f"{path}: image too large (over {Image.MAX_IMAGE_PIXELS / 1e6:.0f} Mpx)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InputError(f"{path}: truncated or corrupt image ({first_line(exc)})") from None
 

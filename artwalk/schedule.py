@@ -75,6 +75,7 @@ where SOURCE is the file, or the flag that carried the schedule (``--prompts``, 
 from __future__ import annotations
 
 import hashlib
+import functools
 import math
 import operator
 from bisect import bisect_right
@@ -104,6 +105,11 @@ _BINARY: dict[str, Callable[[float, float], float]] = {
     "//": operator.floordiv, "%": operator.mod, "**": operator.pow,
 }
 MAX_FRAME = 2**31 - 1  # no key beyond (a 24 fps video of almost three years)
+# What a schedule may hold, checked before it is parsed (so any text costs bounded time and memory):
+MAX_LINE_CHARS = 20_000  # one line (a prompt of 75 tokens is about 300 characters; long prompts are chunked)
+MAX_LINES = 100_000  # lines of a schedule (each may be a key)
+MAX_NUMERIC_CHARS = 1_000_000  # a numeric schedule, often one long line (Deforum's): about 80,000 keys
+MAX_SCHEDULE_CHARS = 8_000_000  # a whole schedule (100,000 lines of 80 characters)
 _MAX_NESTING = 64  # parentheses, signs and powers nested deeper are refused (no RecursionError)
 _MAX_OPERATORS = 256  # binary operators in one expression (the tree is that deep at worst)
 
@@ -147,11 +153,16 @@ class PromptSchedule:
     def last_frame(self) -> int:
         return self.keys[-1].frame
 
+    @functools.cached_property
+    def _frames(self) -> list[int]:
+        """The keys' frames, in order: looked up by bisection."""
+        return [k.frame for k in self.keys]
+
     def at(self, frame: int) -> tuple[int, int, float]:
         """``(a, b, blend)``: the index of the key at or before ``frame``, of the next key, and
         ``(frame - frame_a) / (frame_b - frame_a)``. Before the first key ``(0, 0, 0.0)``; at or after
         the last ``(last, last, 0.0)``."""
-        a = bisect_right([k.frame for k in self.keys], frame) - 1
+        a = bisect_right(self._frames, frame) - 1
         if a < 0:
             return 0, 0, 0.0
         if a == len(self.keys) - 1:
@@ -190,9 +201,25 @@ class _Source:
     text: str
 
     @classmethod
-    def of(cls, text: str, name: str) -> _Source:
+    def of(cls, text: str, name: str, max_line: int = MAX_LINE_CHARS) -> _Source:
+        """The text as it is parsed; refused at once if it holds too many lines, or a line longer
+        than ``max_line`` characters."""
+        if len(text) > MAX_SCHEDULE_CHARS:
+            raise ScheduleError(f"{_one_line(name)}: {len(text)} characters, more than the {MAX_SCHEDULE_CHARS} a "
+                                "schedule may hold")
         text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
-        return cls(_one_line(name), text)
+        src = cls(_one_line(name), text)
+        start = 0
+        for number in range(1, MAX_LINES + 1):
+            end = text.find("\n", start)
+            end = len(text) if end < 0 else end
+            if end - start > max_line:
+                raise src.error(start + max_line, f"line {number} is {end - start} characters long, more than "
+                                f"the {max_line} a line may have")
+            if end == len(text):
+                return src
+            start = end + 1
+        raise src.error(start, f"more than the {MAX_LINES} lines a schedule may have")
 
     def where(self, pos: int) -> str:
         line = self.text.count("\n", 0, pos) + 1
@@ -727,6 +754,9 @@ def read_prompts(file_or_text: str, *, fps: float | None = None, max_frames: int
     if path.is_dir():
         raise InputError(f"{shown}: is a folder, expected a schedule file")
     try:
+        if path.stat().st_size > 4 * MAX_SCHEDULE_CHARS:  # UTF-8: at most 4 bytes a character
+            raise InputError(f"{shown}: {path.stat().st_size} bytes, more than a schedule may hold "
+                             f"({MAX_SCHEDULE_CHARS} characters)")
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"{shown}: not UTF-8 text (byte {exc.start}); save the schedule as UTF-8") from None
@@ -786,7 +816,7 @@ class NumericSchedule:
         return sorted(zip(found, self.keys), key=lambda fk: fk[0])
 
     def _value(self, keyed: list[tuple[int, NumericKey]], i: int, env: dict[str, float]) -> float:
-        k = bisect_right([f for f, _ in keyed], i) - 1
+        k = bisect_right(keyed, i, key=lambda fk: fk[0]) - 1  # by bisection: no list built per frame
         if k < 0:  # before the first key: its value holds
             return self._at(*keyed[0], env)
         fa, key = keyed[k]
@@ -810,7 +840,10 @@ def parse_numeric(text: str, *, fps: float | None = None, max_frames: int | None
 
     ``fps`` is needed for keys in seconds. With ``max_frames`` every key is checked against that
     length now; without, keys of max_f are checked by ``values``, against the length it is given."""
-    src = _Source.of(text, source)
+    if len(text) > MAX_NUMERIC_CHARS:
+        raise ScheduleError(f"{_one_line(source)}: {len(text)} characters, more than the {MAX_NUMERIC_CHARS} a "
+                            "numeric schedule may have")
+    src = _Source.of(text, source, max_line=MAX_NUMERIC_CHARS)
     body = src.text.strip()
     if not body:
         raise src.found(len(src.text), "end of text", "a number, or keys like 0:(7.5)")

@@ -59,6 +59,7 @@ from av.video.reformatter import ColorRange, Colorspace
 
 from artwalk.errors import ConfigError, InputError, first_line
 from artwalk.fsutil import TMP_MARK, disk_errors, tmp_name, tmp_owner_alive
+from artwalk.images import MAX_PIXELS
 from artwalk.progress import Bar, progress
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,10 @@ def fps_fraction(fps: float) -> Fraction:
 
 
 GIF_MAX_FPS = 100.0  # GIF frame delays are whole 1/100 s
+# A video read as input (video init) is refused before its frames are laid out or decoded if it
+# would give more frames than this (timestamps far apart make a short file last for years),
+# or if its pictures are larger than the images' cap.
+MAX_INPUT_FRAMES = 200_000  # 2 h 19 min at 24 fps
 
 
 def check_gif_fps(fps: float) -> None:
@@ -378,7 +383,17 @@ def probe_video(path: Path | str) -> VideoInfo:
             has_audio = bool(container.streams.audio)
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            stamps = [packet.pts for packet in container.demux(stream) if packet.size]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if width * height > MAX_PIXELS:
+                raise InputError(f"{path}: its pictures are {width}x{height}, over the {MAX_PIXELS / 1e6:.0f} Mpx cap "
+                                 "on decoded pixels")
+            stamps = []
+            for packet in container.demux(stream):
+                if packet.size:
+                    stamps.append(packet.pts)
+                    if len(stamps) > MAX_INPUT_FRAMES:
+                        raise InputError(f"{path}: more than {MAX_INPUT_FRAMES} frames, the most a video init "
+                                         "takes; cut it shorter")
             time_base = stream.time_base
         with av.open(str(path)) as container:
             first = next(container.decode(video=0), None)
@@ -388,19 +403,25 @@ def probe_video(path: Path | str) -> VideoInfo:
         raise InputError(f"{path}: the video holds no frames")
     if not rate or float(rate) <= 0:
         raise InputError(f"{path}: the video states no frame rate")
-    frames, sources = _layout(stamps, time_base, float(rate))
+    frames, sources = _layout(stamps, time_base, float(rate), path)
     return VideoInfo(path, float(rate), first.width, first.height, frames, has_audio, sources)
 
 
-def _layout(stamps: list, time_base, fps: float) -> tuple[int, tuple[int, ...]]:
+def _layout(stamps: list, time_base, fps: float, path: Path | str = "the video") -> tuple[int, tuple[int, ...]]:
     """(frames, sources): the pictures with these presentation stamps, sampled at ``fps``
     from the first one on: each output frame shows the picture nearest its time (the
-    earlier one of two equally near)."""
+    earlier one of two equally near). More than :data:`MAX_INPUT_FRAMES` is one line."""
     n = len(stamps)
     if any(s is None for s in stamps) or time_base is None:
         return n, tuple(range(n))
     times = np.sort(np.array([float(s * time_base) for s in stamps]))
     times -= times[0]
+    span = float(times[-1]) * fps
+    if not math.isfinite(span) or span + 1 > MAX_INPUT_FRAMES:
+        gap = int(np.argmax(np.diff(times))) if n > 1 else 0
+        raise InputError(f"{path}: its timestamps span {float(times[-1]):.4g} s, {span + 1:.4g} frames at "
+                         f"{fps:g} fps, over the {MAX_INPUT_FRAMES} a video init takes (the widest gap, "
+                         f"{float(times[gap + 1] - times[gap]) if n > 1 else 0:.4g} s, is after picture {gap})")
     frames = max(n, 1) if np.allclose(times, np.arange(n) / fps, atol=0.25 / fps) else \
         max(1, round(times[-1] * fps) + 1)
     wanted = np.arange(frames) / fps

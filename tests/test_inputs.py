@@ -168,3 +168,52 @@ def test_full_disk_is_one_line_and_leaves_nothing_half_written(tmp_path, image_f
     # With room again, the same command finishes the job.
     run_cli("-m", "diffusion_models", str(image_folder), str(out), "--w", "160", "--h", "90", "-q", check=True)
     assert (out / "keyframes" / "manifest.json").exists()
+
+
+def png_bomb(path: Path, width: int, height: int) -> Path:
+    """A greyscale PNG that declares ``width`` x ``height`` black pixels in a few hundred KB
+    (rows of zeros compress about a thousand times), written row by row without holding them."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row, deflate, idat = b"\0" * (1 + width), zlib.compressobj(9), []
+    for _ in range(height):
+        idat.append(deflate.compress(row))
+    idat.append(deflate.flush())
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)))
+        f.write(chunk(b"IDAT", b"".join(idat)) + chunk(b"IEND", b""))
+    return path
+
+
+BOMB_CHECK = """
+import resource, sys, time
+from artwalk.errors import InputError
+from artwalk.images import load_image
+start = time.monotonic()
+try:
+    load_image(sys.argv[1], min_size=None if sys.argv[2] == "-" else (64, 64))
+    print("loaded", end=" ")
+except InputError as exc:
+    print("refused", exc, end=" ")
+print(time.monotonic() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_a_decompression_bomb_costs_little_and_is_one_line(tmp_path):
+    import subprocess
+
+    bomb = png_bomb(tmp_path / "bomb.png", 16384, 16384)
+    assert bomb.stat().st_size < 400_000
+    for size in ("-", "64"):  # the whole image (the studio's check), or for a small walk
+        out = subprocess.run([sys.executable, "-c", BOMB_CHECK, str(bomb), size], capture_output=True, text=True,
+                             timeout=60, check=True).stdout.split()
+        seconds, peak_kb = float(out[-2]), int(out[-1])
+        assert out[0] == "refused" and "16384x16384" in " ".join(out) and "cap on decoded pixels" in " ".join(out)
+        assert seconds < 3 and peak_kb < 1.5 * 2**20, (seconds, peak_kb)
+    # A panorama within the cap is read.
+    wide = png_bomb(tmp_path / "panorama.png", 24000, 400)
+    assert load_image(wide, min_size=(640, 360)).shape[1] >= 640

@@ -389,3 +389,28 @@ def test_cli_errors_are_one_line(capsys, argv, where, code):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.count("\n") == 1 and captured.err.startswith("error: ") and where in captured.err
+
+
+def test_any_text_costs_bounded_time_and_memory():
+    import resource
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(ScheduleError, match=r"line 2, column 20001: line 2 is 7000003 characters long, more than "
+                                            r"the 20000"):
+        parse_prompts("0: a\n5: " + "a" * 7_000_000)
+    with pytest.raises(ScheduleError, match="10000003 characters, more than the 8000000 a schedule may hold"):
+        parse_prompts("0: " + "a" * 10_000_000)
+    with pytest.raises(ScheduleError, match="more than the 100000 lines"):
+        parse_prompts("\n".join(f"{i}: x" for i in range(100_001)))
+    with pytest.raises(ScheduleError, match="more than the 1000000 a numeric schedule may have"):
+        parse_numeric("0:(1)" + " " * 1_000_000)
+    assert time.monotonic() - start < 2
+    # Keys are looked up by bisection: many keys and many frames stay quick.
+    keys = parse_prompts("\n".join(f"{2 * i}: p{i}" for i in range(20_000)))
+    numbers = parse_numeric(", ".join(f"{2 * i}:({i % 7})" for i in range(20_000)))
+    start = time.monotonic()
+    assert keys.at(39_999) == (19_999, 19_999, 0.0) and keys.at(7) == (3, 4, 0.5)
+    assert [keys.at(f) for f in range(40_000)][-1][0] == 19_999
+    assert len(numbers.values(40_000)) == 40_000
+    assert time.monotonic() - start < 3

@@ -179,6 +179,33 @@ def test_a_real_variable_rate_file(tmp_path):
     assert list(info.sources) == sorted(info.sources) and info.frames == round(0.48 * info.fps) + 1
 
 
+def test_timestamps_far_apart_are_one_line_at_once(tmp_path):
+    """A tiny mkv whose pictures are 10^13 (or 10^9) ticks apart would last for ages at its rate."""
+    import resource
+    import time
+    from fractions import Fraction
+
+    for gap in (10**13, 10**9):
+        path = tmp_path / f"far {gap}.mkv"
+        with av.open(str(path), "w") as c:
+            v = c.add_stream("libx264", rate=25)
+            v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+            v.codec_context.time_base = Fraction(1, 1000)
+            for k in range(3):
+                frame = av.VideoFrame.from_ndarray(np.full((H, W, 3), 60 * k, np.uint8), format="rgb24")
+                frame.pts, frame.time_base = k * gap, Fraction(1, 1000)
+                for packet in v.encode(frame):
+                    c.mux(packet)
+            for packet in v.encode(None):
+                c.mux(packet)
+        assert path.stat().st_size < 20_000
+        before, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.monotonic()
+        with pytest.raises(InputError, match="over the 200000 a video init takes") as err:
+            probe_video(path)
+        assert str(path) in str(err.value) and "\n" not in str(err.value)
+        assert time.monotonic() - start < 2 and resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000
+
+
 @pytest.mark.parametrize("kind, expected", [
     ("empty", "video file is empty (0 bytes)"),
     ("garbage", "not a video file this tool can read"),
