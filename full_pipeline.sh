@@ -110,16 +110,24 @@ plan
 
 # Hold the run folder's lock for the whole walk, so no other run slips in between two
 # stages. The stages, our children, see ARTWALK_LOCK_PID and work under it.
+# The lock file is the plan's (made without following links); it is never written by its name,
+# only through the descriptor, once that is checked to be this regular file: a symbolic link put
+# in its place cannot make the driver write into another file.
 if command -v flock >/dev/null 2>&1; then
-    exec 9<>"$output/.artwalk.lock"
+    lock="$output/.artwalk.lock"
+    if [[ -L "$lock" || ! -f "$lock" ]]; then fail "$lock: not a regular file, where the run folder's lock goes; remove it"; fi
+    exec 9<>"$lock"
+    if [[ -L "$lock" || "$(stat -c '%d:%i' -- "$lock")" != "$(stat -L -c '%d:%i' /dev/fd/9)" ]]; then
+        fail "$lock: changed while it was opened; remove it and rerun"
+    fi
     if ! flock -n 9; then
-        holder="$(head -c 32 "$output/.artwalk.lock" | tr -d '\n')"
+        holder="$(head -c 32 -- "$lock" | tr -d '\n ')"
         case " ${rest[*]-} " in
             *" --wait "*) echo "$output is in use by PID $holder; waiting for it (--wait)" >&2; flock 9 ;;
             *) echo "error: $output is in use by PID $holder: let it finish, or rerun with --wait" >&2; exit 75 ;;
         esac
     fi
-    printf '%s\n' "$$" >"$output/.artwalk.lock"
+    printf '%-31s\n' "$$" >&9  # over the previous holder's PID (padded: nothing of it is left), from offset 0
     export ARTWALK_LOCK_PID="$$"
 fi
 

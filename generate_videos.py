@@ -74,7 +74,7 @@ from artwalk.cli import Parser, add_common_flags, run_cli
 from artwalk.config import add_flags, from_args, key_settings, ranges_text, record, setting
 from artwalk.errors import ConfigError, InputError, StageOrderError
 from artwalk.executors import Executor, Unit, resolve
-from artwalk.fsutil import atomic_write_json, check_writable, human_bytes, sha256_file
+from artwalk.fsutil import check_writable, human_bytes, sha256_file, write_json_once
 from artwalk.framestore import FrameReader
 from artwalk.progress import progress
 from artwalk.images import read_frame_u8, resize_u8, save_png
@@ -314,7 +314,7 @@ def _run(config: VideoConfig, executor: Executor | None) -> VideoResult:
             encoded_seconds = encoded.seconds
             result_fields = {"frames": encoded.frames, "duration_s": encoded.duration_s, "width": encoded.width,
                              "height": encoded.height, "bytes": encoded.bytes, "audio_s": encoded.audio_s}
-        atomic_write_json(config.record_path, {
+        write_json_once(config.record_path, {  # unchanged when up to date: nothing written
             "stage": "video", "key": key, "config": record(config), "source": source, "video": output.name,
             "sha256": sha256_file(output), "result": result_fields, "walk_key": _walk_key(run_dir),
             "cleaned": config.clean,

@@ -106,6 +106,18 @@ def atomic_write_json(path: Path | str, obj: Any) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def write_json_once(path: Path | str, obj: Any) -> None:
+    """:func:`atomic_write_json`, unless the file holds exactly that JSON already (a rerun of a
+    walk that changed nothing writes nothing, so it also runs on a full disk)."""
+    text = (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+    try:
+        if Path(path).read_bytes() == text:
+            return
+    except OSError:
+        pass
+    atomic_write_bytes(path, text)
+
+
 @contextlib.contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a fresh temporary folder that becomes ``final`` when the block succeeds.

@@ -53,7 +53,7 @@ from artwalk import __version__
 from artwalk.errors import ConfigError, InputError, RunFolderBusyError, StageOrderError
 from artwalk.images import IMAGE_EXTENSIONS, encode_png, to_uint8
 from artwalk.fsutil import TMP_MARK, atomic_dir, atomic_write_bytes, atomic_write_json, disk_errors, make_dir, \
-    remove_stale_temps, sha256_file
+    remove_stale_temps, sha256_file, write_json_once
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ def write_manifest(stage_dir: Path, stage: str, **body: Any) -> Path:
     """Write ``stage_dir/manifest.json`` atomically (call it last)."""
     manifest = {"stage": stage, "format_version": FORMAT_VERSION, "artwalk": __version__, **body}
     path = Path(stage_dir) / MANIFEST
-    atomic_write_json(path, manifest)
+    write_json_once(path, manifest)  # a rerun that changed nothing writes nothing (a full disk is no matter)
     return path
 
 

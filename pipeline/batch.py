@@ -61,7 +61,7 @@ from artwalk.images import IMAGE_EXTENSIONS, natural_key
 from artwalk.runfolder import run_lock
 from diffusion_models import check_folders
 from pipeline.tracking import open_tracker
-from pipeline.walk import add_walk_flags, check_engines, configure, is_current, plan_walk, run_tracked
+from pipeline.walk import add_walk_flags, check_engines, configure, plan_walk, run_tracked
 
 log = logging.getLogger("artwalk")
 
@@ -206,7 +206,7 @@ def run_one(args: argparse.Namespace, item: BatchWalk, run_dir: Path, tracker=No
         # The lock first: a folder another batch works in is neither read nor planned.
         with run_lock(run_dir, getattr(walk_args, "wait", False)):
             walk = plan_walk(walk_args)
-            if is_current(walk):
+            if walk.current:
                 log.info("%s is current (its inputs and settings are unchanged): skipped", walk.video.video_path)
                 outcome.status = "skipped"
             else:
@@ -346,8 +346,11 @@ def _write_report(result: BatchResult, history: Path, args: argparse.Namespace, 
         "counts": {s: sum(o.status == s for o in result.outcomes) for s in STATUSES},
         "walks": [asdict(o) for o in result.outcomes], "ignored": result.ignored,
     }
-    atomic_write_json(history, report)
-    atomic_write_json(result.report, report)
+    try:
+        atomic_write_json(history, report)
+        atomic_write_json(result.report, report)
+    except ArtwalkError as exc:  # a full disk: the walks' outcomes still go to the log and stdout
+        log.warning("warning: the batch report was not written: %s", first_line(exc))
 
 
 def _utc_now() -> datetime:

@@ -39,6 +39,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,9 +83,18 @@ def open_tracker(args: argparse.Namespace, root: Path) -> MlflowTracker | None:
     kind, uri = getattr(args, "track", "none"), getattr(args, "tracking_uri", None)
     if kind == "none":
         if uri is not None:
-            raise ConfigError(f"--tracking-uri {uri} is for --track mlflow: give both, or neither")
+            raise ConfigError(f"--tracking-uri {redact(uri)} is for --track mlflow: give both, or neither")
         return None
     return MlflowTracker.open(uri, Path(root))
+
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the user name and password taken out of every URI in it
+    (``http://user:secret@host`` becomes ``http://***@host``): what gets logged or raised."""
+    return _USERINFO.sub(r"\1***@", str(text))
 
 
 def _sqlite_file(uri: str) -> Path | None:
@@ -118,15 +128,19 @@ class MlflowTracker:
     """An MLflow tracking store and the experiment the runs go to."""
 
     def __init__(self, client, uri: str, experiment_id: str, experiment: str) -> None:
-        self.client, self.uri, self.experiment_id, self.experiment = client, uri, experiment_id, experiment
+        self.client, self.experiment_id, self.experiment = client, experiment_id, experiment
+        self.uri = redact(uri)  # the store as it is shown: never its credentials
 
     @classmethod
     def open(cls, uri: str | None, root: Path) -> MlflowTracker:
         _, client_class = _import_mlflow()
         local = uri is None and not os.environ.get("MLFLOW_TRACKING_URI")
         uri = default_uri(root) if local else uri or os.environ["MLFLOW_TRACKING_URI"]
+        shown = redact(uri)
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
         database = _sqlite_file(uri)
+        # MLflow prints "View run ... at: <the store's URL>" to stdout, credentials and all.
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
         try:
             if local:
                 (root / STORE).mkdir(parents=True, exist_ok=True)
@@ -136,15 +150,18 @@ class MlflowTracker:
                 where = None if database is None else (database.parent / "artifacts").absolute().as_uri()
                 experiment_id = client.create_experiment(name, artifact_location=where)
             elif found.lifecycle_stage != "active":
-                raise ConfigError(f"--track mlflow: experiment {name!r} in {uri} was deleted; restore it "
+                raise ConfigError(f"--track mlflow: experiment {name!r} in {shown} was deleted; restore it "
                                   "(mlflow experiments restore) or set MLFLOW_EXPERIMENT_NAME to another name")
             else:
                 experiment_id = found.experiment_id
         except ConfigError:
             raise
         except Exception as exc:  # any store failure: the walk has not started, so refuse it
-            raise ConfigError(f"--track mlflow: cannot use the tracking store {uri}: {first_line(exc)}") from None
-        log.info("tracking: runs go to experiment %r in %s", name, uri)
+            raise ConfigError(f"--track mlflow: cannot use the tracking store {shown}: "
+                              f"{redact(first_line(exc))}") from None
+        log.info("tracking: runs go to experiment %r in %s%s", name, shown,
+                 " (the default store, beside the run folder: anyone who can write there shares it; "
+                 "--tracking-uri picks another)" if local else "")
         return cls(client, uri, experiment_id, name)
 
     def run(self, record: Callable[[], RunRecord]) -> TrackedRun:
@@ -174,7 +191,7 @@ class TrackedRun:
         try:
             call()
         except Exception as exc:  # the walk goes on; finish() warns
-            self.problem = f"{what}: {first_line(exc)}"
+            self.problem = redact(f"{what}: {first_line(exc)}")
             log.debug("tracking failed (%s)", what, exc_info=True)
 
     def _start(self) -> None:
@@ -238,7 +255,7 @@ class TrackedRun:
             self.client.set_terminated(self.run_id, status)
         except Exception as exc:
             log.warning("warning: tracking: run %s in %s could not be ended: %s", self.run_id, self.tracker.uri,
-                        first_line(exc))
+                        redact(first_line(exc)))
             return
         if self.problem is None:
             log.info("tracking: run %s %s", self.run_id, status.lower())
@@ -278,8 +295,8 @@ def walk_record(walk, tags: dict[str, str] | None = None) -> RunRecord:
     params: dict[str, Any] = {
         "preset": walk.preset, "engine.keyframes": walk.engines.keyframes, "engine.motion": walk.engines.motion,
         "engine.upscale": walk.engines.upscale if up is not None else "off",
-        "input": walk.input_dir if walk.input_dir is not None else plan.video_init if plan.video_init is not None
-        else "prompts", "images": len(kf.images),
+        "input": Path(walk.input_dir).absolute().name if walk.input_dir is not None else
+        Path(plan.video_init).name if plan.video_init is not None else "prompts", "images": len(kf.images),
         "fps": walk.motion.fps, "S": kf.steps, "I": walk.motion.sec_interpolation, "F": walk.motion.sec_freeze,
         "easing": walk.motion.easing, "size": "x".join(str(v) for v in plan.size),
         "target": up.target if up is not None else "off", "format": walk.video.video_format,
@@ -303,7 +320,7 @@ def walk_record(walk, tags: dict[str, str] | None = None) -> RunRecord:
         for i, p in enumerate(kf.images[:MAX_PROMPTS]):
             params[f"prompt.{i:03d}"] = f"{p.name}: {kf.prompt_of(p)}"
     all_tags = {"artwalk.version": __version__, "artwalk.walk_key": walk.key, "artwalk.preset": walk.preset,
-                "artwalk.kind": kind, "artwalk.run_dir": str(walk.run_dir.absolute()), **(tags or {})}
+                "artwalk.kind": kind, "artwalk.run_dir": walk.run_dir.absolute().name, **(tags or {})}
     return RunRecord(walk.run_dir.absolute().name, params, all_tags, {"inputs.json": inputs})
 
 
@@ -326,7 +343,7 @@ def zoom_record(zoom) -> RunRecord:
     for stage, values in zoom.given.items():
         for name, value in values.items():
             params[f"{stage}.{name}"] = value
-    tags = {"artwalk.version": __version__, "artwalk.kind": "zoom", "artwalk.run_dir": str(zoom.run_dir.absolute())}
+    tags = {"artwalk.version": __version__, "artwalk.kind": "zoom", "artwalk.run_dir": zoom.run_dir.absolute().name}
     return RunRecord(zoom.run_dir.absolute().name, params, tags)
 
 

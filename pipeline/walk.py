@@ -51,7 +51,7 @@ from artwalk.config import add_flags, engine_option_names, engine_options, flag_
 from artwalk.devices import cuda_available
 from artwalk.errors import ConfigError, InputError
 from artwalk.executors import add_executor_flags, executor_from_args
-from artwalk.fsutil import atomic_write_json, check_writable, free_bytes, human_bytes, sha256_file
+from artwalk.fsutil import check_writable, free_bytes, human_bytes, sha256_file, write_json_once
 from artwalk.plan import WalkPlan, plan_counts, plan_walk as plan_numbers
 from artwalk.runfolder import MANIFEST, STAGE_DIRS, cache_key, check_layout, check_run_folder, run_lock
 from artwalk.sizes import target_size
@@ -278,7 +278,8 @@ class Walk:
     upscale_engine: object = None
     plan: WalkPlan | None = None
     key: str = ""
-    up_to_date: bool = False
+    up_to_date: bool = False  # cleaned after its video was made, and unchanged since: nothing runs
+    current: bool = False  # its video is made of exactly this walk (or up to date): a batch skips it
     executor: object = None  # where the units run (artwalk.executors; None: here)
 
     @property
@@ -518,9 +519,11 @@ def plan_walk(args: argparse.Namespace) -> Walk:
         if counts is None else plan_counts(*counts[:2], walk.motion.fps, size, upscaled, stored,
                                            keyframes=counts[2], motion_pngs=pngs, chunked=chunked,
                                            released_upscale=released)
-    state_plan(walk.plan, walk.run_dir, walk.motion.fps, audio_s, "walk")
     walk.key = walk_key(walk)
     walk.up_to_date = _up_to_date(walk)
+    walk.current = walk.up_to_date or is_current(walk)
+    # A walk whose video is made already needs no disk: decided before the disk is looked at.
+    state_plan(walk.plan, walk.run_dir, walk.motion.fps, audio_s, "walk", check_disk=not walk.current)
     if walk.up_to_date:
         log.info("%s is up to date (the run folder was cleaned after it was made): nothing to do",
                  walk.video.video_path)
@@ -544,12 +547,16 @@ def check_engines(walk: Walk, models: bool = False) -> None:
         interrogation.check_ready(walk.interrogate)
 
 
-def state_plan(plan: WalkPlan, run_dir: Path, fps: float, audio_s: float | None, what: str) -> None:
-    """Log the plan line; warn of a short soundtrack; refuse a run that the disk cannot hold."""
+def state_plan(plan: WalkPlan, run_dir: Path, fps: float, audio_s: float | None, what: str,
+               check_disk: bool = True) -> None:
+    """Log the plan line; warn of a short soundtrack; refuse a run that the disk cannot hold
+    (with ``check_disk``: a walk whose video is current writes nothing new)."""
     log.info("%s", plan.describe(run_dir))
     if audio_s is not None and audio_s + 0.5 / fps + 1e-3 < plan.duration_s:  # > half a frame
         log.warning("warning: the soundtrack is %.1f s, shorter than the %.1f s video: the end will be silent",
                     audio_s, plan.duration_s)
+    if not check_disk:
+        return
     # What a rerun finds in OUT already (units it reuses, or rewrites in place) needs no new space.
     there = sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file()) if run_dir.is_dir() else 0
     if plan.disk_bytes - there > free_bytes(run_dir):
@@ -601,7 +608,7 @@ def walk_key(walk: Walk) -> str:
 def write_walk_json(walk: Walk) -> Path:
     """OUT/walk.json: what was asked, the engines, the plan and the walk's key (call under the lock)."""
     path = walk.run_dir / "walk.json"
-    atomic_write_json(path, {
+    write_json_once(path, {
         "artwalk": __version__, "preset": walk.preset, "engines": vars(walk.engines),
         "input": str(walk.input_dir) if walk.input_dir is not None else
         None if walk.keyframes.video_init is None else str(walk.keyframes.video_init),
@@ -649,6 +656,7 @@ def run_planned(walk: Walk, report: StageReport | None = None) -> generate_video
             walk.keyframe_plan = diffusion_models.check(walk.keyframes, announce=False)
             walk.key = walk_key(walk)
             walk.up_to_date = _up_to_date(walk)
+            walk.current = walk.up_to_date or is_current(walk)
         write_walk_json(walk)
         if walk.up_to_date:
             return None

@@ -283,3 +283,44 @@ def test_the_summary_line_counts_each_status_and_says_a_shared_reason_once():
                          walk("f", "failed", "no weights")]) == \
         ("1 done, 1 skipped (busy: another run holds it), 1 not started (time limit), "
          "3 failed: d, f: no weights; e: e.png: not an image")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 6 MB file system of its own (tmpfs), so that it can be filled to the last byte."""
+    import shutil
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("needs root to mount a small file system")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path) -> None:
+    """Take every free byte of ``disk``."""
+    with open(disk / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    assert os.statvfs(disk).f_bavail == 0
+
+
+def test_a_current_walk_on_a_full_disk_is_skipped(small_disk, batch):
+    coll = make_collection(small_disk / "coll", names=("alpha",), broken=None)
+    out = small_disk / "walks"
+    assert summary(batch(str(coll), "--out", str(out), *TINY)) == "1 done"
+    video = (out / "alpha" / "alpha.mp4").read_bytes()
+    fill(small_disk)
+    second = batch(str(coll), "--out", str(out), *TINY)
+    assert second.returncode == 0 and summary(second) == "0 done, 1 skipped (up to date)", second.stderr
+    assert "the batch report was not written" in second.stderr  # the one thing it could not do
+    from pipeline.cli import main
+
+    assert main(["run", str(coll / "alpha"), str(out / "alpha"), *TINY, "-q"]) == 0  # the walk, by itself
+    assert (out / "alpha" / "alpha.mp4").read_bytes() == video

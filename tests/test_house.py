@@ -564,3 +564,18 @@ def test_what_a_new_user_tried_next(tmp_path):
     one_error_line(shell("--input", str(inp)), "--output")
     one_error_line(shell(str(tmp_path), "in", str(tmp_path / "o"), "1", "0.5", "0.25", "none", "48"), "h and w")
     assert not (tmp_path / "n").exists()
+
+
+def test_a_lock_file_that_is_a_link_writes_nothing_through_it(tmp_path, walk):
+    """``OUT/.artwalk.lock`` made a link to a victim file: the walk and full_pipeline.sh refuse,
+    and the victim keeps its bytes (today both wrote their PID into it)."""
+    inp, out = images(tmp_path / "in"), tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (out / ".artwalk.lock").symlink_to(victim)
+    proc = walk("run", str(inp), str(out), *SMALL)
+    assert proc.returncode != 0 and "a symbolic link stands where the lock file goes" in proc.stderr, proc.stderr
+    ran = shell("--input", str(inp), "--output", str(out), *SMALL, terminal=False)
+    assert ran.returncode != 0 and ran.stderr.count("error:") == 1 and "symbolic link" in ran.stderr, ran.stderr
+    assert victim.read_text() == "precious\n" and not (out / "keyframes").exists()

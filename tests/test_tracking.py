@@ -245,3 +245,27 @@ def test_without_mlflow_installed_the_walk_is_refused_in_one_line(tmp_path):
         "error: --track mlflow: MLflow is not installed here (import of mlflow halted; None in sys.modules): "
         "pip install -r requirements/tracking.txt"]
     assert not out.exists() and not (out.parent / "mlruns").exists()
+
+
+def test_credentials_in_a_store_uri_are_never_shown(tmp_path, artwalk, monkeypatch):
+    from pipeline.tracking import redact
+
+    assert redact("http://ann:s3cret@host:5000/x and https://tok@h/ ftp://h/") == \
+        "http://***@host:5000/x and https://***@h/ ftp://h/"
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    inp = three_images(tmp_path / "in")
+    secret = "http://ann:s3cret@127.0.0.1:9/"  # nothing listens there: MLflow's error names the URL
+    code, err = artwalk("run", str(inp), str(tmp_path / "w"), *TINY, "--track", "mlflow", "--tracking-uri", secret)
+    assert code == 2 and "http://***@127.0.0.1:9/" in err and "s3cret" not in err, err
+    code, err = artwalk("run", str(inp), str(tmp_path / "w"), *TINY, "--tracking-uri", secret)
+    assert code == 2 and "s3cret" not in err, err
+    # The default store's line says where it is and who shares it; the record keeps no path of this machine.
+    code, err = artwalk("run", str(inp), str(tmp_path / "walks" / "w"), *TINY, "--track", "mlflow")
+    assert code == 0 and "the default store, beside the run folder" in err, err
+    from pipeline.tracking import default_uri
+
+    client, runs = runs_of(default_uri(tmp_path / "walks"))
+    data = runs[-1].data
+    assert data.tags["artwalk.run_dir"] == "w" and data.params["input"] == "in"
+    assert not any(str(tmp_path) in str(v) for v in [*data.tags.values(), *data.params.values()])
