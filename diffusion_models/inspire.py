@@ -48,6 +48,7 @@ from pathlib import Path
 from artwalk.errors import ConfigError, InputError, WeightsMissingError, first_line
 from artwalk.models import hub_missing, model_source
 from artwalk.progress import progress as progress_bar
+from artwalk.weights import refused_by_weights_only
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +269,11 @@ class MagicPrompt:
         except (ValueError, KeyError) as exc:
             raise InputError(f"{source}: not a causal language model transformers can load ({first_line(exc)})") \
                 from None
+        except Exception as exc:  # torch.load(weights_only=True) refusing a .bin: UnpicklingError, RuntimeError
+            reason = refused_by_weights_only(exc)
+            if reason is None:
+                raise
+            raise InputError(f"{source}: cannot load the prompt model: {reason}") from None
         return cls(tokenizer, lm.eval(), source)
 
     def continue_text(self, start: str, seed: int, max_new_tokens: int = MAX_NEW_TOKENS) -> str:

@@ -60,6 +60,7 @@ from artwalk.images import IMAGE_EXTENSIONS, list_images, load_image, to_uint8
 from artwalk.models import cache_dir, hub_missing, model_source
 from artwalk.progress import drawing, progress as progress_bar
 from artwalk.runfolder import folder_lock
+from artwalk.weights import refused_by_weights_only
 from diffusion_models.prompts import DESC, comment_lines, prompt_for, read_prompts_csv
 
 log = logging.getLogger(__name__)
@@ -290,7 +291,8 @@ def _loaded(what: str, folder: Path, load, progress: bool = True):
     except Exception as exc:  # torn weights, a wrong architecture, ...: transformers raises many kinds
         if type(exc).__name__ == "OutOfMemoryError":
             raise
-        raise InputError(f"{folder}: cannot load the {what} ({first_line(exc)})") from None
+        raise InputError(f"{folder}: cannot load the {what} ({refused_by_weights_only(exc) or first_line(exc)})") \
+            from None
     finally:
         tlog.set_verbosity(verbosity)
         if bars:

@@ -26,6 +26,7 @@ from artwalk.engines import option_flag as flag
 from artwalk.errors import ConfigError, WeightsMissingError, first_line
 from artwalk.models import hub_missing, model_source
 from artwalk.progress import drawing
+from artwalk.weights import refused_by_weights_only
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ def load_pipeline(cls, model: str, role: str, *, progress: bool = True, **kwargs
             return cls.from_pretrained(source, local_files_only=True, **kwargs)
     except OSError as exc:
         if local:
-            raise WeightsMissingError(f"{source}: cannot load the {role}: {first_line(exc)}") from None
+            raise WeightsMissingError(
+                f"{source}: cannot load the {role}: {refused_by_weights_only(exc) or first_line(exc)}") from None
         raise hub_missing(model) from None
     except ValueError as exc:
         if type(exc).__name__ == "HFValidationError":

@@ -7,14 +7,12 @@ plain state dict, or to weights saved from our :class:`~frame_interpolation.film
 (``.safetensors`` / ``.pt``). A missing file is one line that names it and the command
 that fetches it.
 
-Modes (``film_mode``):
-
-- ``module`` (default): the file's state dict is mapped onto our modules (every key
-  used, every shape checked). Our code runs: one encode per pair for many times, and
-  float32 warps in half precision.
-- ``torchscript``: the TorchScript file runs as it is (``torch.jit.load``), moved to the
-  device and dtype. The port's code warps in the network's dtype. Its v1.0.0 export
-  ignored the time input (always 0.5); the registry's v1.0.2 files honour it.
+Mode (``film_mode``): ``module`` (the only one): the file's state dict is mapped onto our
+modules (every key used, every shape checked). Our code runs: one encode per pair for
+many times, and float32 warps in half precision. The file's own code never runs: a
+TorchScript export is read as tensors (:mod:`frame_interpolation.film_net`). The
+``torchscript`` mode, which ran the export as it is, was removed for that reason (a
+TorchScript file runs its code when loaded); asking for it is one line that says so.
 
 Timing (``time_mode``): the timeline asks for eased times ``t_k`` in (0, 1).
 
@@ -95,12 +93,12 @@ from artwalk.devices import gpu_memory, resolve_device, resolve_dtype
 from artwalk.errors import ConfigError
 from artwalk.models import weights_file, weights_sha256
 from frame_interpolation.engines import ENGINES
-from frame_interpolation.film_net import FilmConfig, load_film_weights
+from frame_interpolation.film_net import FilmConfig, FilmNet, load_film_weights
 from frame_interpolation.flow import check_inputs
 
 log = logging.getLogger(__name__)
 
-MODES = ("module", "torchscript")
+MODES = ("module",)
 TIME_MODES = ("bisect", "exact")
 VERSION = 1  # bump when the output bytes of the same weights and settings change
 
@@ -183,16 +181,15 @@ class FilmRunner:
     """A FILM network with its geometry: pad, blocks, dtype, crop and clamp.
 
     Calls take and give (B, 3, H, W) float32 tensors on ``device``; the network runs in
-    ``dtype``. ``net`` is our :class:`FilmNet` (``encode``/``decode`` used) or a
-    TorchScript module called as ``net(x0, x1, batch_dt)``.
+    ``dtype``. ``net`` is our :class:`FilmNet` (``encode``/``decode`` used).
     """
 
-    def __init__(self, net, align: int, device: torch.device, dtype: torch.dtype, block_size: int = 0,
-                 block_overlap: int = 0, scripted: bool = False):
+    def __init__(self, net: FilmNet, align: int, device: torch.device, dtype: torch.dtype, block_size: int = 0,
+                 block_overlap: int = 0):
         if block_size < 0 or block_overlap < 0:
             raise ConfigError(f"--block-size and --block-overlap must be >= 0, got {block_size} and {block_overlap}")
         self.net = net.to(device=device, dtype=dtype).eval()
-        self.align, self.device, self.dtype, self.scripted = align, device, dtype, scripted
+        self.align, self.device, self.dtype = align, device, dtype
         self.block_overlap = -(-block_overlap // align) * align
         self.block_size = (block_size // align) * align if block_size else 0
         if block_size and (self.block_size < 2 * align or 2 * self.block_overlap > self.block_size):
@@ -225,7 +222,7 @@ class FilmRunner:
                           f"lower --batch or --block-size (now {self.block_size or 'off'}), or use --dtype float16")
 
     def _net(self, x0: torch.Tensor, x1: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
-        dt = dt.reshape(-1, 1).to(self.device, self.dtype if self.scripted else torch.float32)
+        dt = dt.reshape(-1, 1).to(self.device, torch.float32)
         with self._memory(x0.shape):
             return self.net(x0.to(self.dtype), x1.to(self.dtype), dt).float()
 
@@ -255,9 +252,9 @@ class FilmRunner:
     @torch.inference_mode()
     def pair(self, x0: torch.Tensor, x1: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """For one pair (1, 3, H, W): a function from times (B,) to frames (B, 3, H, W).
-        Our network in one block encodes the pair once; otherwise each call runs it all."""
+        In one block the pair is encoded once; otherwise each call runs the whole network."""
         (x0, crop), (x1, _) = self._pad(x0.to(self.device)), self._pad(x1.to(self.device))
-        if not self.scripted and len(self._blocks(*x0.shape[-2:])) == 1:
+        if len(self._blocks(*x0.shape[-2:])) == 1:
             with self._memory(x0.shape):
                 encoded = self.net.encode(x0.to(self.dtype), x1.to(self.dtype))
 
@@ -302,6 +299,9 @@ class FilmEngine:
             spec.value("time_mode", time_mode)
         batch, block_size = spec.value("batch", batch), spec.value("block_size", block_size)
         block_overlap = spec.value("block_overlap", block_overlap)
+        if mode == "torchscript":
+            raise ConfigError("--film-mode torchscript was removed: it ran the code a TorchScript file carries; "
+                              "--film-mode module (the default) reads the same file's weights without running it")
         if mode not in MODES:
             raise ConfigError(f"unknown --film-mode '{mode}' (choose from {', '.join(MODES)})")
         if time_mode not in TIME_MODES:
@@ -312,14 +312,10 @@ class FilmEngine:
         self.path = weights_file(self.model)
         weights = load_film_weights(self.path, pyramid_levels)
         self.config: FilmConfig = weights.config
-        if mode == "torchscript" and weights.scripted is None:
-            raise ConfigError(f"--film-mode torchscript needs a TorchScript file; {self.path} is a state dict "
-                              "(use --film-mode module)")
-        net = weights.scripted if mode == "torchscript" else weights.network()
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device, supports_half=True)
-        self.runner = FilmRunner(net, self.config.align, self.device, self.dtype, int(block_size),
-                                 int(block_overlap), scripted=mode == "torchscript")
+        self.runner = FilmRunner(weights.network(), self.config.align, self.device, self.dtype, int(block_size),
+                                 int(block_overlap))
         log.info("film: %s (%s layout, %s mode, %s timing) on %s %s", self.path.name, weights.layout, mode,
                  time_mode, self.device, str(self.dtype).removeprefix("torch."))
 

@@ -39,18 +39,17 @@ normalised sampling coordinate near 1 has steps of 2**-11, about 0.6 pixel acros
 times of one pair cost one encode; ``forward(x0, x1, batch_dt)`` does both, with the
 published export's signature (``batch_dt`` of shape (B, 1)).
 
-Weights files (:func:`load_film_weights`):
+Weights files (:func:`load_film_weights`), read as tensors only; nothing in a file runs:
 
-- a TorchScript export of the port (``torch.jit.load(..., map_location="cpu")``; only
-  its state dict and its ``pyramid_levels`` attribute are used here), or the port's
-  plain state dict in a ``.pt``;
+- the port's TorchScript export (``film_net_fp32.pt``, ``film_net_fp16.pt``): its tensors
+  and its ``pyramid_levels`` attribute are read out of the zip by
+  :func:`artwalk.weights.read_torchscript`, which never runs the code the archive carries
+  (``torch.jit.load`` would: a module's ``__setstate__`` runs as it loads). An archive
+  that is more than a module of tensors (custom state, other Python names, data before
+  the zip) is refused with one line;
+- the port's plain state dict in a ``.pt`` (``torch.load(weights_only=True)``);
 - a state dict of :class:`FilmNet` itself (:func:`save_film_weights`), ``.safetensors``
   (the config rides in the metadata) or ``.pt`` (``torch.load(weights_only=True)``).
-
-``torch.jit.load`` unpickles no arbitrary Python objects, but a TorchScript file carries
-code that TorchScript's interpreter runs (``__setstate__`` at load, ``forward`` in
-torchscript mode): load only exports you trust, such as the registry's. Once loaded,
-``save_film_weights(weights.network(), "film.safetensors")`` keeps a code-free copy.
 
 Key mapping, port -> ours (``S`` = specialized levels, ``F`` = fusion levels; every
 port conv is either ``<module>.0.weight`` (its ``Conv2d`` is an ``nn.Sequential``, v1.0.1
@@ -76,8 +75,7 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -85,8 +83,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from artwalk.errors import ConfigError, UnsupportedWeightsError, first_line
-from artwalk.weights import is_torchscript, read_weights, tensors_of
+from artwalk.errors import ConfigError, UnsupportedWeightsError
+from artwalk.weights import is_torchscript, read_torchscript, read_weights, tensors_of
 
 log = logging.getLogger(__name__)
 
@@ -351,6 +349,7 @@ class FilmNet(nn.Module):
 # ---------------------------------------------------------------------------- state dicts
 
 PORT_PREFIXES = ("extract.", "predict_flow.", "fuse.")
+MAX_PYRAMID_LEVELS = 12  # from a file: the official network has 7; 12 pads frames to multiples of 2048
 OUR_PREFIXES = ("features.", "flow.", "fusion.")
 
 
@@ -490,14 +489,12 @@ def build_film(state: dict[str, torch.Tensor], config: FilmConfig, source: str =
 
 @dataclass
 class FilmWeights:
-    """What a weights file holds: the state dict (its own layout), the architecture, and the
-    TorchScript module when the file is one."""
+    """What a weights file holds: the state dict (its own layout) and the architecture."""
 
     path: Path
     layout: str  # "port" or "ours"
     state: dict[str, torch.Tensor]
     config: FilmConfig
-    scripted: torch.jit.ScriptModule | None = field(default=None, repr=False)
 
     def network(self) -> FilmNet:
         ours = self.state if self.layout == "ours" else port_to_ours(self.state, self.config, str(self.path))
@@ -505,31 +502,37 @@ class FilmWeights:
 
 
 def load_film_weights(path: Path | str, pyramid_levels: int | None = None) -> FilmWeights:
-    """Read a FILM weights file (TorchScript export, ``.pt`` state dict or ``.safetensors``)."""
+    """Read a FILM weights file (TorchScript export, ``.pt`` state dict or ``.safetensors``)
+    as tensors, running nothing in it."""
     path = Path(path)
-    scripted, meta_levels = None, None
+    meta_levels = None
     if is_torchscript(path):
-        try:
-            with warnings.catch_warnings():  # the published files are TorchScript; nothing to do about it
-                warnings.filterwarnings("ignore", message="`torch.jit.load` is deprecated", category=DeprecationWarning)
-                scripted = torch.jit.load(str(path), map_location="cpu")
-        except (RuntimeError, OSError, ValueError) as exc:
-            raise UnsupportedWeightsError(f"{path}: cannot use these FILM weights: a broken TorchScript archive "
-                                          f"({first_line(exc)})") from None
-        state = dict(scripted.state_dict())
-        meta_levels = getattr(scripted, "pyramid_levels", None)
+        scripted = read_torchscript(path, "FILM weights")
+        state = scripted.tensors
+        meta_levels = scripted.attributes.get("pyramid_levels")
     else:
         obj, meta = read_weights(path, "FILM weights")
         if "film_config" in meta:
-            meta_levels = json.loads(meta["film_config"]).get("pyramid_levels")
+            try:
+                config_json = json.loads(meta["film_config"])
+            except ValueError:
+                config_json = None
+            if not isinstance(config_json, dict):
+                raise UnsupportedWeightsError(f"{path}: cannot use these FILM weights: its film_config metadata "
+                                              "is not a JSON object")
+            meta_levels = config_json.get("pyramid_levels")
         if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-            meta_levels = (obj.get("film_config") or {}).get("pyramid_levels")
+            config_dict = obj.get("film_config")
+            meta_levels = config_dict.get("pyramid_levels") if isinstance(config_dict, dict) else None
             obj = obj["state_dict"]
         state = tensors_of(obj)
+    if meta_levels is not None and (type(meta_levels) is not int or not 1 <= meta_levels <= MAX_PYRAMID_LEVELS):
+        raise UnsupportedWeightsError(f"{path}: cannot use these FILM weights: pyramid_levels {meta_levels!r} "
+                                      f"is not an integer in [1, {MAX_PYRAMID_LEVELS}]")
     layout = detect_layout(state, str(path))
     levels = pyramid_levels if pyramid_levels is not None else meta_levels
     config = config_from_state_dict(state, layout, levels, str(path))
-    return FilmWeights(path, layout, state, config, scripted)
+    return FilmWeights(path, layout, state, config)
 
 
 def save_film_weights(net: FilmNet, path: Path | str) -> Path:

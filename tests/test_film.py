@@ -4,16 +4,16 @@ The published weights are a TorchScript export of the PyTorch port of FILM. Here
 network of ours is written in that file's key layout by ``_PortFilm``, a second,
 independent implementation of the port's forward pass (its module tree, its reversed
 predictor and fusion orders, its warp), scripted and saved with ``torch.jit.save``. The
-engine loads it both ways (state dict mapped onto our modules; the TorchScript run as
-it is), so agreement checks the key mapping and our architecture against the port's
-conventions. No real weights are needed; nothing is downloaded.
+engine reads the file's tensors without running it and maps them onto our modules; its
+frames must equal ``_PortFilm``'s own, which checks the key mapping and our architecture
+against the port's conventions. No real weights are needed; nothing is downloaded.
 """
 
 from __future__ import annotations
 
-import weakref
-
+import copy
 import json
+import weakref
 import math
 import shutil
 from pathlib import Path
@@ -263,12 +263,18 @@ def tiny_net() -> FilmNet:
 
 
 @pytest.fixture(scope="module")
-def port_export(tiny_net, tmp_path_factory) -> Path:
-    """A TorchScript file in film_net_fp32.pt's layout holding ``tiny_net``'s weights."""
+def port_net(tiny_net) -> _PortFilm:
+    """The port's module (eager) holding ``tiny_net``'s weights."""
     port = _PortFilm(TINY).eval()
     port.load_state_dict(ours_to_port(tiny_net.state_dict(), TINY), strict=True)
+    return port
+
+
+@pytest.fixture(scope="module")
+def port_export(port_net, tmp_path_factory) -> Path:
+    """A TorchScript file in film_net_fp32.pt's layout holding ``tiny_net``'s weights."""
     path = tmp_path_factory.mktemp("weights") / "film_tiny.pt"
-    torch.jit.script(port).save(str(path))
+    torch.jit.script(port_net).save(str(path))
     return path
 
 
@@ -295,22 +301,53 @@ def _net_frame(net: FilmNet, a: np.ndarray, b: np.ndarray, t: float, align: int 
 # ------------------------------------------------------------------- loading
 
 
+def _port_frames(port: nn.Module, pair, times, time_mode: str) -> np.ndarray:
+    """The frames the port's own forward pass makes at ``times``: each from the keyframes
+    (exact), or each from the two frames its bisection step names (bisect)."""
+    a, b = pair
+    if time_mode == "exact":
+        return np.stack([_net_frame(port, a, b, t) for t in times])
+    made = {0: a, len(times) + 1: b}
+    for step in bisection_plan(times):
+        made[step.index] = _net_frame(port, made[step.lo], made[step.hi], step.dt)
+    return np.stack([made[k] for k in range(1, len(times) + 1)])
+
+
 @pytest.mark.parametrize("time_mode", ["exact", "bisect"])
-def test_export_runs_the_same_mapped_and_as_torchscript(port_export, tiny_net, pair, time_mode):
+def test_export_read_as_tensors_runs_as_the_port(port_export, port_net, tiny_net, pair, time_mode):
     times = [0.2, 0.5, 0.7]
     mapped = FilmEngine(port_export, film_mode="module", time_mode=time_mode, device=DEVICE)
-    scripted = FilmEngine(port_export, film_mode="torchscript", time_mode=time_mode, device=DEVICE)
     assert mapped.config == TINY  # read from the shapes and the export's pyramid_levels
     a = _frames(mapped, pair, times)
-    b = _frames(scripted, pair, times)
     assert a.shape == (3, H, W, 3)
     # The test is not vacuous: frames move, and are not clamped flat.
     assert 0.05 < float(a.mean()) < 0.95 and float(np.abs(a[0] - a[2]).mean()) > 1e-3
-    np.testing.assert_allclose(a, b, atol=2e-5)
+    np.testing.assert_allclose(a, _port_frames(port_net, pair, times, time_mode), atol=2e-5)
     if time_mode == "exact":
         np.testing.assert_allclose(a[1], _net_frame(tiny_net, *pair, 0.5), atol=1e-5)
-    ia, ib = mapped.identity(), scripted.identity()
-    assert ia["weights_sha256"] == ib["weights_sha256"] and ia["mode"] != ib["mode"]
+
+
+def test_export_tensors_are_torchscripts_own_and_the_torchscript_mode_is_gone(port_export, port_net, tmp_path):
+    """The reader gives exactly the state dict ``torch.jit.load`` would (this test's own file,
+    loaded here only to compare), float32 and float16 (film-fp16's layout) alike; asking to
+    run the file as TorchScript is one line (tests/test_weights_safety.py: nothing runs)."""
+    from artwalk.weights import read_torchscript
+
+    half = tmp_path / "film_tiny_fp16.pt"
+    torch.jit.script(copy.deepcopy(port_net).half()).save(str(half))
+    for path, dtype in ((port_export, torch.float32), (half, torch.float16)):
+        expected = torch.jit.load(str(path)).state_dict()
+        got = read_torchscript(path)
+        assert list(got.tensors) == list(expected) and got.attributes["pyramid_levels"] == TINY.pyramid_levels
+        for key, value in expected.items():
+            assert got.tensors[key].dtype == dtype and torch.equal(got.tensors[key], value), key
+    reference = FilmEngine(port_export, time_mode="exact", device=DEVICE).runner.net.state_dict()
+    from_half = FilmEngine(half, time_mode="exact", device=DEVICE).runner.net.state_dict()
+    for key, value in reference.items():
+        assert torch.equal(from_half[key], value.half().float()), key
+    with pytest.raises(ConfigError, match="torchscript was removed: it ran the code") as err:
+        FilmEngine(port_export, film_mode="torchscript", device=DEVICE)
+    assert "\n" not in str(err.value)
 
 
 def test_other_layouts_load_to_the_same_network(port_export, tiny_net, pair, tmp_path):
@@ -333,8 +370,6 @@ def test_other_layouts_load_to_the_same_network(port_export, tiny_net, pair, tmp
                             device=DEVICE)
         assert engine.config == TINY, name
         np.testing.assert_allclose(_frames(engine, pair, [0.5]), reference, atol=1e-6, err_msg=name)
-    with pytest.raises(ConfigError, match="torchscript needs a TorchScript file"):
-        FilmEngine(tmp_path / "plain.pt", film_mode="torchscript", pyramid_levels=4, device=DEVICE)
 
 
 def test_a_file_that_does_not_fit_is_one_clear_error(tiny_net, tmp_path):
@@ -447,11 +482,10 @@ def test_a_midpoint_is_the_same_in_both_time_modes(port_export, pair):
     np.testing.assert_allclose(bisect[1], exact[0], atol=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["module", "torchscript"])
-def test_half_precision_runs_and_stays_close(port_export, pair, mode):
-    full = _frames(FilmEngine(port_export, film_mode=mode, time_mode="exact", device=DEVICE), pair, [0.5])
-    half = _frames(FilmEngine(port_export, film_mode=mode, time_mode="exact", dtype="bfloat16", batch=2,
-                              device=DEVICE), pair, [0.5])
+def test_half_precision_runs_and_stays_close(port_export, pair):
+    full = _frames(FilmEngine(port_export, time_mode="exact", device=DEVICE), pair, [0.5])
+    half = _frames(FilmEngine(port_export, time_mode="exact", dtype="bfloat16", batch=2, device=DEVICE), pair,
+                   [0.5])
     assert half.dtype == np.float32 and np.abs(half - full).max() < 0.1
 
 
