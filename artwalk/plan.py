@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from artwalk import limits
 from artwalk.fsutil import free_bytes, human_bytes
 from artwalk.timeline import TimelineSpec, total_frames
 
@@ -65,7 +66,9 @@ def plan_counts(
     """Disk for ``unique`` frames, ``keyframes`` of them PNG keyframes (default all) and the
     rest motion frames in segment files (PNGs with ``motion_pngs``), again upscaled by an
     upscale that stores its frames (only while the walk runs with ``released_upscale``),
-    plus the video of ``frames`` (twice when ``chunked``: its chunks stay for the next rerun)."""
+    plus the video of ``frames`` (twice when ``chunked``: its chunks stay for the next rerun).
+    More than :data:`artwalk.limits.MAX_FRAMES` frames is one line."""
+    limits.check_frames(frames)
     pixels = size[0] * size[1]
     out_pixels = upscaled_size[0] * upscaled_size[1] if upscaled_size else pixels
     density = min(2.0, max(0.7, (REFERENCE_PIXELS / pixels) ** 0.15))

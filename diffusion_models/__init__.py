@@ -53,7 +53,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from artwalk import audio
+from artwalk import audio, limits
 from artwalk.config import engine_options, record, setting
 from artwalk.engines import EngineSpec
 from artwalk.errors import ConfigError, InputError
@@ -193,8 +193,10 @@ class KeyframeConfig:
     def __post_init__(self) -> None:
         check_side("--w", self.width)
         check_side("--h", self.height)
-        if self.interpolation_steps < 0:
-            raise ConfigError(f"--interpolation_steps must be 0 or more, got {self.interpolation_steps}")
+        limits.check_frame_pixels(self.width, self.height)
+        limits.check_inbetweens("--interpolation_steps", self.interpolation_steps)
+        for flag, text in (("--prompt", self.prompt), ("--negative-prompt", self.negative_prompt)):
+            limits.check_prompt(flag, text)
         if not (math.isfinite(self.fps) and 0 < self.fps <= MAX_FPS):
             raise ConfigError(f"--fps must be a number in (0, {MAX_FPS:g}], got {self.fps}")
         if self.every is not None and self.every < 1:
@@ -223,6 +225,8 @@ class KeyframeConfig:
             parse_density(self.diffuse)
             if self.frames is not None and self.frames < 1:
                 raise ConfigError(f"--frames must be 1 or more, got {self.frames}")
+            if self.frames is not None:
+                limits.check_frames(self.frames, "--frames: the walk")
             if self.loop:
                 raise ConfigError("--loop: a prompt walk returns to its start when its schedule says so; end the "
                                   "schedule with the first prompt again")

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from artwalk import limits
 from artwalk.config import record, setting
 from artwalk.errors import ConfigError, StageOrderError
 from artwalk.executors import Executor, Unit, resolve
@@ -116,7 +117,9 @@ class MotionConfig:
                                      f"({ENGINES.defaults_text('hold_end')})", engine=True, metavar="SEC")
 
     def __post_init__(self) -> None:
-        self.spec  # validates fps, seconds and easing
+        spec = self.spec  # validates fps, seconds and easing
+        limits.check_frames(spec.hold, "a hold of --sec_freeze seconds")
+        limits.check_frames(spec.intervals, "a segment of --sec_interpolation seconds")
 
     @property
     def spec(self) -> TimelineSpec:
