@@ -87,9 +87,9 @@ class MotionConfig:
     model: str | None = setting(None, "film: registry name (film: film_net_fp32.pt, film-fp16: film_net_fp16.pt) "
                                 "or a weights file: the PyTorch port's TorchScript export, or a .pt / .safetensors "
                                 f"state dict ({ENGINES.defaults_text('model')})", engine=True, metavar="NAME|FILE")
-    film_mode: str | None = setting(None, "film: module runs our FILM network with the file's weights; "
-                                    "torchscript runs the TorchScript file as it is "
-                                    f"({ENGINES.defaults_text('film_mode')})", engine=True,
+    film_mode: str | None = setting(None, "film: module runs our FILM network with the file's weights, the only "
+                                    "mode (torchscript, which ran the file's own code, was removed: a weights file "
+                                    f"never runs code) ({ENGINES.defaults_text('film_mode')})", engine=True,
                                     choices=("module", "torchscript"))
     time_mode: str | None = setting(None, "film: bisect makes recursive midpoints that land on the exact times, "
                                     "as FILM was trained at t = 0.5; exact asks the network for each time "
