@@ -2,7 +2,8 @@
 
 ::
 
-    artwalk studio [ROOT] [--host 127.0.0.1] [--port 8765] [--token T] [--max-upload-mb 50]
+    artwalk studio [ROOT] [--host 127.0.0.1] [--port 8765] [--allow-host NAME] [--token-file FILE]
+                   [--models DIR] [--max-upload-mb 50]       (a token also from $ARTWALK_STUDIO_TOKEN)
 
 Keyframes (uploaded images, or prompts made into images by the keyframe engine) sit on
 a timeline in the browser; "Create video" renders the project's walk in the background,
@@ -15,5 +16,7 @@ JavaScript module, with no build step.
 - :mod:`studio.projects`  the projects on disk, and the one place ids become paths
 - :mod:`studio.keyframes` keyframes in, frame states, in-betweens (what the routes call)
 - :mod:`studio.jobs`      the render worker and its jobs
-- :mod:`studio.app`       the routes and the guard (token, upload size, content type)
+- :mod:`studio.guard`     who may ask: the Host, the origin of a change, the token, the body
+- :mod:`studio.app`       the routes
+- :mod:`studio.cli`       the command: the token from the environment or a file, ROOT's lock
 """

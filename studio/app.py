@@ -1,12 +1,15 @@
 """The studio's HTTP API and page: thin handlers over :mod:`studio.keyframes` and the worker.
 
-Every route that names a project, keyframe or job resolves it through the
-:class:`~studio.projects.Store`, which refuses ids that are not ids and paths that leave
-the project. Errors are JSON ``{"detail": "one line"}``: 400 a bad value or input, 401
-no token, 404 nothing there, 409 a render already running (or a cancel of a finished job),
-413 an upload over the limit, 415 a body that is not JSON (or multipart where an image is
-sent), 500 a bug (its traceback stays in the server's log). A setting in an error is named
-as the page names it, not by its flag (:func:`studio.walks.in_page_words`).
+Before any route, :class:`studio.guard.Guard` checks the Host, the origin of a request that
+changes something, the token and the body. Every route that names a project, keyframe or
+job resolves it through the :class:`~studio.projects.Store`, which refuses ids that are not
+ids and paths that leave the project. Errors are JSON ``{"detail": "one line"}``: 400 a bad
+value or input (or a Host the studio does not answer to), 401 no token, 403 a change asked
+from another origin, 404 nothing there, 409 a render already running (or a cancel of a
+finished job), 413 an upload over the limit, 415 a body that is not JSON (or multipart where
+an image is sent), 500 a bug (its traceback stays in the server's log). An error names a
+setting as the page names it, not by its flag, and no path of the server
+(:meth:`studio.projects.Store.words`).
 """
 
 from __future__ import annotations
@@ -14,10 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs
+from typing import Any, Iterable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -30,6 +31,7 @@ from artwalk.timeline import EASING_NAMES
 from pipeline.presets import REGISTRIES
 from studio import keyframes as kf
 from studio import walks
+from studio.guard import Guard, check_token
 from studio.jobs import FINISHED, Finished, Worker
 from studio.projects import ID, Busy, NotFound, Store
 
@@ -38,7 +40,6 @@ log = logging.getLogger("artwalk.studio")
 STATIC = Path(__file__).resolve().parent / "static"
 PAGE_FILES = {"studio.js": "text/javascript", "studio.css": "text/css"}
 VIDEO_TYPES = {"mp4": "video/mp4", "webm": "video/webm", "gif": "image/gif"}
-TOKEN_COOKIE = "artwalk_token"
 
 
 # ----------------------------------------------------------------------- models
@@ -78,100 +79,16 @@ class JobRef(BaseModel):
     job: str
 
 
-# ------------------------------------------------------------------- middleware
-
-class Guard:
-    """Token, upload size and content type, checked before a request reaches a handler."""
-
-    def __init__(self, app, token: str | None, max_bytes: int) -> None:
-        self.app, self.token, self.max_bytes = app, token, max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        set_cookie = None
-        if self.token is not None:
-            given = _token_of(headers, query)
-            if given is None or not secrets.compare_digest(given.encode(), self.token.encode()):
-                return await _send_error(send, 401, "a token is needed: open the page with ?token=TOKEN, or send "
-                                         "the header Authorization: Bearer TOKEN")
-            if query.get("token"):
-                set_cookie = f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
-        method, path = scope["method"], scope["path"]
-        if method in ("POST", "PUT", "PATCH"):
-            length = headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) > self.max_bytes:
-                return await _send_error(send, 413, f"the request is over the {self.max_bytes // 2**20} MB limit "
-                                         "(--max-upload-mb)")
-            kind = headers.get("content-type", "").split(";")[0].strip().lower()
-            has_body = (length is not None and length != "0") or "transfer-encoding" in headers
-            parts = path.strip("/").split("/")  # /api/projects/{pid}/keyframes[/{kid}] take an image too
-            upload = len(parts) in (4, 5) and parts[:2] == ["api", "projects"] and parts[3] == "keyframes"
-            if has_body and kind != "application/json" and not (upload and kind == "multipart/form-data"):
-                return await _send_error(send, 415, "send the body as Content-Type: application/json"
-                                         + (" (or multipart/form-data with the image as field 'file')"
-                                            if upload else ""))
-        seen = 0
-
-        async def limited():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge()
-            return message
-
-        started = False
-
-        async def sending(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                if set_cookie:
-                    message = {**message, "headers": [*message.get("headers", []),
-                                                      (b"set-cookie", set_cookie.encode())]}
-            await send(message)
-
-        try:
-            await self.app(scope, limited, sending)
-        except _TooLarge:
-            if not started:
-                await _send_error(send, 413, f"the request is over the {self.max_bytes // 2**20} MB limit "
-                                  "(--max-upload-mb)")
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def _token_of(headers: dict, query: dict) -> str | None:
-    auth = headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip()
-    if "x-artwalk-token" in headers:
-        return headers["x-artwalk-token"]
-    for part in headers.get("cookie", "").split(";"):
-        name, _, value = part.strip().partition("=")
-        if name == TOKEN_COOKIE:
-            return value
-    return (query.get("token") or [None])[0]
-
-
-async def _send_error(send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-
-
 # -------------------------------------------------------------------------- app
 
-def create_app(root: Path | str, token: str | None = None, max_upload_mb: float = 50) -> FastAPI:
-    """The studio over the projects in ``root`` (made if missing)."""
-    store = Store(Path(root))
+def create_app(root: Path | str, token: str | None = None, max_upload_mb: float = 50, *, port: int = 8765,
+               hosts: Iterable[str] = (), models: Path | str | None = None) -> FastAPI:
+    """The studio over the projects in ``root`` (made if missing), answering on ``port`` to
+    127.0.0.1, localhost, [::1] and the names in ``hosts``; with ``token`` (16 characters or
+    more), to no request without it. ``models``: the folder whose entries a project may name
+    as its models (over HTTP, a model is otherwise a registry name or a hub id)."""
+    check_token(token)  # a token too short is refused before anything is made
+    store = Store(Path(root), None if models is None else Path(models))
     worker = Worker(store)
     app = FastAPI(title="artwalk studio", version="1",
                   description="Keyframes on a timeline, walks rendered from them; only what changed is redone.")
@@ -181,7 +98,7 @@ def create_app(root: Path | str, token: str | None = None, max_upload_mb: float 
     async def artwalk_error(request: Request, exc: ArtwalkError):
         status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, (Busy, Finished)) else \
             507 if isinstance(exc, DiskFullError) else 400
-        return JSONResponse({"detail": walks.in_page_words(first_line(exc))}, status_code=status)
+        return JSONResponse({"detail": store.words(first_line(exc))}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -236,7 +153,8 @@ def create_app(root: Path | str, token: str | None = None, max_upload_mb: float 
         with store.lock(pid):
             project = store.load(pid)
             merged = walks.merge(project["settings"], body)
-            walks.walk_for(merged)  # the CLI's checks, its one-line errors
+            walk = walks.walk_for(merged, models=store.models)  # the CLI's checks, its one-line errors
+            walks.layout(walk, [k["sha256"] for k in project["keyframes"]])  # its keyframes within the caps
             project["settings"] = merged
             store.save(project)
             return merged
@@ -306,12 +224,12 @@ def create_app(root: Path | str, token: str | None = None, max_upload_mb: float 
 
     @app.get("/api/jobs/{job}", summary="state (queued, running, done, failed, cancelled), progress, error, stages")
     def get_job(job: str) -> dict:
-        return worker.get(job).public()
+        return worker.get(job).public(store.words)
 
     @app.delete("/api/jobs/{job}", summary="cancel a render: a queued one now, a running one at its next step "
                 "(its finished units stay in the run folder for the next render); 409 once it has finished")
     def cancel_job(job: str) -> dict:
-        return worker.cancel(job).public()
+        return worker.cancel(job).public(store.words)
 
     @app.get("/api/jobs/{job}/events", summary="the job's progress as server-sent events")
     async def job_events(job: str, request: Request):
@@ -323,7 +241,7 @@ def create_app(root: Path | str, token: str | None = None, max_upload_mb: float 
                 current = worker.get(job)
                 if current.version != sent:
                     sent = current.version
-                    yield f"event: progress\ndata: {json.dumps(current.public())}\n\n"
+                    yield f"event: progress\ndata: {json.dumps(current.public(store.words))}\n\n"
                     if current.state in FINISHED:
                         return
                 elif quiet > 15:
@@ -337,8 +255,8 @@ def create_app(root: Path | str, token: str | None = None, max_upload_mb: float 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
-    @app.get("/api/projects/{pid}/frames", summary="the state of each timeline frame: none, stale, queued, "
-             "rendering, done")
+    @app.get("/api/projects/{pid}/frames", summary="the timeline as runs: each unit's first frame, frames and "
+             "state (none, stale, queued, rendering, done)")
     def frames(pid: str) -> dict:
         return kf.frame_states(store, worker, pid)
 
@@ -357,7 +275,7 @@ def create_app(root: Path | str, token: str | None = None, max_upload_mb: float 
             raise NotFound(f"project {pid} has no contact sheet yet: render it first")
         return _file(store.path(pid, "run", rendered["sheet"]), "image/png")
 
-    app.add_middleware(Guard, token=token, max_bytes=int(max_upload_mb * 2**20))
+    app.add_middleware(Guard, token=token, max_bytes=int(max_upload_mb * 2**20), port=port, names=list(hosts))
     return app
 
 

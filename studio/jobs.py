@@ -83,10 +83,12 @@ class Job:
     finished: float | None = None
     version: int = 0  # bumped on every change: the events stream sends what is new
 
-    def public(self) -> dict:
+    def public(self, words: Callable[[str], str]) -> dict:
+        """The job as the API shows it; its error as ``words`` says it (:meth:`Store.words`:
+        the page's names for settings, no path of the server)."""
         data = asdict(self)
         data.pop("units")
-        data["error"] = None if self.error is None else walks.in_page_words(self.error)
+        data["error"] = None if self.error is None else words(self.error)
         return data
 
 
@@ -140,7 +142,7 @@ class Worker:
                 return self.get(current.id)
             raise Busy(f"project {pid} is already rendering (job {current.id}); wait for it to finish")
         with self.store.lock(pid):  # what it will make, as the project is now (the start updates it)
-            units = [u.as_json() for u in walks.project_units(self.store.load(pid))]
+            units = [u.as_json() for u in walks.project_units(self.store.load(pid), self.store.models)]
         job = Job(id=secrets.token_hex(8), project=pid, units=units)
         with self._lock:
             self.jobs[job.id] = job
@@ -209,10 +211,11 @@ class Worker:
             with store.lock(pid):  # the project as it is when the job starts is what it renders
                 project = store.load(pid)
                 input_dir = store.rebuild_input(project)
-                self._update(job, units=[u.as_json() for u in walks.project_units(project)])
+                self._update(job, units=[u.as_json() for u in walks.project_units(project, store.models)])
             run_dir = store.path(pid, "run")
             with observed(step):  # every bar of this thread, from the plan's input check on
-                walk = plan_walk(walks.walk_args(project["settings"], input_dir, run_dir, quiet=False))
+                walk = plan_walk(walks.walk_args(project["settings"], input_dir, run_dir, quiet=False,
+                                                 models=store.models))
                 pace = _Pace(_stage_work(walk), lambda p, eta: self._update(job, progress=p, eta_s=eta))
                 result = run_planned(walk, stage)
             video = walk.video.video_path

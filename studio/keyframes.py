@@ -32,6 +32,7 @@ from PIL import Image
 
 import diffusion_models
 import frame_interpolation
+from artwalk import limits
 from artwalk.errors import ConfigError, InputError
 from artwalk.fsutil import atomic_write_bytes, sha256_file, tmp_name
 from artwalk.images import IMAGE_EXTENSIONS, encode_png, load_image, to_uint8
@@ -50,9 +51,10 @@ _models = threading.Lock()  # the neural engines: one request at a time uses the
 
 # ------------------------------------------------------------------------- reading
 
-def keyframe_json(project: dict, index: int, placed: tuple[list[walks.Unit], float] | None = None) -> dict:
+def keyframe_json(store: Store, project: dict, index: int,
+                  placed: tuple[list[walks.Unit], float] | None = None) -> dict:
     """One keyframe as the API shows it; ``placed``: the project's units and fps, if known."""
-    units, fps = placed or _placed(project)
+    units, fps = placed or _placed(store, project)
     kf, pid = project["keyframes"][index], project["id"]
     start = next((u.start for u in units if u.kind == "hold" and u.keyframes == (index,)), None)
     return {"id": kf["id"], "kind": kf["kind"], "name": kf.get("name"), "prompt": kf.get("prompt"),
@@ -62,15 +64,15 @@ def keyframe_json(project: dict, index: int, placed: tuple[list[walks.Unit], flo
             "conditioning": kf["conditioning"]}
 
 
-def _placed(project: dict) -> tuple[list[walks.Unit], float]:
+def _placed(store: Store, project: dict) -> tuple[list[walks.Unit], float]:
     """The project's units and its frame rate (one check of its settings)."""
-    walk = walks.walk_for(project["settings"])
+    walk = walks.walk_for(project["settings"], models=store.models)
     return walks.layout(walk, [kf["sha256"] for kf in project["keyframes"]]), walk.motion.fps
 
 
 def project_json(store: Store, worker: Worker, project: dict) -> dict:
     """The project, its keyframes with their positions, its last video and its running job."""
-    placed, pid = _placed(project), project["id"]
+    placed, pid = _placed(store, project), project["id"]
     rendered = store.rendered(pid)
     video = None if rendered is None else {
         "url": f"/api/projects/{pid}/video", "format": rendered["format"], "frames": rendered["frames"],
@@ -78,7 +80,7 @@ def project_json(store: Store, worker: Worker, project: dict) -> dict:
         "sheet_url": f"/api/projects/{pid}/contact-sheet" if rendered.get("sheet") else None}
     job = worker.active(pid)
     return {"id": pid, "name": project["name"], "created": project["created"], "settings": project["settings"],
-            "keyframes": [keyframe_json(project, i, placed) for i in range(len(project["keyframes"]))],
+            "keyframes": [keyframe_json(store, project, i, placed) for i in range(len(project["keyframes"]))],
             "video": video, "job": job.id if job else None}
 
 
@@ -89,15 +91,16 @@ def video_filename(project: dict, rendered: dict) -> str:
 
 
 def frame_states(store: Store, worker: Worker, pid: str) -> dict:
-    """Each unit's state and frames, and the state of every frame."""
+    """The timeline as runs: each unit (a keyframe's hold, a segment) with its first frame,
+    its frame count and its state, so the answer grows with the keyframes, not the frames."""
     with store.lock(pid):
         project = store.load(pid)
-        units = walks.project_units(project)
+        units = walks.project_units(project, store.models)
         rendered = store.rendered(pid)
     made = {u["signature"] for u in rendered["units"]} if rendered else set()
     job: Job | None = worker.active(pid)
     coming = {u["signature"] for u in job.units} if job else set()
-    runs, states = [], []
+    runs = []
     for unit in units:
         if unit.signature in made:
             state = "done"
@@ -106,8 +109,7 @@ def frame_states(store: Store, worker: Worker, pid: str) -> dict:
         else:
             state = "stale" if rendered else "none"
         runs.append({**unit.as_json(), "state": state})
-        states.extend([state] * unit.frames)
-    return {"frames": len(states), "units": runs, "states": states, "job": job.id if job else None}
+    return {"frames": sum(u.frames for u in units), "units": runs, "job": job.id if job else None}
 
 
 def check_renderable(store: Store, pid: str) -> None:
@@ -171,13 +173,15 @@ def add_image(store: Store, pid: str, data: bytes, filename: str, kid: str | Non
         with store.lock(pid):
             project = store.load(pid)
             index = _index(project, kid) if kid else None
+            if index is None:
+                _check_one_more(store, project)
             new = kid or new_id()
             old = project["keyframes"][index] if index is not None else None
             placed = _place_image(store, pid, new, tmp, image, suffix)
             kf = {"id": new, "kind": "image", "name": Path(filename or "upload").name, **placed,
                   "conditioning": {"image": {"sha256": placed["sha256"], "size": [image.shape[1], image.shape[0]]}}}
             _replace(store, project, index, old, kf)
-            return keyframe_json(project, project["keyframes"].index(kf))
+            return keyframe_json(store, project, project["keyframes"].index(kf))
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -188,9 +192,12 @@ def add_prompt(store: Store, pid: str, prompt: str, negative: str | None, seed: 
     that keyframe remade from the prompt)."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise ConfigError("prompt must be a non-empty string")
+    limits.check_prompt("the prompt", prompt)
     with store.lock(pid):
-        settings = store.load(pid)["settings"]
-    config = _text_config(settings, negative, seed)
+        project = store.load(pid)
+        if kid is None:
+            _check_one_more(store, project)
+    config = _text_config(store, project["settings"], negative, seed)
     with _models:
         image, cond = diffusion_models.keyframe_from_prompt(prompt, config)
     new = kid or new_id()
@@ -205,17 +212,25 @@ def add_prompt(store: Store, pid: str, prompt: str, negative: str | None, seed: 
         kf = {"id": new, "kind": "prompt", "name": None, "file": final.name, "sha256": sha256_file(final),
               "prompt": prompt, "negative": negative, "seed": config.seed, "conditioning": cond.describe()}
         _replace(store, project, index, old, kf)
-        return keyframe_json(project, project["keyframes"].index(kf))
+        return keyframe_json(store, project, project["keyframes"].index(kf))
 
 
-def _text_config(settings: dict, negative: str | None, seed: int | None) -> KeyframeConfig:
+def _check_one_more(store: Store, project: dict) -> None:
+    """A :class:`ConfigError` if one keyframe more would take the walk over the frames a walk
+    may have (:data:`artwalk.limits.MAX_FRAMES`): before anything is made or written."""
+    walk = walks.walk_for(project["settings"], models=store.models)
+    walks.layout(walk, [kf["sha256"] for kf in project["keyframes"]] + [""])
+
+
+def _text_config(store: Store, settings: dict, negative: str | None, seed: int | None) -> KeyframeConfig:
     """The project's keyframe settings for one text-to-image keyframe (its engine must make images from text)."""
-    walk = walks.walk_for(settings)
+    walk = walks.walk_for(settings, models=store.models)
     diffusion_models.check_text2image(walk.engines.keyframes)
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
         raise ConfigError(f"seed must be a whole number 0 or more, got {json.dumps(seed)}")
     if negative is not None and not isinstance(negative, str):
         raise ConfigError("negative must be a string")
+    limits.check_prompt("the negative prompt", negative)
     return dataclasses.replace(walk.keyframes, engine=walk.engines.keyframes, prompts=None,
                                seed=walk.keyframes.seed if seed is None else seed,
                                negative_prompt=negative or walk.keyframes.negative_prompt)
@@ -241,16 +256,16 @@ def move(store: Store, pid: str, kid: str, index=None, position=None) -> dict:
         current = _index(project, kid)
         count = len(project["keyframes"])
         if index is None:
-            index = _slot_nearest(project, position)
+            index = _slot_nearest(store, project, position)
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < count:
             raise ConfigError(f"index must be a whole number in [0, {count - 1}], got {json.dumps(index)}")
         project["keyframes"].insert(index, project["keyframes"].pop(current))
         store.save(project)
-        return keyframe_json(project, index)
+        return keyframe_json(store, project, index)
 
 
-def _slot_nearest(project: dict, position) -> int:
-    units, fps = _placed(project)
+def _slot_nearest(store: Store, project: dict, position) -> int:
+    units, fps = _placed(store, project)
     if isinstance(position, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*s\s*", position):
         frame = float(position.strip()[:-1]) * fps
     elif isinstance(position, (int, float)) and not isinstance(position, bool) and position >= 0:
@@ -293,7 +308,8 @@ def interpolate(store: Store, pid: str, a: str, b: str, n: int) -> list[str]:
         if ia == ib:
             raise ConfigError(f"interpolate needs two different keyframes: from and to are both keyframe {ia + 1}")
         ka, kb = project["keyframes"][ia], project["keyframes"][ib]
-        walk = walks.walk_for(project["settings"])
+        walk = walks.walk_for(project["settings"], models=store.models)
+    limits.check_interpolate(*walk.keyframes.size, n)
     times = [k / (n + 1) for k in range(1, n + 1)]
     by_text = ka["kind"] == kb["kind"] == "prompt" and "text2image" in KEYFRAME_ENGINES.get(
         walk.engines.keyframes).features
@@ -307,7 +323,8 @@ def interpolate(store: Store, pid: str, a: str, b: str, n: int) -> list[str]:
         conds = [Conditioning.from_bytes(store.path(pid, "keyframes", f"{k['id']}.safetensors").read_bytes())
                  for k in (ka, kb)]
         with _models:
-            images = diffusion_models.interpolate(*conds, times, _text_config(project["settings"], None, None))
+            config = _text_config(store, project["settings"], None, None)
+            images = diffusion_models.interpolate(*conds, times, config)
     else:
         width, height = walk.keyframes.size
         ends = [conform(load_image(store.path(pid, "keyframes", k["file"])), width, height, walk.keyframes.effective_fit)

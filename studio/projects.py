@@ -16,7 +16,10 @@
 
 Ids are never paths: a project, keyframe or job id is checked against its pattern before
 any path is made of it, and :meth:`Store.path` refuses anything that resolves outside
-the project (a symbolic link placed in ROOT included).
+the project (a symbolic link placed in ROOT included). Nor does a path go back out:
+:meth:`Store.words` is what every error says when it leaves the API, with ROOT, the models
+folder, the caches and the home folder as placeholders and any other absolute path cut
+to its last part.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import os
 import re
 import secrets
 import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -33,11 +37,15 @@ from pathlib import Path
 
 from artwalk.errors import ArtwalkError
 from artwalk.fsutil import atomic_write_json, tmp_name
+from artwalk.models import cache_dir
+from studio.walks import in_page_words
 
 ID = re.compile(r"[0-9a-f]{12}")
 JOB_ID = re.compile(r"[0-9a-f]{16}")
 PROJECT = "project.json"
 RENDERED = "rendered.json"
+# An absolute path that no known place covers: it keeps its last part ("…/x.png").
+_ANY_PATH = re.compile(r"(?<![\w.~:/-])/(?:[^\s/'\"]+/)+(?=[^\s/'\"]*)")
 
 
 class NotFound(ArtwalkError):
@@ -55,12 +63,26 @@ def new_id() -> str:
 @dataclass
 class Store:
     root: Path
+    models: Path | None = None  # the folder whose entries a project's settings may name as models
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
+        self.models = None if self.models is None else Path(self.models).resolve()
         (self.root / ".jobs").mkdir(parents=True, exist_ok=True)
         self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
+        self._names = _places({"ROOT": self.root, "MODELS": self.models, "CACHE": cache_dir(),
+                               "HF_CACHE": _hf_cache(), "TMP": Path(tempfile.gettempdir()), "~": Path.home()})
+        alternatives = "|".join(re.escape(text) for text in self._names)
+        self._places = re.compile(f"(?:{alternatives})" + r"(?![^/\s'\",:;)])" if alternatives else r"(?!)")
+
+    def words(self, message: str) -> str:
+        """An error as it leaves the API: the walk's flags in the page's words
+        (:func:`studio.walks.in_page_words`), and no absolute path of this machine (ROOT,
+        the models folder, the caches, the temporary folder and home become those names;
+        any other absolute path keeps only its last part)."""
+        message = self._places.sub(lambda m: self._names[m.group(0)], message)
+        return in_page_words(_ANY_PATH.sub("…/", message))
 
     # ------------------------------------------------------------------ paths
     def folder(self, pid: str) -> Path:
@@ -158,6 +180,28 @@ def input_name(index: int, kf: dict) -> str:
     while len(f"{index:04d}_{given}{suffix}".encode("utf-8")) > 240 and given:
         given = given[:-1]
     return f"{index:04d}_{given}{suffix}"
+
+
+def _places(named: dict[str, Path | None]) -> dict[str, str]:
+    """{path as text: its name}, each place as given and as resolved, longest first (so
+    ROOT inside home is ROOT); "/" is no place."""
+    pairs: dict[str, str] = {}
+    for name, place in named.items():
+        if place is None:
+            continue
+        for form in (Path(place).absolute(), Path(place).resolve()):
+            text = str(form).rstrip("/")
+            if text and text not in pairs:
+                pairs[text] = name
+    return dict(sorted(pairs.items(), key=lambda p: len(p[0]), reverse=True))
+
+
+def _hf_cache() -> Path | None:
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return None
+    return Path(constants.HF_HUB_CACHE)
 
 
 def _between(folder: Path, path: Path):

@@ -9,12 +9,16 @@ A project's settings are a JSON object whose keys stand for the walk's flags::
     models  {keyframes --model, motion --motion-model, upscale --upscale-model}
 
 A key left out (or null) is the walk's default, so the defaults live in the stages'
-config dataclasses, once. :func:`walk_for` turns settings into the walk's own
+config dataclasses, once. A model is named, never a path on the server
+(:func:`model_argument`): a registry name, a hub id, or an entry of the models folder the
+studio was started with (``--models DIR``), which becomes that entry's path only here, on
+its way to the walk's flags. :func:`walk_for` turns settings into the walk's own
 :class:`~pipeline.walk.Walk` through the same parser and checks as the command line, so
 an error is the CLI's one line, which :func:`in_page_words` says with the page's names
 for the settings instead of the flags (``--motion-engine`` -> "the motion engine"), as every
 error that leaves the API does. :func:`layout` cuts the walk's timeline into its units:
-each keyframe's hold and each segment between two keyframes, with the frames they span.
+each keyframe's hold and each segment between two keyframes, with the frames they span;
+a timeline over :data:`artwalk.limits.MAX_FRAMES` is refused there.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from artwalk import limits
 from artwalk.cli import Parser, add_common_flags
 from artwalk.errors import ConfigError
+from artwalk.timeline import total_frames
 from diffusion_models.engines import ENGINES as KEYFRAME_ENGINES
 from pipeline.presets import REGISTRIES
 from pipeline.walk import Walk, add_walk_flags, check_engines, configure
@@ -40,6 +46,7 @@ FLAGS = {"S": "-S", "I": "--sec_interpolation", "F": "--sec_freeze", "fps": "--f
 STAGE_FLAGS = {"engines": {"keyframes": "--engine", "motion": "--motion-engine", "upscale": "--upscale-engine"},
                "models": {"keyframes": "--model", "motion": "--motion-model", "upscale": "--upscale-model"}}
 KEYS = (*FLAGS, *STAGE_FLAGS)
+STAGE_DEST = {"keyframes": "keyframe", "motion": "motion", "upscale": "upscale"}  # PAGE_NAMES' "<dest>_model"
 # What the page calls each of those flags (by the walk parser's dest, so every spelling of a flag is covered).
 PAGE_NAMES = {"interpolation_steps": "S in-betweens", "sec_interpolation": "I seconds of motion",
               "sec_freeze": "F seconds of hold", "fps": "fps", "easing": "easing", "width": "width",
@@ -94,8 +101,35 @@ def merge(settings: dict, change: Any) -> dict:
     return merged
 
 
-def argv(settings: dict) -> list[str]:
-    """The walk's flags for ``settings``."""
+# A model's name over HTTP: a registry name or a hub id's part ("owner", "name"), never "..".
+_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?")
+
+
+def model_argument(stage: str, value: str, models: Path | None = None) -> str:
+    """What the walk's ``--model`` flags get for the name ``value`` of a stage's model in the
+    settings: an entry of the ``models`` folder (its path, which must stay inside the
+    folder), else a registry name or a hub id (``owner/name``), as they are. A path, or a
+    name that the walk would take for a file or folder of the server's working directory,
+    is a :class:`ConfigError`: nothing sent over HTTP names a file on the server."""
+    parts = value.split("/")
+    named = 1 <= len(parts) <= 2 and all(_NAME.fullmatch(p) and ".." not in p for p in parts)
+    if named and models is not None and len(parts) == 1:
+        entry = models / value
+        if entry.exists() or entry.is_symlink():
+            real = entry.resolve()
+            if not real.is_relative_to(models.resolve()):
+                raise ConfigError(f"{PAGE_NAMES[stage + '_model']} '{value}' leads out of the models folder")
+            return str(real)
+    if named and not Path(value).exists() and not Path(value).is_symlink():
+        return value
+    folder = "a name in the studio's models folder" if models is not None else \
+        "a folder of models named when the studio starts (artwalk studio --models DIR)"
+    raise ConfigError(f"{PAGE_NAMES[stage + '_model']} '{value}' is not a model name: give a registry name "
+                      f"(artwalk models list), a hub id (owner/name) or {folder}")
+
+
+def argv(settings: dict, models: Path | None = None) -> list[str]:
+    """The walk's flags for ``settings``; model names as :func:`model_argument` gives them."""
     out: list[str] = []
     for key, flag in FLAGS.items():
         if key in settings:
@@ -104,6 +138,8 @@ def argv(settings: dict) -> list[str]:
         for stage, value in settings.get(key, {}).items():
             if key == "engines" and stage == "upscale" and value == "none":
                 out.append("--no-upscale")
+            elif key == "models":
+                out.append(f"{flags[stage]}={model_argument(STAGE_DEST[stage], value, models)}")
             else:
                 out.append(f"{flags[stage]}={value}")
     return out
@@ -135,11 +171,13 @@ def in_page_words(message: str) -> str:
     return pattern.sub(name, message)
 
 
-def walk_args(settings: dict, input_dir: Path, run_dir: Path, quiet: bool = True) -> argparse.Namespace:
+def walk_args(settings: dict, input_dir: Path, run_dir: Path, quiet: bool = True,
+              models: Path | None = None) -> argparse.Namespace:
     """The walk's parsed flags for ``settings``; ``quiet``: the stages' progress bars off (a
-    request's checks), where a render job turns them on and observes them."""
+    request's checks), where a render job turns them on and observes them; ``models``: the
+    studio's models folder (see :func:`model_argument`)."""
     extra = ["--quiet"] if quiet else []
-    return _walk_parser().parse_args([*argv(settings), *extra, "--", str(input_dir), str(run_dir)])
+    return _walk_parser().parse_args([*argv(settings, models), *extra, "--", str(input_dir), str(run_dir)])
 
 
 def motion_engines() -> list[str]:
@@ -149,15 +187,24 @@ def motion_engines() -> list[str]:
     return [name for name in motion.specs if name != "none" and "levels" not in motion.get(name).features]
 
 
-def walk_for(settings: dict, input_dir: Path = Path("input"), run_dir: Path = Path("run")) -> Walk:
-    """The configured walk for ``settings`` (every setting and engine option checked; no
-    file read, no weights loaded): a :class:`~artwalk.errors.ConfigError` otherwise."""
-    walk = configure(walk_args(settings, input_dir, run_dir))
+def walk_for(settings: dict, input_dir: Path = Path("input"), run_dir: Path = Path("run"),
+             models: Path | None = None) -> Walk:
+    """The configured walk for ``settings`` (every setting and engine option checked, and a
+    walk of two keyframes within :data:`artwalk.limits.MAX_FRAMES`; no file read, no weights
+    loaded): a :class:`~artwalk.errors.ConfigError` otherwise."""
+    walk = configure(walk_args(settings, input_dir, run_dir, models=models))
     if walk.engines.motion not in motion_engines():
         raise ConfigError(f"the motion engine {walk.engines.motion} cannot walk between keyframes: choose "
                           f"{', '.join(motion_engines())}")
     check_engines(walk)
+    limits.check_frames(total_frames(2, _inbetweens(walk), walk.motion.spec), "a walk of two keyframes")
     return walk
+
+
+def _inbetweens(walk: Walk) -> int:
+    """S, where the keyframe engine makes in-betweens (none makes none)."""
+    makes = "inbetweens" in KEYFRAME_ENGINES.get(walk.engines.keyframes).features
+    return walk.keyframes.interpolation_steps if makes else 0
 
 
 @dataclass(frozen=True)
@@ -183,17 +230,18 @@ def settings_signature(walk: Walk) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def project_units(project: dict) -> list[Unit]:
+def project_units(project: dict, models: Path | None = None) -> list[Unit]:
     """The units of a studio project's timeline, as its keyframes and settings are now."""
-    return layout(walk_for(project["settings"]), [kf["sha256"] for kf in project["keyframes"]])
+    return layout(walk_for(project["settings"], models=models), [kf["sha256"] for kf in project["keyframes"]])
 
 
 def layout(walk: Walk, hashes: list[str]) -> list[Unit]:
     """The timeline's units for keyframes with content hashes ``hashes``, in order:
-    hold 0, segment 0-1, hold 1, ... hold n-1 (the walk's exact frame counts)."""
+    hold 0, segment 0-1, hold 1, ... hold n-1 (the walk's exact frame counts); a
+    :class:`ConfigError` if they are over :data:`artwalk.limits.MAX_FRAMES` together."""
     spec = walk.motion.spec
-    steps = walk.keyframes.interpolation_steps if "inbetweens" in KEYFRAME_ENGINES.get(
-        walk.engines.keyframes).features else 0
+    steps = _inbetweens(walk)
+    limits.check_frames(total_frames(len(hashes), steps, spec), f"the walk of {len(hashes)} keyframes")
     between = steps + (steps + 1) * (spec.intervals - 1)
     base = settings_signature(walk)
     units, start = [], 0

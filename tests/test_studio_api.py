@@ -32,6 +32,14 @@ from test_end_to_end import count_frames  # noqa: E402
 
 FAST = {"S": 0, "I": 0.5, "F": 0.25, "fps": 8, "w": 64, "h": 48, "target": "128x96",
         "engines": {"keyframes": "none", "motion": "flow", "upscale": "lanczos"}}
+PORT = 8765  # what create_app answers to by default (the TestClient's address)
+BASE = f"http://127.0.0.1:{PORT}"
+TOKEN = "0123456789abcdef0123"
+
+
+def studio_client(root: Path, **options) -> TestClient:
+    """A client of the studio at ``root`` as its own page is: its address, its Origin."""
+    return TestClient(create_app(root, **options), base_url=BASE, headers={"Origin": BASE})
 
 
 def png_bytes(src: Path, tmp: Path, width: int = 96) -> bytes:
@@ -56,7 +64,7 @@ def wait_job(client, job: str, timeout: float = 120, states=("done", "failed")) 
 
 @pytest.fixture
 def client(tmp_path):
-    with TestClient(create_app(tmp_path / "studio root")) as c:
+    with studio_client(tmp_path / "studio root") as c:
         yield c
 
 
@@ -91,9 +99,10 @@ def test_projects_keyframes_settings_and_a_render(client, photos, tmp_path):
     assert kfs[0]["conditioning"]["image"]["size"] == [96, 96]
 
     frames = client.get(f"/api/projects/{pid}/frames").json()
-    assert frames["frames"] == 12 and set(frames["states"]) == {"none"}
-    assert [(u["kind"], u["keyframes"], u["frames"]) for u in frames["units"]] == [
-        ("hold", [0], 2), ("segment", [0, 1], 3), ("hold", [1], 2), ("segment", [1, 2], 3), ("hold", [2], 2)]
+    assert frames["frames"] == 12 and {u["state"] for u in frames["units"]} == {"none"}
+    assert [(u["kind"], u["keyframes"], u["start"], u["frames"]) for u in frames["units"]] == [
+        ("hold", [0], 0, 2), ("segment", [0, 1], 2, 3), ("hold", [1], 5, 2), ("segment", [1, 2], 7, 3),
+        ("hold", [2], 10, 2)]
 
     job = client.post(f"/api/projects/{pid}/render")
     assert job.status_code == 202
@@ -207,7 +216,7 @@ def test_bad_uploads_and_bodies(client, photos, tmp_path):
 
 
 def test_uploads_over_the_limit_get_413(tmp_path, photos):
-    with TestClient(create_app(tmp_path / "root", max_upload_mb=0.05)) as client:
+    with studio_client(tmp_path / "root", max_upload_mb=0.05) as client:
         pid = client.post("/api/projects", json={"name": "small"}).json()["id"]
         big = np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)
         buf = io.BytesIO()
@@ -250,15 +259,20 @@ def test_no_request_reaches_outside_the_root(client, photos, tmp_path):
 
 
 def test_the_token_when_bound_elsewhere(tmp_path):
-    with TestClient(create_app(tmp_path / "root", token="s3cret")) as client:
+    with studio_client(tmp_path / "root", token=TOKEN) as client:
         assert client.get("/api/projects").status_code == 401
         assert client.get("/api/projects", headers={"Authorization": "Bearer wrong"}).status_code == 401
-        assert client.get("/api/projects", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-        page = client.get("/?token=s3cret")
-        assert page.status_code == 200 and "artwalk_token=s3cret" in page.headers["set-cookie"]
+        assert client.get("/api/projects", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+        page = client.get(f"/?token={TOKEN}", follow_redirects=False)  # traded for the cookie, and dropped
+        assert page.status_code == 303 and page.headers["location"] == "/"
+        assert f"artwalk_token_{PORT}={TOKEN}" in page.headers["set-cookie"]
+        assert "SameSite=Strict" in page.headers["set-cookie"] and "HttpOnly" in page.headers["set-cookie"]
         assert client.get("/api/projects").status_code == 200  # the page's cookie now carries it
         client.cookies.clear()
         assert client.get("/openapi.json").status_code == 401
+    for short in ("", "s3cret", "x" * 15, "a token with spaces in it"):
+        with pytest.raises(ValueError):
+            create_app(tmp_path / "root", token=short)
 
 
 def test_openapi_documents_the_routes(client):
@@ -280,9 +294,10 @@ def test_prompt_keyframes_and_their_in_betweens(tmp_path, photos):
     pytest.importorskip("diffusers")
     import tiny_models
 
-    sd = tiny_models.save_all(tmp_path / "tiny", names=("sd",))["sd"]
-    settings = {**FAST, "S": 1, "steps": 2, "engines": {**FAST["engines"], "keyframes": "sd"}, "models": {"keyframes": str(sd)}}
-    with TestClient(create_app(tmp_path / "root")) as client:
+    tiny_models.save_all(tmp_path / "tiny", names=("sd",))  # the models folder the studio is started with
+    settings = {**FAST, "S": 1, "steps": 2, "engines": {**FAST["engines"], "keyframes": "sd"},
+                "models": {"keyframes": "sd"}}
+    with studio_client(tmp_path / "root", models=tmp_path / "tiny") as client:
         pid = make_project(client, photos, count=1, settings=settings)
         a = client.post(f"/api/projects/{pid}/keyframes", json={"prompt": "a red house | a storm:0.5", "seed": 3})
         assert a.status_code == 201, a.json()
@@ -406,23 +421,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(root: Path, port: int, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+def start_server(root: Path, port: int, *extra: str, env: dict | None = None, output=subprocess.DEVNULL,
+                 host: str = "127.0.0.1") -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", **(env or {})}
     proc = subprocess.Popen([sys.executable, "-m", "studio", str(root), "--port", str(port), *extra], cwd=REPO,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+                            env=env, stdout=output, stderr=subprocess.PIPE if output is subprocess.DEVNULL else output,
+                            start_new_session=True)
     import httpx
 
     end = time.monotonic() + 60
     while time.monotonic() < end:
         if proc.poll() is not None:
-            raise AssertionError(f"the studio exited: {proc.stderr.read().decode()}")
+            raise AssertionError(f"the studio exited: {proc.stderr.read().decode() if proc.stderr else ''}")
         try:
-            httpx.get(f"http://127.0.0.1:{port}/api/projects", timeout=1)
+            httpx.get(f"http://{host}:{port}/openapi.json", timeout=1)
             return proc
         except httpx.HTTPError:
             time.sleep(0.2)
     proc.kill()
     raise AssertionError("the studio did not start")
+
+
+def own(base: str):
+    """An httpx client that asks the studio at ``base`` as its own page does (its Origin)."""
+    import httpx
+
+    return httpx.Client(base_url=base, headers={"Origin": base})
 
 
 def test_a_restart_mid_job_resumes_from_the_run_folder(tmp_path, photos):
@@ -433,11 +457,12 @@ def test_a_restart_mid_job_resumes_from_the_run_folder(tmp_path, photos):
     server = start_server(root, port)
     base = f"http://127.0.0.1:{port}"
     try:
-        pid = httpx.post(f"{base}/api/projects", json={"name": "restart"}).json()["id"]
-        for i in range(3):
-            httpx.post(f"{base}/api/projects/{pid}/keyframes", files={"file": (f"{i}.png", photos[i], "image/png")})
-        assert httpx.put(f"{base}/api/projects/{pid}/settings", json=slow).status_code == 200
-        job = httpx.post(f"{base}/api/projects/{pid}/render").json()["job"]
+        with own(base) as page:
+            pid = page.post("/api/projects", json={"name": "restart"}).json()["id"]
+            for i in range(3):
+                page.post(f"/api/projects/{pid}/keyframes", files={"file": (f"{i}.png", photos[i], "image/png")})
+            assert page.put(f"/api/projects/{pid}/settings", json=slow).status_code == 200
+            job = page.post(f"/api/projects/{pid}/render").json()["job"]
         end = time.monotonic() + 60
         while httpx.get(f"{base}/api/jobs/{job}").json()["stage"] in (None, "keyframes"):  # until stage 1 is done
             assert time.monotonic() < end
@@ -470,8 +495,6 @@ def test_a_restart_mid_job_resumes_from_the_run_folder(tmp_path, photos):
 def test_the_command_checks_its_flags_before_serving(tmp_path, capsys):
     from studio.cli import main
 
-    assert main([str(tmp_path), "--host", "0.0.0.0"]) == 2
-    assert "give --token TOKEN too" in capsys.readouterr().err
     assert main([str(tmp_path), "--max-upload-mb", "0"]) == 2
     assert main([str(REPO / "studio")]) == 2
     assert "the studio's own source folder" in capsys.readouterr().err
