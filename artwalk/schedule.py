@@ -83,6 +83,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Union
 
+from artwalk import limits
 from artwalk.errors import InputError, ScheduleError
 
 _DIGITS = "0123456789"
@@ -106,7 +107,7 @@ _BINARY: dict[str, Callable[[float, float], float]] = {
 }
 MAX_FRAME = 2**31 - 1  # no key beyond (a 24 fps video of almost three years)
 # What a schedule may hold, checked before it is parsed (so any text costs bounded time and memory):
-MAX_LINE_CHARS = 20_000  # one line (a prompt of 75 tokens is about 300 characters; long prompts are chunked)
+MAX_LINE_CHARS = limits.MAX_PROMPT_CHARS  # one line: a prompt (75 tokens are about 300 characters; longer are chunked)
 MAX_LINES = 100_000  # lines of a schedule (each may be a key)
 MAX_NUMERIC_CHARS = 1_000_000  # a numeric schedule, often one long line (Deforum's): about 80,000 keys
 MAX_SCHEDULE_CHARS = 8_000_000  # a whole schedule (100,000 lines of 80 characters)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+from artwalk import limits
 from artwalk.errors import ConfigError
 
 MIN_SIDE, MAX_SIDE = 16, 16384
@@ -40,7 +41,16 @@ def check_target(target: str) -> None:
 
 
 def target_size(target: str, width: int, height: int) -> tuple[int, int]:
-    """The output (W, H) for a frame of (width, height) and a target string."""
+    """The output (W, H) for a frame of (width, height) and a target string; at most
+    :data:`artwalk.limits.MAX_FRAME_PIXELS` (8K UHD, about what H.264's highest level encodes)."""
+    size = _target_size(target, width, height)
+    if size[0] * size[1] > limits.MAX_FRAME_PIXELS:
+        raise ConfigError(f"--target {target} makes {size[0]}x{size[1]} frames, {size[0] * size[1] / 1e6:.1f} Mpx, "
+                          f"over the {limits.MAX_FRAME_PIXELS / 1e6:.1f} Mpx (7680x4320) a frame may have")
+    return size
+
+
+def _target_size(target: str, width: int, height: int) -> tuple[int, int]:
     check_side("the frame width", width)
     check_side("the frame height", height)
     t = str(target).strip().lower()

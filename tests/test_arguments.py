@@ -150,3 +150,9 @@ def test_the_audio_preview_and_the_walk_follow_the_same_events_by_default():
     walk = KeyframeConfig(input_dir=Path("in"), run_dir=Path("out"), sync_audio=Path("song.wav")).song_settings
     assert (preview.on, preview.component) == (walk["on"], walk["component"]) == (audio.DEFAULT_ON,
                                                                                    audio.DEFAULT_COMPONENT)
+
+
+def test_an_upscale_past_8k_is_refused_before_any_work(tmp_path, images, capsys):
+    line = refused(capsys, "run", str(images), str(tmp_path / "out"), "--w", "3840", "--h", "2160", "--target", "x4")
+    assert "15360x8640" in line and "over the 33.2 Mpx" in line, line
+    assert not (tmp_path / "out").exists()
