@@ -122,6 +122,17 @@ def _open_pil(path: Path, min_size: tuple[int, int] | None) -> Image.Image:
         raise InputError(f"{path}: truncated or corrupt image ({first_line(exc)})") from None
 
 
+def image_size(path: Path | str) -> tuple[int, int]:
+    """(W, H) of an image as it is shown (EXIF rotation applied), from its header: nothing decoded."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            turned = im.getexif().get(0x0112) in (5, 6, 7, 8)  # orientations that swap the sides
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: not an image, or a format this tool cannot read ({first_line(exc)})") from None
+    return (h, w) if turned else (w, h)
+
+
 def _to_rgb_float(im: Image.Image) -> np.ndarray:
     """Any PIL mode to RGB float32 in [0, 1]; alpha is composited over white."""
     mode = im.mode

@@ -35,7 +35,7 @@ import frame_interpolation
 from artwalk import limits
 from artwalk.errors import ConfigError, InputError
 from artwalk.fsutil import atomic_write_bytes, sha256_file, tmp_name
-from artwalk.images import IMAGE_EXTENSIONS, encode_png, load_image, to_uint8
+from artwalk.images import IMAGE_EXTENSIONS, encode_png, image_size, load_image, to_uint8
 from diffusion_models import KeyframeConfig
 from diffusion_models.conditioning import Conditioning
 from diffusion_models.conform import conform
@@ -131,7 +131,7 @@ def check_upload(store: Store, pid: str, data: bytes, filename: str) -> tuple[Pa
     tmp = tmp_name(store.path(pid, "keyframes", f"upload{suffix}"))
     tmp.write_bytes(data)
     try:
-        image = load_image(tmp)
+        image = load_image(tmp, min_size=(THUMB, THUMB))  # decoded reduced: the check and the thumbnail
     except InputError as exc:
         tmp.unlink(missing_ok=True)
         raise InputError(str(exc).replace(str(tmp), name)) from None
@@ -170,6 +170,7 @@ def add_image(store: Store, pid: str, data: bytes, filename: str, kid: str | Non
     """A new keyframe from an upload at the end (or, with ``kid``, that keyframe's image replaced)."""
     tmp, image, suffix = check_upload(store, pid, data, filename)
     try:
+        width, height = image_size(tmp)  # as it is shown, from its header (the image was decoded reduced)
         with store.lock(pid):
             project = store.load(pid)
             index = _index(project, kid) if kid else None
@@ -179,7 +180,7 @@ def add_image(store: Store, pid: str, data: bytes, filename: str, kid: str | Non
             old = project["keyframes"][index] if index is not None else None
             placed = _place_image(store, pid, new, tmp, image, suffix)
             kf = {"id": new, "kind": "image", "name": Path(filename or "upload").name, **placed,
-                  "conditioning": {"image": {"sha256": placed["sha256"], "size": [image.shape[1], image.shape[0]]}}}
+                  "conditioning": {"image": {"sha256": placed["sha256"], "size": [width, height]}}}
             _replace(store, project, index, old, kf)
             return keyframe_json(store, project, project["keyframes"].index(kf))
     finally:
@@ -327,8 +328,8 @@ def interpolate(store: Store, pid: str, a: str, b: str, n: int) -> list[str]:
             images = diffusion_models.interpolate(*conds, times, config)
     else:
         width, height = walk.keyframes.size
-        ends = [conform(load_image(store.path(pid, "keyframes", k["file"])), width, height, walk.keyframes.effective_fit)
-                for k in (ka, kb)]
+        ends = [conform(load_image(store.path(pid, "keyframes", k["file"]), min_size=(width, height)), width, height,
+                        walk.keyframes.effective_fit) for k in (ka, kb)]
         with _models:
             images = list(frame_interpolation.check(walk.motion).interpolate(*ends, times))
     tmp = tmp_name(folder)

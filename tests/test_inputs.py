@@ -195,7 +195,7 @@ from artwalk.errors import InputError
 from artwalk.images import load_image
 start = time.monotonic()
 try:
-    load_image(sys.argv[1], min_size=None if sys.argv[2] == "-" else (64, 64))
+    load_image(sys.argv[1], min_size=None if sys.argv[2] == "-" else (int(sys.argv[2]),) * 2)
     print("loaded", end=" ")
 except InputError as exc:
     print("refused", exc, end=" ")
@@ -214,6 +214,11 @@ def test_a_decompression_bomb_costs_little_and_is_one_line(tmp_path):
         seconds, peak_kb = float(out[-2]), int(out[-1])
         assert out[0] == "refused" and "16384x16384" in " ".join(out) and "cap on decoded pixels" in " ".join(out)
         assert seconds < 3 and peak_kb < 1.5 * 2**20, (seconds, peak_kb)
+    # Just under the cap, the studio's upload check (a thumbnail's size) decodes it in bounded memory.
+    big = png_bomb(tmp_path / "big.png", 12000, 11000)
+    out = subprocess.run([sys.executable, "-c", BOMB_CHECK, str(big), "320"], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split()
+    assert out[0] == "loaded" and float(out[-2]) < 10 and int(out[-1]) < 1.5 * 2**20, out
     # A panorama within the cap is read.
     wide = png_bomb(tmp_path / "panorama.png", 24000, 400)
     assert load_image(wide, min_size=(640, 360)).shape[1] >= 640
