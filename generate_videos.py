@@ -27,76 +27,75 @@ atomically: a failed or killed encode leaves nothing at the final name. A rerun 
 frames, soundtrack and settings are unchanged finds the video up to date and does
 nothing; each format has its own record, so switching between mp4, webm and gif
 re-encodes none of the others, and a rerun after ``--clean`` finds the video up to date
-too.
+too. The encoder itself (frames in, one file out: :func:`encode_video`, :func:`concat_chunks`)
+is the last part of this file; reading videos and soundtracks is the core's (:mod:`artwalk.video`).
 
 A neural upscale's frames (an ``upscaled/`` manifest that says ``release``) are freed once
 the chunks hold them, so the chunks are their only copy. When a chunk must be encoded
-again (other settings, another format) and its frames were freed, stage 3 is asked to
-upscale exactly those again first (``python -m super_resolution OUT --keep-settings
---restore ...``; the walk does it in its own process, with the engine it has loaded).
+again (other settings, another format) and its frames were freed, stage 3 must upscale
+exactly those again first: :func:`run` takes a ``restore`` from its caller (the top floor
+passes stage 3 with its engine loaded); without one it is an error that names the
+command (``python -m super_resolution OUT --keep-settings --restore ...``).
 
     python generate_videos.py OUT [--format mp4|webm|gif] [--audio song.mp3] [--clean]
 
-ArtWalks' flags still work (in the CLI, :func:`main`): ``--input_path P --folder_name
-F`` names the run folder P/F, and ``--sec_interpolation``/``--sec_freeze`` first rerun
-the motion stage with only those settings changed (then stage 3 when the run had one),
-each reusing whatever has not changed.
+ArtWalks' flags still work (in the CLI, :func:`main`): ``--input_path P --folder_name F``
+names the run folder P/F. What needs other stages is composed by the top floor, never by
+this stage: with ``--sec_interpolation``/``--sec_freeze`` (the motion stage again with only
+those settings changed, then stage 3 when the run had one), or when freed frames must be
+upscaled again, the script hands its whole command line to ``artwalk retime``
+(``python -m pipeline retime``, :mod:`pipeline.retime`), which replaces this process.
 
-``check(config)`` checks what needs no earlier stage; ``run(VideoConfig(...)) -> VideoResult``.
+``check(config)`` checks what needs no earlier stage;
+``run(VideoConfig(...), walk_key=...) -> VideoResult``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import glob
 import itertools
 import json
 import logging
 import math
 import os
 import re
+import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, NoReturn, Sequence
 
+import av
 import cv2
 import numpy as np
+from av.video.reformatter import ColorRange, Colorspace
 
 import artwalk
 from artwalk.cli import Parser, add_common_flags, run_cli
 from artwalk.config import add_flags, from_args, key_settings, ranges_text, record, setting
-from artwalk.errors import ConfigError, InputError, StageOrderError
+from artwalk.errors import ConfigError, InputError, StageOrderError, first_line
 from artwalk.executors import Executor, Unit, resolve
-from artwalk.fsutil import check_writable, human_bytes, sha256_file, write_json_once
+from artwalk.fsutil import TMP_MARK, check_writable, disk_errors, human_bytes, sha256_file, tmp_name, \
+    tmp_owner_alive, write_json_once
 from artwalk.framestore import FrameReader
-from artwalk.progress import progress
 from artwalk.images import read_frame_u8, resize_u8, save_png
+from artwalk.progress import Bar, progress
 from artwalk.runfolder import MANIFEST, STAGE_DIRS, UnitStore, cache_key, check_frames_current, read_manifest, \
     release, run_lock
-from artwalk.video import (
-    FORMATS,
-    X264_PRESETS,
-    EncodeResult,
-    EncodeSettings,
-    check_gif_fps,
-    concat_chunks,
-    encode_video,
-    format_for,
-    fps_fraction,
-    probe_audio,
-)
+from artwalk.video import encoder_threads, probe_audio, x264_options
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("auto", "frames", "upscaled")
-_REPO_ROOT = Path(__file__).resolve().parent
 _CACHE_FRAMES = 4  # recently shown frames kept (held frames repeat consecutively)
 # PNG decoding is slow next to H.264 on many cores (about 145 ms for a 2560x1440 frame
 # here): a few reader threads decode the next unique frames while the encoder works.
@@ -110,6 +109,137 @@ GAP = 8
 MAX_COLUMNS = 8
 _SHEET_BG = (24, 24, 24)
 LABEL_FONT = Path(artwalk.__file__).parent / "fonts" / "DejaVuSans.ttf"
+
+
+# --------------------------------------------------------------------------- encode settings
+
+
+FORMATS = ("mp4", "webm", "gif")
+X264_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast",
+    "medium", "slow", "slower", "veryslow", "placebo",
+)  # fmt: skip
+
+# x264 gives the last frames of a file fewer bits, as nothing after them refers to them (its
+# mb-tree rate control). A chunk that the video goes on after showed it at every join: on the
+# examples at 1280x720, the frames either side of a join 0.8 dB below the same frames in one
+# pass, the worst frame 1.2 dB. An x264 zone giving a continued chunk's last 8 frames 1.75 times
+# their bits puts the joins within 0.05 dB of one pass, for 0.7% more bytes (bench_chunks.py).
+CONTINUED_TAIL, CONTINUED_BITS = 8, 1.75
+
+
+# x264 preset name -> libvpx-vp9 cpu-used in "good" mode (0 slowest/best .. 5 fastest;
+# libvpx treats anything above 5 as 5 there).
+_VP9_CPU_USED = dict(zip(X264_PRESETS, (5, 5, 5, 5, 5, 4, 3, 2, 1, 0), strict=True))
+_CRF_MAX = {"mp4": 51, "webm": 63, "gif": 63}
+
+AUDIO_RATE = 48_000
+_AUDIO = {  # format -> (encoder, sample format, samples per frame, bit rate per channel)
+    "mp4": ("aac", "fltp", 1024, 96_000),
+    "webm": ("libopus", "flt", 960, 64_000),
+}
+_GIF_PALETTE = "stats_mode=full"
+_PALETTE_PIXELS = 640 * 360  # frames are reduced to this size for the palette statistics
+_GIF_DITHER = "dither=bayer:bayer_scale=3:diff_mode=rectangle"
+
+FrameSource = Callable[[], Iterable[np.ndarray]]
+
+
+def fps_fraction(fps: float) -> Fraction:
+    """The exact frame rate of a float: 24.0 -> 24, 29.97 -> 30000/1001, 23.976 -> 24000/1001.
+
+    A rate within 0.002 of an NTSC rate n*1000/1001 (a float written with 2-3 decimals)
+    is that rate; any other is ``Fraction(fps).limit_denominator(1001)``.
+    """
+    if not (isinstance(fps, (int, float, Fraction)) and fps > 0 and math.isfinite(fps)):
+        raise ConfigError(f"frame rate must be a positive number, got {fps!r}")
+    n = round(fps * 1001 / 1000)
+    if n >= 1 and float(fps) != n and abs(fps - Fraction(n * 1000, 1001)) < 0.002:
+        return Fraction(n * 1000, 1001)
+    rate = Fraction(fps).limit_denominator(1001)
+    if rate <= 0:
+        raise ConfigError(f"frame rate {fps!r} is too small")
+    return rate
+
+
+
+GIF_MAX_FPS = 100.0  # GIF frame delays are whole 1/100 s
+
+
+def check_gif_fps(fps: float) -> None:
+    if fps > GIF_MAX_FPS:
+        raise ConfigError(f"a gif cannot play {fps:g} fps: its frame delays are whole 1/100 s, so at most "
+                          f"{GIF_MAX_FPS:g} fps; lower --fps or use mp4 or webm")
+
+
+def format_for(output: Path, fmt: str | None) -> str:
+    """The container format: ``fmt`` if given, else the output's extension.
+
+    A given format and a known, different extension contradict each other.
+    """
+    ext = output.suffix.lower().lstrip(".")
+    if fmt is not None:
+        fmt = fmt.lower()
+        if fmt not in FORMATS:
+            raise ConfigError(f"unknown video format '{fmt}' (choose from {', '.join(FORMATS)})")
+        if ext in FORMATS and ext != fmt:
+            raise ConfigError(f"--format {fmt} contradicts the output name {output.name}; change one")
+        return fmt
+    if ext in FORMATS:
+        return ext
+    raise ConfigError(
+        f"cannot tell the video format from '{output.name}': name it .mp4, .webm or .gif,"
+        " or pass --format"
+    )
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """How to encode. ``crf`` and ``preset`` apply to mp4 and webm; gif ignores them."""
+
+    format: str = "mp4"
+    fps: Fraction = Fraction(24)
+    crf: int = 18
+    preset: str = "medium"
+    audio: Path | None = None
+    audio_fade: float = 2.0
+    audio_start: float = 0.0  # seconds of the soundtrack skipped (a video's own sound, from --start)
+    progress: bool = True
+    continued: bool = False  # mp4: a chunk that the video goes on after (see CONTINUED_TAIL)
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ConfigError(f"unknown video format '{self.format}' (choose from {', '.join(FORMATS)})")
+        if not isinstance(self.fps, Fraction) or self.fps <= 0:
+            raise ConfigError(f"fps must be a positive Fraction, got {self.fps!r}")
+        crf_max = _CRF_MAX[self.format]
+        if not (isinstance(self.crf, int) and 0 <= self.crf <= crf_max):
+            raise ConfigError(f"--crf {self.crf} is out of range for {self.format} (0..{crf_max}; lower is better)")
+        if self.preset not in X264_PRESETS:
+            raise ConfigError(f"unknown --encode-preset '{self.preset}' (choose from {', '.join(X264_PRESETS)})")
+        if not (self.audio_fade >= 0 and math.isfinite(self.audio_fade)):
+            raise ConfigError(f"--audio-fade must be zero or more seconds, got {self.audio_fade}")
+        if not (self.audio_start >= 0 and math.isfinite(self.audio_start)):
+            raise ConfigError(f"--audio-start must be zero or more seconds, got {self.audio_start}")
+        if self.format == "gif":
+            check_gif_fps(float(self.fps))
+
+
+@dataclass
+class EncodeResult:
+    """What was written."""
+
+    path: Path
+    frames: int
+    duration_s: float
+    width: int
+    height: int
+    bytes: int
+    audio_s: float = 0.0  # seconds of soundtrack in the file
+    seconds: float = 0.0  # wall-clock time of the encode
+
+
+# --------------------------------------------------------------------------- the stage
 
 
 @dataclass(frozen=True)
@@ -237,14 +367,17 @@ class _FramesReleased(Exception):
         self.indices = indices
 
 
-def run(config: VideoConfig, executor: Executor | None = None, restore: Restore | None = None) -> VideoResult:
+def run(config: VideoConfig, executor: Executor | None = None, restore: Restore | None = None,
+        walk_key: str | None = None) -> VideoResult:
     """Encode the run folder's timeline into ``config.video_path`` (see the module docstring);
     ``executor`` (:mod:`artwalk.executors`): where the chunks are encoded (default: here);
     ``restore``: how frames that an earlier encode released come back (default: an error
-    that says what to run)."""
+    that says what to run); ``walk_key``: the key of the walk the frames were made for, which
+    the video's record keeps (the top floor's, so that it knows a cleaned walk is up to date).
+    Without one the record keeps the key it had while the video is unchanged, else none."""
     for attempt in range(2):
         try:
-            return _run(config, executor)
+            return _run(config, executor, walk_key)
         except _FramesReleased as needed:
             redo = (f"`{STAGE_DIRS['upscaled']} {config.run_dir} --keep-settings --restore "
                     f"{ranges_text(needed.indices)}`")
@@ -258,7 +391,7 @@ def run(config: VideoConfig, executor: Executor | None = None, restore: Restore 
     raise AssertionError("unreachable")
 
 
-def _run(config: VideoConfig, executor: Executor | None) -> VideoResult:
+def _run(config: VideoConfig, executor: Executor | None, walk_key: str | None) -> VideoResult:
     started = time.monotonic()
     audio_s = check(config)
     with run_lock(config.run_dir, config.wait, create=False) as run_dir:
@@ -287,6 +420,8 @@ def _run(config: VideoConfig, executor: Executor | None) -> VideoResult:
         sheet_ok = not config.contact_sheet or config.sheet_path.is_file()
         if previous.get("key") == key and sheet_ok and _same_file(output, previous):
             log.info("%s is up to date with %s/ and the settings: nothing to do", output, source)
+            if walk_key is None:  # the very video the record describes: still the walk it was made for
+                walk_key = previous.get("walk_key")
             result_fields, encoded_seconds, joined = previous["result"], 0.0, False
             units = {"reused": 1 if config.video_format == "gif" else
                      len(chunk_bounds(entries, timeline, max(1, round(float(rate))))), "computed": 0}
@@ -316,7 +451,7 @@ def _run(config: VideoConfig, executor: Executor | None) -> VideoResult:
                              "height": encoded.height, "bytes": encoded.bytes, "audio_s": encoded.audio_s}
         write_json_once(config.record_path, {  # unchanged when up to date: nothing written
             "stage": "video", "key": key, "config": record(config), "source": source, "video": output.name,
-            "sha256": sha256_file(output), "result": result_fields, "walk_key": _walk_key(run_dir),
+            "sha256": sha256_file(output), "result": result_fields, "walk_key": walk_key,
             "cleaned": config.clean,
         })  # fmt: skip
         if config.clean:
@@ -346,7 +481,7 @@ def chunk_bounds(entries: Sequence[dict], timeline: Sequence[int], min_frames: i
     Starting a chunk, the keyframe is its first picture (an IDR) and its hold repeats it, so
     the held artworks come out better than in one pass (on the examples at 1280x720, 40.61
     against 40.47 dB). What a chunk's end loses, every chunk but the last gets back with
-    ``continued`` (:data:`artwalk.video.CONTINUED_TAIL`). Cut instead where keyframes leave
+    ``continued`` (:data:`CONTINUED_TAIL`). Cut instead where keyframes leave
     the screen, the holds were 0.2 dB below one pass (bench/bench_chunks.py)."""
     n = len(timeline)
     starts = [0]
@@ -439,11 +574,6 @@ def _encode_chunk(unit, root: Path, engine, entries: list[dict], timeline: list[
                      unit.folder / name, settings)
     unit.note_file(name)
     tick(len(timeline))
-
-
-def _walk_key(run_dir: Path) -> str | None:
-    """The walk's key from OUT/walk.json (its plan), so a cleaned walk can be found up to date."""
-    return _read_record(run_dir / "walk.json").get("walk_key")
 
 
 def video_record(config: VideoConfig, verify: bool = True) -> dict:
@@ -585,36 +715,497 @@ def _timeline_frames(reader: FrameReader, entries: Sequence[dict], timeline: Seq
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-# --------------------------------------------------------------------------- ArtWalks' re-timing
+# --------------------------------------------------------------------------- the encoder
+#
+# Frames in, one file out: where the videos a user watches are written (FFmpeg, through PyAV).
+# Frames come in as RGB uint8 (H, W, 3) arrays from an iterator, one per output frame, and go
+# out one at a time: nothing holds the whole video. A caller that repeats a held frame can yield
+# the *same array object* again; its colour conversion is then reused.
+#
+#     frames (RGB uint8, one per video frame) ──► encode_video() ──► video.mp4 | .webm | .gif | chunk
+#     soundtrack (wav, mp3, flac, m4a, ogg, ...) ─┘   (AAC in mp4, Opus in webm, none in gif)
+#     chunks (closed-GOP mp4 or webm files) + soundtrack ──► concat_chunks() ──► video.mp4 | .webm
+#
+# Choices, stated once:
+#
+# * mp4: libx264, yuv420p, BT.709 limited range (tagged), ``+faststart`` (index first, so a
+#   browser starts playing before the download ends). H.264 4:2:0 needs even sizes: an odd
+#   width/height is **padded** by one column/row that repeats the edge pixels (nothing of the
+#   picture is lost; the pad is invisible). VP9 takes odd sizes as they are.
+# * webm: libvpx-vp9 constant quality (``crf`` with ``b=0``), row multithreading; the x264
+#   preset names map to VP9 ``cpu-used`` (medium -> 4).
+# * gif: one global palette in two streaming passes: pass 1 feeds every frame to
+#   ``palettegen=stats_mode=full`` (so colours are weighted by screen time), pass 2 maps frames
+#   with ``paletteuse`` and ordered (Bayer) dithering. Measured on a 201-frame 480x270 walk
+#   against a per-frame palette (``stats_mode=single:new=1``): 5.0 MB vs 17.5 MB, 2.5x faster,
+#   temporally stable dither (no crawling noise across motion), 33.5 dB vs 36.6 dB PSNR.
+#   Per-frame palettes also defeat the GIF encoder's "only the changed rectangle" coding, so
+#   every held frame is stored whole. The GIF loops forever. GIF timing is in 1/100 s, so frame
+#   times are rounded to that.
+# * Same frames, same bytes, on one machine: the core's encoder_threads() and x264_options()
+#   (:mod:`artwalk.video`), and ``+bitexact`` containers.
+# * Soundtrack: decoded, resampled to 48 kHz (mono stays mono, more channels become stereo),
+#   trimmed to the video's duration, faded out linearly over the last ``audio_fade`` seconds of
+#   the video; a shorter soundtrack just ends (no loop, no pad).
+#
+# The output appears atomically: it is encoded under ``<name>.tmp-<pid>-<random>`` in the same
+# folder and renamed when complete; a failure removes the temporary file, and a temporary file
+# left by a killed process is removed by the next encode to that name.
 
 
-def retime(run_dir: Path, sec_interpolation: float | None, sec_freeze: float | None) -> None:
-    """ArtWalks' ``--sec_interpolation``/``--sec_freeze``: rerun the motion stage with only
-    those settings changed (``--keep-settings``), then stage 3 if the run had one, so that
-    the video is made at the run's own size. Each reuses every unchanged unit."""
-    given = [("--sec_interpolation", sec_interpolation), ("--sec_freeze", sec_freeze)]
-    _stage(["frame_interpolation", str(run_dir), "--keep-settings"]
-           + [f"{flag}={value!r}" for flag, value in given if value is not None], "motion")
-    if (run_dir / "upscaled" / MANIFEST).is_file():
-        _stage(["super_resolution", str(run_dir), "--keep-settings"], "upscale")
+def _audio_frames(
+    path: Path, fmt: str, layout: str, frame_size: int, total: int, fade: int, skip: int = 0
+) -> Iterator[av.AudioFrame]:
+    """The soundtrack as encoder-ready frames at AUDIO_RATE: ``total`` samples at
+    most, after the first ``skip``, the last ``fade`` of those (counted from ``total``)
+    faded out linearly."""
+    resampler = av.AudioResampler(format=fmt, layout=layout, rate=AUDIO_RATE, frame_size=frame_size)
+    planar = av.AudioFormat(fmt).is_planar
+    channels = av.AudioLayout(layout).nb_channels
+    done = 0
+
+    def shape(frame: av.AudioFrame) -> Iterator[av.AudioFrame]:
+        nonlocal done, skip
+        data = frame.to_ndarray()  # planar (C, n); packed (1, n * C)
+        samples = frame.samples
+        if skip:
+            dropped = min(skip, samples)
+            skip -= dropped
+            samples -= dropped
+            data = data[:, dropped:] if planar else data[:, dropped * channels :]
+        n = min(samples, total - done)
+        if n <= 0:
+            return
+        data = data[:, :n] if planar else data[:, : n * channels]
+        if fade > 0 and done + n > total - fade:
+            pos = np.arange(done, done + n, dtype=np.float64)
+            gain = np.clip((total - pos) / fade, 0.0, 1.0).astype(np.float32)
+            data = data * gain if planar else (data.reshape(n, channels) * gain[:, None]).reshape(1, -1)
+        out = av.AudioFrame.from_ndarray(np.ascontiguousarray(data, dtype=np.float32), format=fmt, layout=layout)
+        out.sample_rate = AUDIO_RATE
+        out.pts = done
+        out.time_base = Fraction(1, AUDIO_RATE)
+        done += n
+        yield out
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            frames = container.decode(stream)
+            while True:
+                try:
+                    frame = next(frames, None)
+                except av.FFmpegError:
+                    if done == 0:
+                        raise
+                    frame = None  # a damaged tail (probe_audio measured the sound before it): stop there
+                if frame is None:
+                    break
+                frame.pts = None  # the resampler counts samples itself
+                for chunk in resampler.resample(frame):
+                    yield from shape(chunk)
+                if done >= total:
+                    return
+            for chunk in resampler.resample(None):
+                yield from shape(chunk)
+    except av.FFmpegError as exc:
+        raise InputError(f"{path}: audio could not be decoded ({first_line(exc)})") from None
 
 
-def restore_with_stage_3(run_dir: Path, indices: list[int], quiet: bool = False) -> None:
-    """Stage 3 run again on ``run_dir`` with its own settings, to upscale the released
-    frames ``indices`` once more (the CLI's :data:`Restore`)."""
-    _stage(["super_resolution", str(run_dir), "--keep-settings", "--restore", ranges_text(indices)]
-           + (["-q"] if quiet else []), "upscale")
+def remove_stale_outputs(final: Path) -> int:
+    """Delete ``<final>.tmp-<pid>-*`` files whose process is gone; return how many."""
+    count = 0
+    prefix = final.name + TMP_MARK
+    for entry in final.parent.glob(glob.escape(prefix) + "*"):
+        if tmp_owner_alive(entry.name):
+            continue
+        with contextlib.suppress(OSError):
+            entry.unlink()
+            count += 1
+    return count
 
 
-def _stage(args: list[str], what: str) -> None:
-    cmd = [sys.executable, "-m", *args]
-    shown = " ".join(["python", "-m", *args])
-    log.info("running the %s stage first: %s", what, shown)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
-    code = subprocess.run(cmd, env=env, check=False).returncode
-    if code != 0:  # it has said why, in its one line: exit with its code and add none
-        raise SystemExit(code if 0 < code < 256 else 1)
+@contextlib.contextmanager
+def atomic_output(final: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; it becomes ``final`` if the block succeeds.
+
+    Disk-full errors (also from FFmpeg) become :class:`DiskFullError`; on any error,
+    KeyboardInterrupt and SystemExit included, the temporary file is removed.
+    """
+    final = Path(final)
+    with disk_errors(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if remove_stale_outputs(final):
+            log.info("removed an unfinished %s left by an interrupted run", final.name)
+    tmp = tmp_name(final)
+    try:
+        with disk_errors(final):
+            yield tmp
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, final)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def _opened(frames: FrameSource) -> Iterator[Iterator[np.ndarray]]:
+    """A fresh pass over the frames, closed afterwards (a generator's readers stop)."""
+    it = iter(frames())
+    try:
+        yield it
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+
+
+def _even(n: int) -> int:
+    return n + (n & 1)
+
+
+def _drain(graph: av.filter.Graph) -> Iterator[av.VideoFrame]:
+    while True:
+        try:
+            yield graph.pull()
+        except (av.error.BlockingIOError, av.error.EOFError):
+            return
+
+
+class _Muxer:
+    """An open output container with one video stream and maybe one audio stream."""
+
+    def __init__(self, tmp: Path, size: tuple[int, int], s: EncodeSettings, audio_total: int, bar: Bar,
+                 template: av.video.stream.VideoStream | None = None, frames: int = 0) -> None:
+        """``template``: copy encoded packets of streams like it (chunks) instead of encoding.
+        ``frames``: how many frames will be encoded (for a continued chunk's last ones)."""
+        self.frames = frames
+        self.s = s
+        self.bar = bar
+        self.frame_tb = Fraction(1) / s.fps
+        width, height = size
+        options = {"fflags": "+bitexact"}  # same frames and settings: same bytes (no random UIDs)
+        if s.format == "mp4":
+            options["movflags"] = "+faststart"
+        if s.format == "gif":
+            options["loop"] = "0"  # loop forever
+        self.audio = None
+        self.audio_frames: Iterator[av.AudioFrame] | None = None
+        self.container = av.open(str(tmp), "w", format=s.format, options=options)
+        try:
+            if template is None:
+                self._add_video(width, height)
+            else:
+                self.video = self.container.add_stream_from_template(template)
+            if s.audio is not None and audio_total > 0:
+                self._add_audio(audio_total)
+        except BaseException:
+            self.abort()
+            raise
+        self.next_audio_pts = 0
+        self.audio_samples = 0
+
+    def _add_video(self, width: int, height: int) -> None:
+        s = self.s
+        if s.format == "mp4":
+            params = [x264_options()["x264-params"]] if x264_options() else []
+            if s.continued and self.frames > 1:
+                params.append(f"zones={max(0, self.frames - CONTINUED_TAIL)},{self.frames - 1},b={CONTINUED_BITS}")
+            options = {"crf": str(s.crf), "preset": s.preset, **({"x264-params": ":".join(params)} if params else {})}
+            codec, pix_fmt = "libx264", "yuv420p"
+        elif s.format == "webm":
+            options = {
+                "crf": str(s.crf), "b": "0", "deadline": "good", "row-mt": "1",
+                "cpu-used": str(_VP9_CPU_USED[s.preset]),
+            }  # fmt: skip
+            codec, pix_fmt = "libvpx-vp9", "yuv420p"
+        else:
+            options, codec, pix_fmt = {}, "gif", "pal8"
+        stream = self.container.add_stream(codec, rate=s.fps, options=options)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        cc = stream.codec_context
+        cc.time_base = self.frame_tb
+        if pix_fmt == "yuv420p":
+            cc.thread_count = encoder_threads()
+            cc.color_primaries = cc.color_trc = cc.colorspace = 1  # BT.709
+            cc.color_range = int(ColorRange.MPEG)
+        self.video = stream
+
+    def _add_audio(self, total: int) -> None:
+        s = self.s
+        assert s.audio is not None
+        codec, fmt, frame_size, rate_per_channel = _AUDIO[s.format]
+        with av.open(str(s.audio)) as probe:
+            channels = probe.streams.audio[0].channels or 2
+        layout = "mono" if channels == 1 else "stereo"
+        stream = self.container.add_stream(codec, rate=AUDIO_RATE, layout=layout)
+        cc = stream.codec_context
+        cc.format = fmt
+        cc.bit_rate = rate_per_channel * av.AudioLayout(layout).nb_channels
+        cc.open()
+        frame_size = cc.frame_size or frame_size
+        fade = round(min(s.audio_fade, total / AUDIO_RATE) * AUDIO_RATE)
+        self.audio = stream
+        self.audio_frames = _audio_frames(s.audio, fmt, layout, frame_size, total, fade,
+                                          skip=round(s.audio_start * AUDIO_RATE))
+
+    def feed_audio(self, until: int | None) -> None:
+        """Encode soundtrack up to sample ``until`` (all of it when None)."""
+        if self.audio_frames is None:
+            return
+        while until is None or self.next_audio_pts < until:
+            frame = next(self.audio_frames, None)
+            if frame is None:
+                self.audio_frames = None
+                return
+            self.next_audio_pts = frame.pts + frame.samples
+            self.audio_samples += frame.samples
+            self.container.mux(self.audio.encode(frame))
+
+    def write(self, frame: av.VideoFrame, index: int) -> None:
+        frame.pts = index
+        frame.time_base = self.frame_tb
+        frame.duration = 1
+        packets = self.video.encode(frame)
+        self.container.mux(packets)
+        self.bar.update(len(packets))  # frames out of the encoder (x264 lags its input)
+        if self.audio_frames is not None:
+            self.feed_audio(math.ceil((index + 1) * self.frame_tb * AUDIO_RATE))
+
+    def close(self) -> None:
+        for packet in self.video.encode_lazy(None):  # the encoder's look-ahead, drained
+            self.container.mux(packet)
+            self.bar.update()
+        if self.audio is not None:
+            self.feed_audio(None)
+            self.container.mux(self.audio.encode(None))
+        self.container.close()
+
+    def abort(self) -> None:
+        if self.audio_frames is not None:
+            self.audio_frames.close()
+        with contextlib.suppress(Exception):
+            self.container.close()
+
+
+def _yuv_frames(frames: Iterable[np.ndarray], size: tuple[int, int], pad: tuple[int, int]) -> Iterator[av.VideoFrame]:
+    """RGB arrays -> BT.709 yuv420p frames; a repeated array object reuses its conversion."""
+    last_rgb, last = None, None
+    width, height = size
+    for rgb in frames:
+        if rgb is not last_rgb:
+            _check_frame(rgb, width, height)
+            src = rgb
+            if pad != (0, 0):
+                src = cv2.copyMakeBorder(rgb, 0, pad[1], 0, pad[0], cv2.BORDER_REPLICATE)
+            last = av.VideoFrame.from_ndarray(np.ascontiguousarray(src), format="rgb24").reformat(
+                format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG
+            )
+            last_rgb = rgb
+        yield last
+
+
+def _rgb_frames(frames: Iterable[np.ndarray], size: tuple[int, int]) -> Iterator[av.VideoFrame]:
+    width, height = size
+    for rgb in frames:
+        _check_frame(rgb, width, height)
+        yield av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+
+
+def _check_frame(rgb: np.ndarray, width: int, height: int) -> None:
+    if rgb.dtype != np.uint8 or rgb.shape != (height, width, 3):
+        raise ValueError(f"frame of shape {rgb.shape} {rgb.dtype}; expected ({height}, {width}, 3) uint8")
+
+
+def _gif_palette(frames: Iterable[np.ndarray], size: tuple[int, int], bar: Bar) -> av.VideoFrame:
+    """Pass 1: one palette for the whole video, colours weighted by screen time.
+
+    The statistics are taken on frames reduced to at most _PALETTE_PIXELS (area
+    averaging): a colour histogram barely changes, and 2560x1440 costs 16x less.
+    """
+    width, height = size
+    scale = min(1.0, math.sqrt(_PALETTE_PIXELS / (width * height)))
+    small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    graph = av.filter.Graph()
+    src = graph.add_buffer(width=small_size[0], height=small_size[1], format="rgb24", time_base=Fraction(1, 1))
+    gen = graph.add("palettegen", _GIF_PALETTE)
+    sink = graph.add("buffersink")
+    src.link_to(gen)
+    gen.link_to(sink)
+    graph.configure()
+    last_rgb, small = None, None
+    for i, rgb in enumerate(frames):
+        if rgb is not last_rgb:
+            _check_frame(rgb, width, height)
+            last_rgb = rgb
+            small = rgb if scale == 1.0 else cv2.resize(rgb, small_size, interpolation=cv2.INTER_AREA)
+            small = np.ascontiguousarray(small)
+        frame = av.VideoFrame.from_ndarray(small, format="rgb24")
+        frame.pts, frame.time_base = i, Fraction(1, 1)
+        src.push(frame)
+        bar.update()
+    src.push(None)
+    palette = next(_drain(graph), None)
+    if palette is None:
+        raise ValueError("palettegen returned no palette (no frames?)")
+    return palette
+
+
+def _encode_gif(mux: _Muxer, frames: FrameSource, n_frames: int, size: tuple[int, int], bar: Bar) -> int:
+    bar.set_description("gif palette")
+    with _opened(frames) as first_pass:
+        palette = _gif_palette(first_pass, size, bar)
+    bar.reset()
+    bar.set_description("gif")
+    graph = av.filter.Graph()
+    src = graph.add_buffer(width=size[0], height=size[1], format="rgb24", time_base=mux.frame_tb)
+    pal = graph.add_buffer(width=palette.width, height=palette.height, format=palette.format.name,
+                           time_base=Fraction(1, 1), name="palette")
+    use = graph.add("paletteuse", _GIF_DITHER)
+    sink = graph.add("buffersink")
+    src.link_to(use, 0, 0)
+    pal.link_to(use, 0, 1)
+    use.link_to(sink)
+    graph.configure()
+    palette.pts = 0
+    pal.push(palette)
+    pal.push(None)  # paletteuse keeps the last palette for every later frame
+    written = 0
+    with _opened(frames) as second_pass:
+        for i, frame in enumerate(_rgb_frames(second_pass, size)):
+            frame.pts, frame.time_base = i, mux.frame_tb
+            src.push(frame)
+            for out in _drain(graph):
+                mux.write(out, written)
+                written += 1
+    src.push(None)
+    for out in _drain(graph):
+        mux.write(out, written)
+        written += 1
+    return written
+
+
+def concat_chunks(chunks: Sequence[tuple[Path, int]], output: Path | str, settings: EncodeSettings) -> EncodeResult:
+    """Join encoded chunks (``(file, frames)`` each: closed-GOP mp4 or webm files that
+    :func:`encode_video` made with these settings and no sound) into ``output`` by stream
+    copy, each chunk's timestamps moved on by the frames before it, and the soundtrack
+    encoded once, interleaved chunk by chunk. Atomic like :func:`encode_video`. Raises
+    ValueError when the chunks cannot be joined (their codec headers differ)."""
+    output = Path(output)
+    s = settings
+    n_frames = sum(count for _, count in chunks)
+    if not chunks or n_frames < 1:
+        raise ValueError("a video needs at least one frame")
+    audio = s.audio if s.format != "gif" else None
+    audio_total = round(float(n_frames / s.fps) * AUDIO_RATE) if audio is not None else 0
+    started = time.monotonic()
+    bar = progress(total=n_frames, unit="frame", enabled=s.progress, desc=f"{s.format} (joining)", leave=False)
+    with contextlib.ExitStack() as stack, atomic_output(output) as tmp:
+        stack.enter_context(bar)
+        first = stack.enter_context(av.open(str(chunks[0][0])))
+        template = first.streams.video[0]
+        header = bytes(template.codec_context.extradata or b"")
+        width, height = template.codec_context.width, template.codec_context.height
+        mux = _Muxer(tmp, (width, height), s, audio_total, bar, template=template)
+        try:
+            done = 0
+            for path, count in chunks:
+                with av.open(str(path)) as container:
+                    stream = container.streams.video[0]
+                    if bytes(stream.codec_context.extradata or b"") != header:
+                        raise ValueError(f"{path}: its codec header differs from the first chunk's")
+                    shift = int(round(Fraction(done) / s.fps / stream.time_base))
+                    packets = 0
+                    for packet in container.demux(stream):
+                        if packet.size == 0:
+                            continue
+                        packet.pts = None if packet.pts is None else packet.pts + shift
+                        packet.dts = None if packet.dts is None else packet.dts + shift
+                        packet.stream = mux.video
+                        mux.container.mux(packet)
+                        packets += 1
+                    if packets != count:
+                        raise ValueError(f"{path}: holds {packets} frame(s), not {count}")
+                done += count
+                bar.update(count)
+                mux.feed_audio(math.ceil(done * mux.frame_tb * AUDIO_RATE))
+            if mux.audio is not None:
+                mux.feed_audio(None)
+                mux.container.mux(mux.audio.encode(None))
+            mux.container.close()
+        except BaseException:
+            mux.abort()
+            raise
+        nbytes = tmp.stat().st_size
+    return EncodeResult(path=output, frames=n_frames, duration_s=float(n_frames / s.fps), width=width, height=height,
+                        bytes=nbytes, audio_s=mux.audio_samples / AUDIO_RATE, seconds=time.monotonic() - started)
+
+
+def encode_video(
+    frames: FrameSource,
+    n_frames: int,
+    size: tuple[int, int],
+    output: Path | str,
+    settings: EncodeSettings,
+) -> EncodeResult:
+    """Encode ``n_frames`` RGB frames of ``size`` (w, h) into ``output``, atomically.
+
+    ``frames()`` returns a fresh iterable of the frames in order; it is called once,
+    or twice for a gif (palette pass, then encode pass). The soundtrack, if any,
+    should have been checked with :func:`probe_audio` first.
+    """
+    output = Path(output)
+    s = settings
+    width, height = size
+    if n_frames < 1:
+        raise ValueError("a video needs at least one frame")
+    out_w, out_h = (_even(width), _even(height)) if s.format == "mp4" else (width, height)
+    if (out_w, out_h) != (width, height):
+        log.info(
+            "%dx%d has an odd side; H.264 4:2:0 needs even sides, so it is padded to %dx%d"
+            " by repeating the last %s",
+            width, height, out_w, out_h,
+            " and ".join(x for x, odd in (("column", width % 2), ("row", height % 2)) if odd),
+        )  # fmt: skip
+    duration = float(n_frames / s.fps)
+    audio = s.audio if s.format != "gif" else None
+    if s.audio is not None and audio is None:
+        log.warning("gif has no sound: the soundtrack %s is dropped", s.audio)
+    if s.format == "gif" and s.fps > 50:
+        log.warning("gif at %.3g fps: GIF frame delays are whole 1/100 s and most viewers slow"
+                    " delays under 2/100 s down, so it will play slower; use mp4 or webm", float(s.fps))
+    audio_total = round(duration * AUDIO_RATE) if audio is not None else 0
+    enc = dataclasses.replace(s, audio=audio)
+
+    started = time.monotonic()
+    bar = progress(total=n_frames, unit="frame", enabled=s.progress, desc=s.format, leave=False)
+    with atomic_output(output) as tmp, bar:
+        mux = _Muxer(tmp, (out_w, out_h), enc, audio_total, bar, frames=n_frames)
+        try:
+            if s.format == "gif":
+                written = _encode_gif(mux, frames, n_frames, size, bar)
+            else:
+                written = 0
+                pad = (out_w - width, out_h - height)
+                with _opened(frames) as source:
+                    for frame in _yuv_frames(source, size, pad):
+                        mux.write(frame, written)
+                        written += 1
+            if written != n_frames:
+                raise ValueError(f"encoded {written} frames, expected {n_frames}")
+            mux.close()
+        except BaseException:
+            mux.abort()
+            raise
+        nbytes = tmp.stat().st_size
+    return EncodeResult(
+        path=output, frames=n_frames, duration_s=duration, width=out_w, height=out_h,
+        bytes=nbytes, audio_s=mux.audio_samples / AUDIO_RATE, seconds=time.monotonic() - started,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- contact sheet
@@ -724,24 +1315,40 @@ def clean_run_folder(run_dir: Path, keep: Sequence[Path]) -> None:
 # --------------------------------------------------------------------------- CLI
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = Parser(
-        prog="generate_videos.py",
-        description="Stage 4: encode a run folder's timeline into one video (mp4, webm or gif),"
-        " with an optional soundtrack, and write a contact sheet of its keyframes beside it.",
-    )
+# What stage 4's CLI hands its whole command line to when the work needs other stages (ArtWalks'
+# --sec_* flags; upscaled frames an earlier encode freed): the top floor's `artwalk retime`, which
+# runs them and this encode in one process. The stage starts no other stage, and imports none.
+HAND_OVER = ("pipeline", "retime")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Stage 4's flags, ArtWalks' included; ``artwalk retime`` takes the very same."""
     p.add_argument("run_dir", nargs="?", metavar="OUT", type=Path,
                    help="the run folder written by the earlier stages (or use --input_path/--folder_name)")
     p.add_argument("--input_path", type=Path, metavar="P",
                    help="ArtWalks style: the folder that holds run folders; the run folder is P/F")
     p.add_argument("--folder_name", metavar="F", help="ArtWalks style: the run folder's name inside --input_path")
     add_flags(p, VideoConfig)
+    p.add_argument("--walk-key", metavar="KEY", help="the key of the walk these frames were made for, kept in the "
+                   "video's record (`artwalk plan --stage-args` gives it to full_pipeline.sh's encode)")
     p.add_argument("--sec_interpolation", type=float, metavar="I",
-                   help="ArtWalks style: first rerun the motion stage with I seconds per transition, keeping its "
-                   "other settings (unchanged work is reused)")
+                   help="ArtWalks style: first the motion stage again with I seconds per transition, keeping its "
+                   "other settings, then the upscale as the run had it (by `artwalk retime`; unchanged work is "
+                   "reused)")
     p.add_argument("--sec_freeze", type=float, metavar="F",
-                   help="ArtWalks style: first rerun the motion stage holding each original F seconds, keeping its "
-                   "other settings")
+                   help="ArtWalks style: first the motion stage again holding each original F seconds, keeping its "
+                   "other settings (by `artwalk retime`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(
+        prog="generate_videos.py",
+        description="Stage 4: encode a run folder's timeline into one video (mp4, webm or gif),"
+        " with an optional soundtrack, and write a contact sheet of its keyframes beside it. With"
+        " --sec_interpolation/--sec_freeze, or when upscaled frames an earlier encode freed are needed"
+        " again, the command is handed to `artwalk retime`, which runs those stages and this encode.",
+    )
+    add_arguments(p)
     add_common_flags(p)
     return p
 
@@ -760,15 +1367,46 @@ def config_from_args(args: argparse.Namespace) -> VideoConfig:
     return from_args(VideoConfig, args, run_dir=_run_dir(args), progress=not args.quiet)
 
 
-def _main(args: argparse.Namespace) -> None:
-    config = config_from_args(args)  # every flag checked before the motion stage reruns
-    for flag, value in (("--sec_interpolation", args.sec_interpolation), ("--sec_freeze", args.sec_freeze)):
-        if value is not None and not (math.isfinite(value) and value >= 0):
-            raise ConfigError(f"{flag} must be zero or more seconds, got {value}")
+def retiming(args: argparse.Namespace) -> dict[str, float]:
+    """ArtWalks' ``--sec_interpolation``/``--sec_freeze`` as given (motion settings by name), checked."""
+    given = {name: value for name in ("sec_interpolation", "sec_freeze")
+             if (value := getattr(args, name, None)) is not None}
+    for name, value in given.items():
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"--{name} must be zero or more seconds, got {value}")
+    return given
+
+
+def hand_over(argv: Sequence[str], why: str) -> NoReturn:
+    """Replace this process with ``python -m pipeline retime ARGV`` (:data:`HAND_OVER`): the top
+    floor composes the stages this command needs, in one process. Its exit code is this command's."""
+    log.info("%s: handing the command to the top floor: artwalk retime %s", why, shlex.join(argv))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", *HAND_OVER, *argv])
+
+
+def _main(args: argparse.Namespace, argv: Sequence[str], own: bool) -> None:
+    """``own``: ``argv`` is this process's command line, which may be handed over; a caller in
+    Python (``main([...])``) keeps its process, and is told what to run instead."""
+    config = config_from_args(args)  # every flag checked before anything runs or is handed over
+    if retiming(args):
+        why = "--sec_interpolation/--sec_freeze: the motion stage runs again first"
+        if not own:
+            raise ConfigError(f"{why}, which is the top floor's work: run `artwalk retime {shlex.join(argv)}`")
+        hand_over(argv, why)
     check(config)
-    if args.sec_interpolation is not None or args.sec_freeze is not None:
-        retime(config.run_dir, args.sec_interpolation, args.sec_freeze)
-    run(config, restore=lambda run_dir, indices: restore_with_stage_3(run_dir, indices, args.quiet))
+    restore = None if not own else lambda run_dir, indices: hand_over(
+        argv, f"{len(indices)} upscaled frame(s) must be upscaled again by stage 3 first")
+    run(config, walk_key=args.walk_key, restore=restore)
+
+
+def exit_on_sigterm() -> None:
+    """A SIGTERM unwinds like Ctrl-C (so a temporary video is removed), where a signal can be set."""
+    try:
+        signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    except ValueError:  # not the main thread
+        pass
 
 
 def _raise_on_sigterm(signum, frame) -> None:
@@ -776,12 +1414,13 @@ def _raise_on_sigterm(signum, frame) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The CLI: flags -> :class:`VideoConfig` -> :func:`run`; errors are one line."""
-    try:
-        signal.signal(signal.SIGTERM, _raise_on_sigterm)
-    except ValueError:  # not the main thread
-        pass
-    return run_cli(_main, build_parser(), argv)
+    """The CLI: flags -> :class:`VideoConfig` -> :func:`run`; errors are one line. A command line
+    that needs other stages replaces this process with ``artwalk retime`` (:func:`hand_over`);
+    given ``argv`` (a caller in Python), it is an error that says what to run."""
+    exit_on_sigterm()
+    own = argv is None
+    argv = [str(a) for a in (sys.argv[1:] if own else argv)]
+    return run_cli(lambda args: _main(args, argv, own), build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -371,19 +371,17 @@ def check_folders(input_dir: Path, run_dir: Path) -> None:
     check_run_folder(run_dir)
 
 
-def check(config: KeyframeConfig, announce: bool | None = None) -> KeyframePlan:
+def check(config: KeyframeConfig, announce: bool = True) -> KeyframePlan:
     """Step 1: everything before any work. Raises one line; writes nothing.
 
     ``announce``: log what is skipped (non-image files; in-betweens an engine cannot
-    make). Default: unless OUT/walk.json shows that a walk's plan has said it already.
+    make); a caller whose plan has said it already passes False.
     """
     if config.run_dir is None:
         raise ConfigError("give the run folder OUT")
     if (config.input_dir is None) == (config.prompts is None):
         raise ConfigError("give a folder of images (INPUT) or a prompt schedule (--prompts), not both"
                           if config.prompts is not None else "give a folder of images (INPUT) or --prompts")
-    if announce is None:
-        announce = not (Path(config.run_dir) / "walk.json").is_file()
     name = config.engine_name
     if config.video_init is not None:
         check_video_init(name)

@@ -35,6 +35,7 @@ from pipeline import audio_cmd
 from pipeline import batch as batch_cmd
 from pipeline import inspire_cmd
 from pipeline import interrogate_cmd
+from pipeline import retime as retime_cmd
 from pipeline import schedule_cmd
 from pipeline import story_cmd
 from pipeline import zoom as zoom_cmd
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch_cmd.add_command(sub)
     inspire_cmd.add_command(sub)
     interrogate_cmd.add_command(sub)
+    retime_cmd.add_command(sub)
     schedule_cmd.add_command(sub)
     story_cmd.add_command(sub)
     zoom_cmd.add_command(sub)

@@ -16,11 +16,11 @@ from PIL import Image
 pytest.importorskip("librosa")
 
 from artwalk import audio  # noqa: E402
-from artwalk import video  # noqa: E402
 from artwalk.errors import ConfigError, InputError  # noqa: E402
 from artwalk.images import read_frame_u8  # noqa: E402
 from artwalk.schedule import read_prompts  # noqa: E402
 from conftest import run_cli  # noqa: E402
+import generate_videos as gv  # noqa: E402
 
 FPS = 24
 RATE = 44100
@@ -199,8 +199,8 @@ def test_gif_delays_add_up_to_frames_over_fps(tmp_path, fps):
     n = 47
     frames = [np.full((8, 8, 3), (i * 9) % 256, np.uint8) for i in range(n)]
     out = tmp_path / "t.gif"
-    video.encode_video(lambda: iter(frames), n, (8, 8), out,
-                       video.EncodeSettings(format="gif", fps=Fraction(fps), progress=False))
+    gv.encode_video(lambda: iter(frames), n, (8, 8), out,
+                    gv.EncodeSettings(format="gif", fps=Fraction(fps), progress=False))
     im = Image.open(out)
     delays = []
     for k in range(im.n_frames):

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import resource
+import shlex
 import signal
 import subprocess
 import sys
@@ -315,12 +316,10 @@ def test_the_same_frames_give_the_same_bytes_in_any_process(tmp_path):
     """Encoders take the machine's cores, not the process's CPU affinity: the same textured frames
     encode to the same file three times here and in a process pinned to one CPU, for mp4 and webm.
     (x264's AVX-512 variance shows only now and then; the next test checks what keeps it off.)"""
-    from artwalk.video import EncodeSettings, encode_video
-
     frames = np.stack(textured(24))
     np.save(tmp_path / "frames.npy", frames)
     size = (frames.shape[2], frames.shape[1])
-    code = ("import os, sys, numpy as np; from fractions import Fraction; from artwalk.video import EncodeSettings,"
+    code = ("import os, sys, numpy as np; from fractions import Fraction; from generate_videos import EncodeSettings,"
             " encode_video; allowed = os.sched_getaffinity(0) if hasattr(os, 'sched_getaffinity') else set();"
             " len(allowed) > 1 and os.sched_setaffinity(0, {min(allowed)}); f = np.load(sys.argv[1]);"
             " [encode_video(lambda: iter(f), len(f), (f.shape[2], f.shape[1]), out,"
@@ -328,9 +327,9 @@ def test_the_same_frames_give_the_same_bytes_in_any_process(tmp_path):
     subprocess.run([sys.executable, "-c", code, tmp_path / "frames.npy", tmp_path / "pinned.mp4", tmp_path / "pinned.webm"],
                    cwd=REPO, check=True, timeout=120)
     for fmt in ("mp4", "webm"):
-        settings = EncodeSettings(format=fmt, fps=Fraction(24), progress=False)
-        here = {encode_video(lambda: iter(frames), len(frames), size, tmp_path / f"{k}.{fmt}", settings).path.read_bytes()
-                for k in range(3 if fmt == "mp4" else 1)}
+        settings = gv.EncodeSettings(format=fmt, fps=Fraction(24), progress=False)
+        here = {gv.encode_video(lambda: iter(frames), len(frames), size, tmp_path / f"{k}.{fmt}",
+                                settings).path.read_bytes() for k in range(3 if fmt == "mp4" else 1)}
         assert here == {(tmp_path / f"pinned.{fmt}").read_bytes()}, fmt
 
 
@@ -350,8 +349,8 @@ def test_x264_is_held_to_avx2_on_avx512_cpus_and_a_continued_chunk_gets_its_zone
         av.logging.set_level(av.logging.INFO)
         try:
             with av.logging.Capture() as logs:
-                video.encode_video(lambda: iter(frames), len(frames), (64, 48), path,
-                                   video.EncodeSettings(fps=Fraction(24), progress=False, continued=continued))
+                gv.encode_video(lambda: iter(frames), len(frames), (64, 48), path,
+                                gv.EncodeSettings(fps=Fraction(24), progress=False, continued=continued))
         finally:
             av.logging.set_level(level)
         with av.open(str(path)) as c:
@@ -506,30 +505,93 @@ def test_help_names_every_flag():
         assert flag in text
 
 
-def test_sec_flags_rerun_the_motion_stage_keeping_its_settings(tmp_path, monkeypatch):
+def motion_run(tmp_path: Path, upscale: bool = False) -> Path:
+    """make_run's keyframes (2 originals, an in-between) through the real stage 2 (blend, 12 fps,
+    linear, I = 0.5 s, F = 0.25 s) and, with ``upscale``, stage 3 (lanczos x2)."""
+    import frame_interpolation
+    import super_resolution
+
     run_dir = make_run(tmp_path)
-    seen = []
+    frame_interpolation.run(frame_interpolation.MotionConfig(
+        run_dir, fps=12, sec_interpolation=0.5, sec_freeze=0.25, engine="blend", easing="linear", progress=False))
+    if upscale:
+        super_resolution.run(super_resolution.UpscaleConfig(run_dir, target="x2", engine="lanczos", progress=False))
+    return run_dir
 
-    def fake_run(cmd, **kw):
-        seen.append(cmd[1:])
-        return subprocess.CompletedProcess(cmd, fake_run.code)
 
-    monkeypatch.setattr(gv.subprocess, "run", fake_run)
-    fake_run.code = 0
-    assert gv.main([str(run_dir), "--sec_interpolation", "3", "--sec_freeze", "0.5", "--no-contact-sheet",
-                    "-q"]) == 0
-    assert seen == [["-m", "frame_interpolation", str(run_dir), "--keep-settings", "--sec_interpolation=3.0",
-                     "--sec_freeze=0.5"]]  # fmt: skip
-    seen.clear()
-    write_frames_stage(run_dir, "upscaled", [solid(WHITE, (128, 96))] * 3, [0] * 12,
-                       upstream=sha256_file(run_dir / "frames/manifest.json"))
-    gv.main([str(run_dir), "--sec_freeze", "2", "-q"])
-    assert seen == [["-m", "frame_interpolation", str(run_dir), "--keep-settings", "--sec_freeze=2.0"],
-                    ["-m", "super_resolution", str(run_dir), "--keep-settings"]]  # then stage 3, as the run had it
-    fake_run.code = 3  # the stage said why in its own one line: no second error line, its exit code
-    with pytest.raises(SystemExit) as info:
-        gv.retime(run_dir, None, 2.0)
-    assert info.value.code == 3
+def motion_config(run_dir: Path) -> dict:
+    return json.loads((run_dir / "frames" / "manifest.json").read_text())["config"]
+
+
+def test_artwalks_sec_flags_are_handed_to_artwalk_retime(tmp_path):
+    """ArtWalks' form still works: stage 4's script hands it to the top floor, which runs stage 2
+    again with only I and F changed, stage 3 as the run had it, then the encode (one process)."""
+    run_dir = motion_run(tmp_path, upscale=True)
+    proc = cli("--input_path", tmp_path, "--folder_name", "walk", "--sec_interpolation", "1", "--sec_freeze", "0.5",
+               "--no-contact-sheet")
+    assert proc.returncode == 0, proc.stderr
+    assert f"handing the command to the top floor: artwalk retime --input_path {tmp_path}" in proc.stderr
+    config = motion_config(run_dir)
+    assert (config["fps"], config["easing"], config["engine"]) == (12.0, "linear", "blend")  # kept
+    assert (config["sec_interpolation"], config["sec_freeze"]) == (1.0, 0.5)
+    upscaled = json.loads((run_dir / "upscaled" / "manifest.json").read_text())
+    assert upscaled["upstream"] == sha256_file(run_dir / "frames" / "manifest.json")  # made from the new frames
+    frames, _, rate = decode_video(run_dir / "walk.mp4")  # 2 originals held 6, an in-between, 2 x 11 motion
+    assert (len(frames), rate, frames[0].shape) == (2 * 6 + 1 + 2 * 11, 12, (96, 128, 3))
+
+
+def test_artwalks_sec_flags_errors_are_one_line_with_the_stage_s_code(tmp_path, capsys):
+    run_dir = motion_run(tmp_path)
+    before = (run_dir / "frames" / "manifest.json").read_bytes()
+    proc = cli(run_dir, "--sec_freeze", "-1")  # refused before the hand-over
+    assert proc.returncode == 2 and proc.stderr == "error: --sec_freeze must be zero or more seconds, got -1.0\n"
+    frames_only = tmp_path / "frames only"
+    write_frames_stage(frames_only, "frames", [solid(RED, (64, 48))], [0] * 4)
+    proc = cli(frames_only, "--sec_interpolation", "2", "-q")  # the top floor's stage 2 says why, in one line
+    assert proc.returncode == StageOrderError.exit_code and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: ") and "keyframes" in proc.stderr
+    assert (run_dir / "frames" / "manifest.json").read_bytes() == before
+    # Called in Python, the CLI keeps its caller's process: it says what to run instead.
+    assert gv.main([str(run_dir), "--sec_freeze", "1", "-q"]) == 2
+    command = shlex.join([str(run_dir), "--sec_freeze", "1", "-q"])
+    assert capsys.readouterr().err == ("error: --sec_interpolation/--sec_freeze: the motion stage runs again first, "
+                                       f"which is the top floor's work: run `artwalk retime {command}`\n")
+    assert (run_dir / "frames" / "manifest.json").read_bytes() == before
+
+
+def test_retime_in_one_process_reuses_what_did_not_change(tmp_path, caplog):
+    from pipeline.retime import retime
+
+    run_dir = motion_run(tmp_path)
+    first = retime(cfg(run_dir, contact_sheet=False), {"sec_freeze": 0.5})
+    assert first.frames == 2 * 6 + 1 + 2 * 5 and motion_config(run_dir)["sec_freeze"] == 0.5
+    with caplog.at_level(logging.INFO):
+        again = retime(cfg(run_dir, contact_sheet=False), {"sec_freeze": 0.5})  # nothing changed
+    assert again.frames == first.frames and again.computed == 0
+    assert any("2 unit(s) reused, 0 recomputed" in r.message for r in caplog.records)
+    assert any("up to date" in r.message for r in caplog.records)
+    with pytest.raises(ConfigError, match="--sec_interpolation"):
+        retime(cfg(run_dir), {"sec_interpolation": float("nan")})
+    with pytest.raises(ConfigError, match="--walk-key"):
+        retime(cfg(run_dir), {"sec_freeze": 1.0}, walk_key="k")
+
+
+def test_the_record_keeps_a_walk_key_only_while_the_video_is_that_walk_s(tmp_path):
+    """The walk's key comes from the top floor (``run(..., walk_key=)``, the CLI's --walk-key);
+    stage 4 reads no OUT/walk.json."""
+    run_dir = make_run(tmp_path)
+    (run_dir / "walk.json").write_text(json.dumps({"walk_key": "from walk.json"}))
+    walk_key = lambda: json.loads((run_dir / "walk.mp4.json").read_text())["walk_key"]  # noqa: E731
+    gv.run(cfg(run_dir))
+    assert walk_key() is None
+    gv.run(cfg(run_dir), walk_key="k1")
+    assert walk_key() == "k1"
+    gv.run(cfg(run_dir))  # the same video, by hand: still the walk's
+    assert walk_key() == "k1"
+    gv.run(cfg(run_dir, crf=30))  # another video: no walk's
+    assert walk_key() is None
+    assert cli(run_dir, "--crf", "30", "--walk-key", "k2", "-q").returncode == 0
+    assert walk_key() == "k2"
 
 
 def _limit_file_size():
@@ -646,17 +708,15 @@ def test_a_continued_chunk_gets_back_the_bits_x264_keeps_from_a_file_s_end(tmp_p
     them refers to them); ``continued`` gives them back, and the frames before are untouched."""
     from PIL import Image
 
-    from artwalk.video import CONTINUED_TAIL, EncodeSettings, encode_video
-
     with Image.open(REPO / "examples" / "01_astronaut.png") as im:
         big = np.asarray(im.convert("RGB").resize((480, 480)))
     pan = [np.ascontiguousarray(big[k : k + 200, 2 * k : 2 * k + 320]) for k in range(40)]
-    tail = range(len(pan) - CONTINUED_TAIL, len(pan))
+    tail = range(len(pan) - gv.CONTINUED_TAIL, len(pan))
     scores = {}
     for continued in (False, True):
         path = tmp_path / f"{continued}.mp4"
-        encode_video(lambda: iter(pan), len(pan), (320, 200), path,
-                     EncodeSettings(fps=Fraction(24), progress=False, continued=continued))
+        gv.encode_video(lambda: iter(pan), len(pan), (320, 200), path,
+                        gv.EncodeSettings(fps=Fraction(24), progress=False, continued=continued))
         video, _, _ = decode_video(path)
         psnr = [10 * np.log10(255 ** 2 / np.mean((video[k].astype(float) - pan[k]) ** 2)) for k in range(len(pan))]
         scores[continued] = (np.mean(psnr[: tail.start]), np.mean(psnr[tail.start :]))
