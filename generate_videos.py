@@ -91,7 +91,7 @@ from artwalk.images import read_frame_u8, resize_u8, save_png
 from artwalk.progress import Bar, progress
 from artwalk.runfolder import MANIFEST, STAGE_DIRS, UnitStore, cache_key, check_frames_current, read_manifest, \
     release, run_lock
-from artwalk.video import encoder_threads, probe_audio, x264_options
+from artwalk.video import encoder_threads, probe_audio, reformat, x264_options
 
 log = logging.getLogger(__name__)
 
@@ -1002,9 +1002,8 @@ def _yuv_frames(frames: Iterable[np.ndarray], size: tuple[int, int], pad: tuple[
             src = rgb
             if pad != (0, 0):
                 src = cv2.copyMakeBorder(rgb, 0, pad[1], 0, pad[0], cv2.BORDER_REPLICATE)
-            last = av.VideoFrame.from_ndarray(np.ascontiguousarray(src), format="rgb24").reformat(
-                format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG
-            )
+            last = reformat(av.VideoFrame.from_ndarray(np.ascontiguousarray(src), format="rgb24"),
+                            format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG)
             last_rgb = rgb
         yield last
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from artwalk.errors import InputError, StageOrderError
 from artwalk.images import read_frame_u8
-from artwalk.video import encoder_threads, x264_options
+from artwalk.video import encoder_threads, rgb_array, x264_options
 
 SEGMENT_FILE = "motion.mkv"
 CODEC, OPTIONS = "libx264rgb", {"qp": "0", "preset": "ultrafast"}
@@ -84,7 +84,7 @@ class _Segment:
                     if frame is None:
                         raise StageOrderError(f"{self.path}: holds {self.next} frame(s), not frame {index}; rerun "
                                               "`python -m frame_interpolation`")
-                    rgb = frame.to_ndarray(format="rgb24")
+                    rgb = rgb_array(frame)
                     rgb.flags.writeable = False
                     self.recent[self.next] = rgb
                     if len(self.recent) > _BACK + 1:

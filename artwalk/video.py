@@ -11,6 +11,7 @@ a soundtrack's length (stage 4, the audio analysis); and what every H.264 writer
     soundtrack (wav, mp3, flac, ...) ──► probe_audio(path) ──► AudioInfo: codec, rate, channels, seconds
                                                                (measured by decoding it to its end)
     encoder_threads(), x264_options() ──► the threads and x264 options every encoder gets
+    reformat(frame, ...), rgb_array(frame) ──► a frame converted (size, pixel format) on this thread only
 
 Frames come out one at a time, in one pass: nothing holds a whole video. A file that
 cannot be read is one :class:`InputError` that names it. Writing videos (mp4, webm and
@@ -41,6 +42,25 @@ from artwalk.images import MAX_PIXELS
 # would give more frames than this (timestamps far apart make a short file last for years),
 # or if its pictures are larger than the images' cap.
 MAX_INPUT_FRAMES = 200_000  # 2 h 19 min at 24 fps
+
+
+# --------------------------------------------------------------------------- converting frames
+
+
+def reformat(frame: av.VideoFrame, **options) -> av.VideoFrame:
+    """``frame.reformat(**options)`` with its scaler on the calling thread only (``threads=1``).
+
+    PyAV keeps one scaler per thread for as long as the thread lives; with its default slice
+    threads, a scaler that a living thread kept (the studio's render worker, a notebook's
+    thread) is freed in the child of every later fork, where its threads do not exist, and
+    hangs it: Ray starting its processes, or any ``subprocess`` with a ``preexec_fn``, never
+    returned. Every frame the code converts goes through here."""
+    return frame.reformat(threads=1, **options)
+
+
+def rgb_array(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame as RGB uint8 (H, W, 3) (see :func:`reformat`)."""
+    return reformat(frame, format="rgb24").to_ndarray()
 
 
 # --------------------------------------------------------------------------- encoder settings
@@ -244,7 +264,7 @@ def decode_frames(path: Path | str, wanted: Iterable[int]) -> Iterator[tuple[int
                 index += 1
                 if index < target:
                     continue
-                yield index, frame.to_ndarray(format="rgb24")
+                yield index, rgb_array(frame)
                 target = next(todo, None)
                 if target is None:
                     return

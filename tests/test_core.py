@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
@@ -115,3 +116,61 @@ def test_a_config_refuses_what_its_stage_cannot_do():
         KeyframeConfig("in", "out", width=0)
     with pytest.raises(ConfigError, match="--sec_freeze"):
         MotionConfig("out", sec_freeze=float("nan"))
+
+
+FORK_AFTER_A_READ = r"""
+import queue, subprocess, sys, threading, time
+import av, numpy as np
+from artwalk.framestore import _Segment
+from artwalk.video import decode_frames
+
+path = sys.argv[1]
+with av.open(path, "w") as out:  # a yuv420p clip: reading it back converts every frame
+    stream = out.add_stream("libx264", rate=8)
+    stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+    for i in range(3):
+        frame = av.VideoFrame.from_ndarray(np.full((360, 640, 3), 60 * i, np.uint8), format="rgb24")
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode(None))
+stay, read = queue.Queue(), threading.Event()
+
+def reader():  # a long-lived thread (the studio's worker) reads frames, then waits
+    frames = [rgb for _, rgb in decode_frames(path, range(3))]
+    assert [f.shape for f in frames] == [(360, 640, 3)] * 3
+    _Segment(path).read(2)  # the motion store's reader
+    read.set()
+    stay.get()
+
+threading.Thread(target=reader, daemon=True).start()
+assert read.wait(60)
+start = time.monotonic()
+subprocess.run(["true"], preexec_fn=lambda: None, check=True)  # as Ray starts its processes
+print(f"forked in {time.monotonic() - start:.2f} s")
+"""
+
+
+def test_a_thread_that_read_frames_does_not_hang_a_later_fork(tmp_path):
+    """PyAV keeps a frame scaler per thread; one with slice threads, kept by a living thread,
+    hung every later fork with a ``preexec_fn`` (Ray's start after a studio render)."""
+    script = tmp_path / "fork.py"
+    script.write_text(FORK_AFTER_A_READ)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "clip.mp4")], cwd=REPO, timeout=30,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0 and done.stdout.startswith("forked in"), done.stderr
+
+
+def test_frames_are_converted_through_the_one_thread_safe_place():
+    """Only ``artwalk.video.reformat`` converts a frame (``.reformat(``, ``.to_image(`` or
+    ``.to_ndarray(`` with options): a new call site would bring the hang above back."""
+    import ast
+
+    offenders = []
+    for path in sorted(REPO.glob("*.py")) + sorted(REPO.glob("*/**/*.py")):
+        if path.parts[len(REPO.parts)] in ("tests", "bench", ".venv") or path == REPO / "artwalk" / "video.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
+                    node.func.attr in ("reformat", "to_image")
+                    or node.func.attr == "to_ndarray" and node.keywords):
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert offenders == []
