@@ -178,12 +178,56 @@ def add_flags(parser, cls, *, names: Iterable[str] | None = None, exclude: Itera
     return added
 
 
-def given(args: argparse.Namespace, cls, dests: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """{field: value} for the fields of ``cls`` whose flag the user gave."""
-    dests = dests or {}
-    values = vars(args)
-    return {f.name: values[dests.get(f.name, f.name)] for f in _fields(cls)
+def given(args: argparse.Namespace | Mapping[str, Any], cls, dests: Mapping[str, str] | None = None,
+          flags: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """{field: value} for the fields of ``cls`` whose flag the user gave (``args``: parsed
+    flags, or plain settings keyed as the flags' destinations ``dests``), each value typed
+    and checked as its flag would be (:func:`typed`; ``flags``: a field's spelling where the
+    command spells it otherwise)."""
+    dests, flags = dests or {}, flags or {}
+    values = vars(args) if isinstance(args, argparse.Namespace) else args
+    return {f.name: typed(cls, f.name, values[dests.get(f.name, f.name)], flags.get(f.name)) for f in _fields(cls)
             if _meta(f, "cli", True) and dests.get(f.name, f.name) in values}
+
+
+def typed(cls, name: str, value: Any, flag: str | None = None) -> Any:
+    """``value`` for field ``name`` of ``cls``, typed as its flag's parser would type text
+    (a number, a path) and checked against its choices; a :class:`ConfigError` naming the
+    flag otherwise. None stays None (the field's "not given"). Settings that come as plain
+    values (the studio's JSON, a Python caller) get the command line's checks this way."""
+    from artwalk.errors import ConfigError
+
+    field = next((f for f in _fields(cls) if f.name == name), None)
+    if field is None or value is None:
+        return value
+    kind, flag = _base_type(_types(cls)[name]), flag or flag_of(cls, name)
+    try:
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise ValueError(f"{value!r} is not true or false")
+        elif kind in (int, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise ValueError(f"{value!r} is not a number")
+            value = _PARSERS[kind](value) if isinstance(value, str) else value
+            if kind is int and not float(value).is_integer():
+                raise ValueError(f"{value!r} is not a whole number")
+            value = kind(value)
+            if kind is float and not math.isfinite(value):
+                raise ValueError(f"{value!r} is not a finite number")
+        elif kind is Path:
+            if not isinstance(value, (str, Path)) or not str(value):
+                raise ValueError(f"{value!r} is not a path")
+            value = Path(value)
+        elif kind is str and not isinstance(value, str):
+            if isinstance(value, bool) or not isinstance(value, (Path, int, float)):
+                raise ValueError(f"{value!r} is not text")
+            value = str(value)  # a folder for a model, a number for a schedule: as the command line has them
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
+    choices = _meta(field, "choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{flag}: invalid choice: {value!r} (choose from {', '.join(map(str, choices))})")
+    return value
 
 
 def from_record(cls, rec: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -37,7 +37,6 @@ unit writes are the only commit, and the manifest (written by the stage, in time
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.util
 import json
@@ -375,34 +374,16 @@ def run_unit(engine, write: str, stage_dir: str, run_dir: str, key: str, meta: d
 
 
 # ---------------------------------------------------------------------------------------------
-# Flags
+# Choosing one
 
-def add_executor_flags(group) -> None:
-    """``--executor``, ``--ray-address``, ``--ray-write`` and ``--ray-gpus`` (given once per command)."""
-    group.add_argument("--executor", choices=EXECUTORS, default="local",
-                       help="where the units of work run: local (this process, the default), pool (processes of "
-                       "this machine, --pool-workers of them: the classical engines' units and the encode's "
-                       f"chunks) or ray (a Ray cluster's workers; needs {INSTALL})")
-    group.add_argument("--pool-workers", type=int, metavar="N",
-                       help="with --executor pool: how many processes (default: one per core)")
-    group.add_argument("--ray-address", metavar="auto|ray://HOST:PORT",
-                       help="with --executor ray: the cluster to join: auto (the one `ray start` runs here), "
-                       "ray://HOST:10001 (a remote head); default: start a local one")
-    group.add_argument("--ray-write", choices=WRITE_MODES,
-                       help="with --executor ray: shared (the workers see OUT: one machine or a shared folder; "
-                       "they write their units there) or driver (no shared folder: inputs go through Ray's object "
-                       "store and this process writes the bytes the workers return) (default shared)")
-    group.add_argument("--ray-gpus", type=float, metavar="N",
-                       help="with --executor ray: GPUs per actor of a neural engine, may be a fraction (0.5: two "
-                       "actors per GPU) (default 1 when the cluster has GPUs, else 0)")
-
-
-def executor_from_args(args: argparse.Namespace):
-    """The executor the flags ask for (local when none were given)."""
-    name = getattr(args, "executor", "local") or "local"
-    ray_flags = {f"--ray-{k}": getattr(args, f"ray_{k}", None) for k in ("address", "write", "gpus")}
-    workers = getattr(args, "pool_workers", None)
-    given = [flag for flag, value in ray_flags.items() if value is not None]
+def make_executor(name: str = "local", *, workers: int | None = None, ray_address: str | None = None,
+                  ray_write: str | None = None, ray_gpus: float | None = None):
+    """The executor called ``name`` (local, pool or ray) with its settings; a setting of
+    another executor is one line (``--pool-workers`` without pool, ``--ray-*`` without ray)."""
+    ray = {"--ray-address": ray_address, "--ray-write": ray_write, "--ray-gpus": ray_gpus}
+    given = [flag for flag, value in ray.items() if value is not None]
+    if name not in EXECUTORS:
+        raise ConfigError(f"--executor {name!r}: choose one of {', '.join(EXECUTORS)}")
     if name != "ray" and given:
         raise ConfigError(f"{', '.join(given)}: for --executor ray")
     if name != "pool" and workers is not None:
@@ -411,8 +392,7 @@ def executor_from_args(args: argparse.Namespace):
         return PoolExecutor(workers)
     if name == "local":
         return LocalExecutor()
-    return RayExecutor(address=ray_flags["--ray-address"], write=ray_flags["--ray-write"] or "shared",
-                       gpus=ray_flags["--ray-gpus"])
+    return RayExecutor(address=ray_address, write=ray_write or "shared", gpus=ray_gpus)
 
 
 def resolve(executor) -> Any:

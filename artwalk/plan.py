@@ -18,10 +18,12 @@ count while the walk runs (``transient_bytes``), not in what stays.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from artwalk import limits
+from artwalk.errors import InputError
 from artwalk.fsutil import free_bytes, human_bytes
 from artwalk.timeline import TimelineSpec, total_frames
 
@@ -109,3 +111,21 @@ def plan_walk(
     return plan_counts(frames, unique, spec.fps, size, upscaled_size, stored_upscale,
                        keyframes=originals + pairs * inbetweens, motion_pngs=motion_pngs, chunked=chunked,
                        released_upscale=released_upscale)
+
+
+def state_plan(plan: WalkPlan, run_dir: Path, fps: float, audio_s: float | None, what: str,
+               check_disk: bool = True) -> None:
+    """Log the plan line; warn of a short soundtrack; refuse a run that the disk cannot hold
+    (with ``check_disk``: a walk whose video is current writes nothing new)."""
+    log = logging.getLogger("artwalk")
+    log.info("%s", plan.describe(run_dir))
+    if audio_s is not None and audio_s + 0.5 / fps + 1e-3 < plan.duration_s:  # > half a frame
+        log.warning("warning: the soundtrack is %.1f s, shorter than the %.1f s video: the end will be silent",
+                    audio_s, plan.duration_s)
+    if not check_disk:
+        return
+    # What a rerun finds in OUT already (units it reuses, or rewrites in place) needs no new space.
+    there = sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file()) if run_dir.is_dir() else 0
+    if plan.disk_bytes - there > free_bytes(run_dir):
+        raise InputError(f"{run_dir}: not enough disk: the {what} needs about {human_bytes(plan.disk_bytes - there)} "
+                         f"more, {human_bytes(free_bytes(run_dir))} free")

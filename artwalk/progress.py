@@ -1,9 +1,9 @@
 """Progress bars that a caller can switch off, and that stay out of logs.
 
-On a terminal a bar redraws a few times a second (``ARTWALK_PROGRESS_INTERVAL`` seconds
-apart, default 0.2; ``0`` redraws on every step, which is how the tests drive every
-command in a pseudo-terminal). When stderr is a file or a pipe (cron, CI, ``2> log``)
-bars draw nothing at all: no carriage returns, no half-drawn lines. Each stage logs
+On a terminal (or in a Jupyter notebook) a bar redraws a few times a second
+(``ARTWALK_PROGRESS_INTERVAL`` seconds apart, default 0.2; ``0`` redraws on every step, which
+is how the tests drive every command in a pseudo-terminal). When stderr is a file or a pipe
+(cron, CI, ``2> log``) bars draw nothing at all: no carriage returns, no half-drawn lines. Each stage logs
 one line when it ends instead.
 
 A bar's methods return nothing, so a progress call can never stand in for data (tqdm's
@@ -112,11 +112,15 @@ def observed(observer: Observer) -> Iterator[None]:
 
 
 def drawing() -> bool:
-    """Whether bars draw here: stderr is a terminal (and no observer takes the steps)."""
+    """Whether bars draw here: stderr is a terminal or a Jupyter notebook's (and no observer
+    takes the steps)."""
     return getattr(_local, "observer", None) is None and _is_terminal(sys.stderr)
 
 
 def _is_terminal(stream) -> bool:
+    """A terminal, or a notebook's output (which redraws a line on a carriage return)."""
+    if type(stream).__module__.startswith("ipykernel"):
+        return True
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):  # no stream, or a closed one

@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     import frame_interpolation
     import generate_videos as gv
     from artwalk.framestore import FrameReader
-    from artwalk.video import EncodeSettings, concat_chunks, encode_video
+    from generate_videos import EncodeSettings, concat_chunks, encode_video
     from diffusion_models import KeyframeConfig
     from frame_interpolation import MotionConfig
 

@@ -65,7 +65,7 @@ def bare_encode(out: Path) -> float:
     """The walk's own output frames, decoded into memory first, encoded again with the same settings."""
     import av
 
-    from artwalk.video import EncodeSettings, encode_video
+    from generate_videos import EncodeSettings, encode_video
 
     video = next(out.glob("*.mp4"))
     with av.open(str(video)) as c:

@@ -12,7 +12,7 @@ from artwalk.cli import Parser, add_common_flags, add_keep_settings_flag, artwal
 from artwalk.config import add_flags, engine_option_names, from_args
 from artwalk.errors import ConfigError
 from artwalk.runfolder import previous_config
-from diffusion_models import PROMPT_SETTINGS, STAGE, VIDEO_SETTINGS, KeyframeConfig, run
+from diffusion_models import PROMPT_SETTINGS, STAGE, VIDEO_SETTINGS, KeyframeConfig, check, run
 
 
 def build_parser(prog: str = "python -m diffusion_models") -> argparse.ArgumentParser:
@@ -39,6 +39,8 @@ def build_parser(prog: str = "python -m diffusion_models") -> argparse.ArgumentP
         "registry names (`artwalk models list`), hub ids from the Hugging Face cache, or local folders."),
         KeyframeConfig, names=neural)
     add_keep_settings_flag(p)
+    p.add_argument("--announced", action="store_true", help="the walk's plan has said what is skipped (non-image "
+                   "files, in-betweens the engine cannot make): do not say it again (full_pipeline.sh)")
     add_common_flags(p)
     return p
 
@@ -59,7 +61,11 @@ def config_from_args(args: argparse.Namespace) -> KeyframeConfig:
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m diffusion_models") -> int:
-    return run_cli(lambda args: run(config_from_args(args)), build_parser(prog), argv)
+    def stage(args: argparse.Namespace):
+        config = config_from_args(args)
+        return run(config, plan=check(config, announce=not args.announced))
+
+    return run_cli(stage, build_parser(prog), argv)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
 
 from artwalk import __version__
 from artwalk.cli import add_common_flags
@@ -60,14 +62,16 @@ from artwalk.fsutil import atomic_write_json, make_dir
 from artwalk.images import IMAGE_EXTENSIONS, natural_key
 from artwalk.runfolder import run_lock
 from diffusion_models import check_folders
+from pipeline.flags import add_walk_flags, settings_of
+from pipeline.spec import WalkSpec, walk_spec
 from pipeline.tracking import open_tracker
-from pipeline.walk import add_walk_flags, check_engines, configure, plan_walk, run_tracked
+from pipeline.walk import check_engines, plan, run_tracked
 
 log = logging.getLogger("artwalk")
 
 REPORT = "batch-report.json"
 HISTORY = ".batch-reports"
-BATCH_DESTS = ("collection", "out", "list", "max_hours", "command", "func")  # not walk flags
+BATCH_KEYS = ("collection", "list", "out", "max_hours")  # the batch's own settings, not its walks'
 # Status -> how the summary line counts it, in the order the line gives them.
 STATUSES = {"done": "done", "skipped": "skipped (up to date)", "busy": "skipped (busy: another run holds it)",
             "not_started": "not started (time limit)", "failed": "failed"}
@@ -148,71 +152,89 @@ def _hours(text: str) -> float:
     return value
 
 
+@dataclass(frozen=True)
+class Batch:
+    """What a batch was asked: its walks' source, where they go, its time limit, and the walk
+    settings every walk shares (as ``artwalk run``'s, see :mod:`pipeline.spec`)."""
+
+    collection: Path | None
+    list: Path | None
+    out: Path | None
+    max_hours: float | None
+    walk: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, settings: Mapping[str, Any]) -> "Batch":
+        walk = {k: v for k, v in settings.items() if k not in BATCH_KEYS}
+        return cls(*(settings.get(k) for k in BATCH_KEYS), MappingProxyType(walk))
+
+
 def batch_command(args: argparse.Namespace) -> int:
     """Run the batch; print its one summary line; the exit code (1 when a walk failed)."""
-    result = run_batch(args)
+    result = run_batch(Batch.of(settings_of(args)))
     print(result.summary, flush=True)
     return result.exit_code
 
 
-def run_batch(args: argparse.Namespace, clock=time.monotonic) -> BatchResult:
+def run_batch(batch: Batch, clock=time.monotonic) -> BatchResult:
     """Find the walks, check what can be checked, then each walk in turn (see the module
     docstring). ``clock``: seconds, for --max-hours."""
     started, started_at = clock(), _utc_now()
-    walks, ignored = find_walks(args)
-    root = output_root(args)
-    check_batch(args, walks, root)
+    walks, ignored = find_walks(batch)
+    root = output_root(batch)
+    check_batch(batch, walks, root)
     make_dir(root, "batch's output folder")
     history = make_dir(root / HISTORY, "batch's report folder") / f"{_stamp(started_at)}-{os.getpid()}.json"
-    tracker = open_tracker(args, root)  # --track: the store, checked before any walk (ROOT/mlruns by default)
+    # --track: the store, checked before any walk (ROOT/mlruns by default)
+    tracker = open_tracker(batch.walk.get("track", "none"), batch.walk.get("tracking_uri"), root)
     tags = {"artwalk.batch": history.stem}
-    source = f"--list {args.list}" if args.list is not None else str(args.collection)
+    source = f"--list {batch.list}" if batch.list is not None else str(batch.collection)
     log.info("batch: %d walk(s) from %s into %s", len(walks), source, root)
     result = BatchResult(root, root / REPORT, [], ignored)
-    limit = None if args.max_hours is None else args.max_hours * 3600.0
+    limit = None if batch.max_hours is None else batch.max_hours * 3600.0
     try:
         for i, item in enumerate(walks, start=1):
             run_dir = root / item.name
             if limit is not None and clock() - started >= limit:
                 outcome = WalkOutcome(item.name, str(item.input), str(run_dir), "not_started",
-                                      f"--max-hours {args.max_hours:g} reached")
+                                      f"--max-hours {batch.max_hours:g} reached")
             else:
-                outcome = run_one(args, item, run_dir, tracker, tags)
+                outcome = run_one(batch, item, run_dir, tracker, tags)
                 log.info("batch %d/%d: %s: %s%s (%.2f s)", i, len(walks), item.name, STATUSES[outcome.status],
                          f": {outcome.reason}" if outcome.status in ("failed", "busy") else "", outcome.seconds)
             result.outcomes.append(outcome)
-            _write_report(result, history, args, started_at, done=False)
+            _write_report(result, history, batch, started_at, done=False)
     except KeyboardInterrupt:  # the report says how far it got; the next batch takes up the rest
         rest = walks[len(result.outcomes):]
         result.outcomes += [WalkOutcome(w.name, str(w.input), str(root / w.name), "failed" if k == 0 else
                                         "not_started", "interrupted") for k, w in enumerate(rest)]
-        _write_report(result, history, args, started_at, done=True)
+        _write_report(result, history, batch, started_at, done=True)
         raise
     result.summary = summary_line(result.outcomes)
-    _write_report(result, history, args, started_at, done=True)
+    _write_report(result, history, batch, started_at, done=True)
     log.info("batch report: %s", result.report)
     return result
 
 
-def run_one(args: argparse.Namespace, item: BatchWalk, run_dir: Path, tracker=None,
+def run_one(batch: Batch, item: BatchWalk, run_dir: Path, tracker=None,
             tags: dict[str, str] | None = None) -> WalkOutcome:
     """One walk, as `artwalk run` does it, under its run folder's lock taken without waiting
     (unless --wait): busy, skipped (current), done or failed, never raised. With ``tracker``
     (--track) a walk that runs is a run of its own, tagged with ``tags``."""
     t0 = time.monotonic()
     outcome = WalkOutcome(item.name, str(item.input), str(run_dir), "failed")
-    walk_args = walk_namespace(args, item, run_dir)
     try:
         # The lock first: a folder another batch works in is neither read nor planned.
-        with run_lock(run_dir, getattr(walk_args, "wait", False)):
-            walk = plan_walk(walk_args)
-            if walk.current:
-                log.info("%s is current (its inputs and settings are unchanged): skipped", walk.video.video_path)
+        with run_lock(run_dir, bool(batch.walk.get("wait", False))):
+            planned = plan(walk_of(batch, item, run_dir))
+            if planned.current:
+                log.info("%s is current (its inputs and settings are unchanged): skipped",
+                         planned.spec.video.video_path)
                 outcome.status = "skipped"
             else:
-                run_tracked(walk, tracker, tags)
+                run_tracked(planned, tracker, tags)
                 outcome.status = "done"
-            outcome.video = str(walk.video.video_path)
+            outcome.video = str(planned.spec.video.video_path)
     except RunFolderBusyError as exc:
         outcome.status, outcome.reason = "busy", first_line(exc)
     except ArtwalkError as exc:
@@ -225,22 +247,21 @@ def run_one(args: argparse.Namespace, item: BatchWalk, run_dir: Path, tracker=No
     return outcome
 
 
-def walk_namespace(args: argparse.Namespace, item: BatchWalk, run_dir: Path) -> argparse.Namespace:
-    """The walk's own flags, as `artwalk run item.input run_dir [flags]` would parse them."""
-    values = {k: v for k, v in vars(args).items() if k not in BATCH_DESTS}
-    return argparse.Namespace(**values, input=item.input, output=run_dir)
+def walk_of(batch: Batch, item: BatchWalk, run_dir: Path) -> WalkSpec:
+    """One walk of the batch, as `artwalk run item.input run_dir [walk flags]` makes it."""
+    return walk_spec({**batch.walk, "input": item.input, "output": run_dir}, "images")
 
 
-def find_walks(args: argparse.Namespace) -> tuple[list[BatchWalk], list[str]]:
+def find_walks(batch: Batch) -> tuple[list[BatchWalk], list[str]]:
     """The walks (from COLLECTION's sub-folders or --list's lines) and the sub-folders
     skipped for having no images."""
-    if args.list is not None:
-        if args.collection is not None:
-            raise ConfigError(f"give COLLECTION ({args.collection}) or --list {args.list}, not both")
-        return read_list(args.list), []
-    if args.collection is None:
+    if batch.list is not None:
+        if batch.collection is not None:
+            raise ConfigError(f"give COLLECTION ({batch.collection}) or --list {batch.list}, not both")
+        return read_list(batch.list), []
+    if batch.collection is None:
         raise ConfigError("give COLLECTION, a folder of folders of images (or --list FILE)")
-    collection = args.collection
+    collection = batch.collection
     if not collection.is_dir():
         raise ConfigError(f"{collection}: " + ("is a file, not a folder of folders of images" if collection.exists()
                                               else "no such collection folder"))
@@ -296,26 +317,26 @@ def read_list(path: Path) -> list[BatchWalk]:
     return walks
 
 
-def output_root(args: argparse.Namespace) -> Path:
+def output_root(batch: Batch) -> Path:
     """--out, or the default: COLLECTION-walks beside COLLECTION (FILE-walks beside the list)."""
-    if args.out is not None:
-        return args.out
-    source = Path(os.path.abspath(args.list if args.list is not None else args.collection))
-    return source.parent / f"{source.stem if args.list is not None else source.name}-walks"
+    if batch.out is not None:
+        return batch.out
+    source = Path(os.path.abspath(batch.list if batch.list is not None else batch.collection))
+    return source.parent / f"{source.stem if batch.list is not None else source.name}-walks"
 
 
-def check_batch(args: argparse.Namespace, walks: list[BatchWalk], root: Path) -> None:
+def check_batch(batch: Batch, walks: list[BatchWalk], root: Path) -> None:
     """What can be checked before any walk: ROOT outside the inputs, each run folder apart
     from its input, and what is the same for every walk, so checked once: the walk flags,
     the engines and their weights."""
-    if args.collection is not None:
-        inside = Path(root).resolve().is_relative_to(args.collection.resolve())
+    if batch.collection is not None:
+        inside = Path(root).resolve().is_relative_to(batch.collection.resolve())
         if inside:
-            raise ConfigError(f"--out {root}: inside COLLECTION {args.collection}, whose folders are the walks; "
+            raise ConfigError(f"--out {root}: inside COLLECTION {batch.collection}, whose folders are the walks; "
                               "pick a ROOT outside it")
     for item in walks:
         check_folders(item.input, root / item.name)
-    check_engines(configure(walk_namespace(args, walks[0], root / walks[0].name)), models=True)
+    check_engines(walk_of(batch, walks[0], root / walks[0].name), models=True)
 
 
 def summary_line(outcomes: list[WalkOutcome]) -> str:
@@ -333,15 +354,15 @@ def summary_line(outcomes: list[WalkOutcome]) -> str:
     return ", ".join(parts)
 
 
-def _write_report(result: BatchResult, history: Path, args: argparse.Namespace, started_at: datetime,
+def _write_report(result: BatchResult, history: Path, batch: Batch, started_at: datetime,
                   done: bool) -> None:
     """This batch's report into .batch-reports/, and as ROOT/batch-report.json (the latest)."""
     report = {
         "artwalk": __version__, "pid": os.getpid(), "started": started_at.isoformat(timespec="seconds"),
         "finished": _utc_now().isoformat(timespec="seconds") if done else None,
-        "collection": None if args.collection is None else str(args.collection),
-        "list": None if args.list is None else str(args.list), "root": str(result.root),
-        "max_hours": args.max_hours, "summary": summary_line(result.outcomes) if done else None,
+        "collection": None if batch.collection is None else str(batch.collection),
+        "list": None if batch.list is None else str(batch.list), "root": str(result.root),
+        "max_hours": batch.max_hours, "summary": summary_line(result.outcomes) if done else None,
         "exit_code": result.exit_code if done else None,
         "counts": {s: sum(o.status == s for o in result.outcomes) for s in STATUSES},
         "walks": [asdict(o) for o in result.outcomes], "ignored": result.ignored,

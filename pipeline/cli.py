@@ -7,10 +7,12 @@
                                                    --levels-only, then OUT --render: two steps)
     artwalk plan [INPUT] OUT [flags] [--stage-args FILE]   (--prompts SCHEDULE instead of INPUT)
     artwalk batch COLLECTION [--out ROOT] [flags]  a walk per sub-folder (or --list FILE), for cron
+    artwalk retime OUT [--sec_interpolation I] [--sec_freeze F]   motion again with new timing, then the
+                                                   upscale and the encode (ArtWalks' generate_videos.py form)
     artwalk interrogate FOLDER [flags]             a prompt per image into FOLDER/desc.csv
     artwalk audio SONG [--fps 24] [--on beats]     a song's events as keyframe frames
     artwalk story COLLECTION OUT [-n 10] [flags]   a seeded random subset of a collection as a walk's input
-    artwalk studio [ROOT] [--port 8765]            the timeline web studio (see studio/)
+    artwalk studio [ROOT] [--port 8765]            the timeline web studio (python -m studio; see studio/)
     artwalk models list | download NAME
 
 ``plan --stage-args FILE`` is how ``full_pipeline.sh`` learns what to run: FILE gets,
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -38,25 +41,50 @@ from pipeline import interrogate_cmd
 from pipeline import retime as retime_cmd
 from pipeline import schedule_cmd
 from pipeline import story_cmd
-from pipeline import zoom as zoom_cmd
-from studio import cli as studio_cmd
-from pipeline.walk import add_walk_flags, plan_walk, run_walk, write_walk_json
+from pipeline.flags import add_walk_flags, add_zoom_flags, plan_source, settings_of
+from pipeline.spec import walk_spec
+from pipeline.tracking import open_tracker
+from pipeline.walk import plan, run_tracked, write_walk_json
+from pipeline.zoom import zoom_spec
 
 log = logging.getLogger("artwalk")
 
 
+def walk_command(source: str):
+    """``artwalk run|prompts|video-init``: the spec, its plan, then the stages in this
+    process under the run folder's lock (with --track, recorded as a run: the store is
+    opened before any stage)."""
+
+    def command(args: argparse.Namespace):
+        planned = plan(walk_spec(settings_of(args), source))
+        return run_tracked(planned, _tracker(planned.spec))
+
+    return command
+
+
+def zoom_command(args: argparse.Namespace):
+    """``artwalk zoom``: the same for an infinite zoom's asked steps."""
+    planned = plan(zoom_spec(settings_of(args)))
+    return run_tracked(planned, _tracker(planned.spec))
+
+
+def _tracker(spec):
+    return open_tracker(spec.track, spec.tracking_uri, spec.run_dir.absolute().parent)
+
+
 def plan_command(args: argparse.Namespace) -> None:
     """Check and plan the walk; write OUT/walk.json (and the stages' arguments)."""
-    walk = plan_walk(args)
-    with run_lock(walk.run_dir, walk.video.wait):
-        write_walk_json(walk)
+    source, settings = plan_source(settings_of(args))
+    planned = plan(walk_spec(settings, source))
+    with run_lock(planned.run_dir, planned.spec.video.wait):
+        write_walk_json(planned)
     if args.stage_args is not None:
-        words = ["done" if walk.up_to_date else "run"]
-        for argv in walk.stage_argv(quiet=args.quiet, verbose=args.verbose).values():
+        words = ["done" if planned.up_to_date else "run"]
+        for argv in planned.stage_argv(quiet=args.quiet, verbose=args.verbose).values():
             words += [str(len(argv)), *argv]
         atomic_write_bytes(args.stage_args, b"".join(w.encode("utf-8") + b"\0" for w in words))
     else:
-        print(walk.engines)  # keyframes ..., motion ..., upscale ...
+        print(planned.spec.engines)  # keyframes ..., motion ..., upscale ...
 
 
 def models_list(args: argparse.Namespace) -> None:
@@ -85,14 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "and reuses unchanged work. Each flag's default is its stage's.")
     add_walk_flags(r)
     add_common_flags(r)
-    r.set_defaults(func=run_walk)
+    r.set_defaults(func=walk_command("images"))
     pr = sub.add_parser("prompts", help="render a prompt schedule into a walk video (all four stages)",
                         description="Render a prompt schedule ('0: a corgi' / '60: a lion') into a walk video in "
                         "OUT: text to image at each keyframe's frame, diffused in-betweens as --diffuse says, "
                         "motion for the rest, upscaling, encode. Same stages, caches and checks as `artwalk run`.")
     add_walk_flags(pr, source="prompts")
     add_common_flags(pr)
-    pr.set_defaults(func=run_walk)
+    pr.set_defaults(func=walk_command("prompts"))
     vi = sub.add_parser("video-init", help="restyle a video's frames by img2img, with a prompt schedule",
                         description="Restyle the frames of VIDEO with the sd engine's img2img, each with the prompt, "
                         "strength, guidance and seed of its frame from the schedules (frames count from --start), "
@@ -102,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "resumes, and a changed prompt redoes only its frames.")
     add_walk_flags(vi, source="video")
     add_common_flags(vi)
-    vi.set_defaults(func=run_walk)
+    vi.set_defaults(func=walk_command("video"))
     pl = sub.add_parser("plan", help="check a walk, state its engines, frames and disk; write OUT/walk.json",
                         description="Check everything the walk needs, log the preset and plan lines and write "
                         "OUT/walk.json; print the engines on stdout ('keyframes none, motion flow, upscale "
@@ -138,12 +166,26 @@ def build_parser() -> argparse.ArgumentParser:
     retime_cmd.add_command(sub)
     schedule_cmd.add_command(sub)
     story_cmd.add_command(sub)
-    zoom_cmd.add_command(sub)
-    studio_cmd.add_command(sub)
+    z = sub.add_parser(
+        "zoom", help="an infinite zoom from prompts (outpainted levels) or through your own images",
+        description="An infinite zoom video. Level 0 is text to image of the schedule's line 0 (or --start IMAGE); "
+        "each next level is the last one shrunk by --zoom-factor into the centre of a W x H canvas, its border "
+        "outpainted with that level's prompt (the schedule is keyed by level). --through FOLDER zooms through "
+        "your own images instead, with no weights. The levels are upscaled to --target, then every frame is "
+        "composed from all the levels it shows, each at its own resolution. Two steps, as on a GPU machine and "
+        "a CPU one: --levels-only, then `artwalk zoom OUT --render`.")
+    add_zoom_flags(z)
+    add_common_flags(z)
+    z.set_defaults(func=zoom_command)
+    sub.add_parser("studio", add_help=False, help="the timeline web studio: keyframes in the browser, re-rendering "
+                   "what changed (python -m studio; `artwalk studio --help` lists its flags)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["studio"]:  # its own program, built on this package (not the reverse): `python -m studio`
+        os.execv(sys.executable, [sys.executable, "-m", "studio", *argv[1:]])
     return run_cli(lambda a: a.func(a), build_parser(), argv)
 
 

@@ -35,7 +35,6 @@ after it. MLflow is imported only here, and only for ``--track mlflow``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -60,27 +59,16 @@ BATCH = 100  # parameters or tags per log_batch call (MAX_PARAMS_TAGS_PER_BATCH)
 INSTALL = "pip install -r requirements/tracking.txt"
 
 
-def add_tracking_flags(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("--track", choices=TRACKERS, default="none",
-                       help="record the walk as a run in an experiment tracker: mlflow (its parameters, prompts, "
-                       "seeds, stage timings, units reused and computed, the video and contact sheet; needs "
-                       f"`{INSTALL}`) (default none)")
-    group.add_argument("--tracking-uri", metavar="URI",
-                       help="with --track mlflow: the tracking store, e.g. sqlite:///runs.db or "
-                       "http://host:5000 (default $MLFLOW_TRACKING_URI, else sqlite:///ROOT/mlruns/mlflow.db in "
-                       "the run folder's parent ROOT)")
-
-
 def default_uri(root: Path) -> str:
     """The local store under ``root`` (the run folder's parent): a SQLite file, as MLflow 3
     keeps its plain-file store in maintenance mode and refuses it unless told otherwise."""
     return "sqlite:///" + (Path(root).absolute() / STORE / "mlflow.db").as_posix()  # four slashes: absolute
 
 
-def open_tracker(args: argparse.Namespace, root: Path) -> MlflowTracker | None:
-    """The tracker the flags ask for (None for --track none), its store opened and its
-    experiment there, or one line saying why not. ``root``: where the default store goes."""
-    kind, uri = getattr(args, "track", "none"), getattr(args, "tracking_uri", None)
+def open_tracker(kind: str, uri: str | None, root: Path) -> MlflowTracker | None:
+    """The tracker ``kind`` asks for (None for none), its store (``uri``, else the default)
+    opened and its experiment there, or one line saying why not. ``root``: where the
+    default store goes."""
     if kind == "none":
         if uri is not None:
             raise ConfigError(f"--tracking-uri {redact(uri)} is for --track mlflow: give both, or neither")
@@ -287,22 +275,35 @@ def run_tracked(tracker: MlflowTracker | None, record: Callable[[], RunRecord], 
 # --------------------------------------------------------------------------- what a run holds
 
 
-def walk_record(walk, tags: dict[str, str] | None = None) -> RunRecord:
-    """A planned walk's run record (see the module docstring); ``tags`` adds to its tags."""
-    kf, plan = walk.keyframe_plan, walk.keyframes
+def record_of(planned, tags: dict[str, str] | None = None) -> RunRecord:
+    """A planned walk's or zoom's run record; ``tags`` adds to its tags."""
+    return zoom_record(planned) if planned.kind == "zoom" else walk_record(planned, tags)
+
+
+def files_of(planned) -> list[Path]:
+    """A run's artifacts: the video, its contact sheet and record, and walk.json or zoom.json."""
+    video = planned.spec.video
+    return [video.video_path, video.sheet_path, video.record_path,
+            planned.spec.run_dir / ("zoom.json" if planned.kind == "zoom" else "walk.json")]
+
+
+def walk_record(planned, tags: dict[str, str] | None = None) -> RunRecord:
+    """A planned walk's run record (see the module docstring)."""
+    spec, kf = planned.spec, planned.keyframes
+    plan = spec.keyframes
     kind = "video-init" if plan.video_init is not None else "prompts" if kf.prompt_walk is not None else "images"
-    up = walk.upscale
+    up = spec.upscale
     params: dict[str, Any] = {
-        "preset": walk.preset, "engine.keyframes": walk.engines.keyframes, "engine.motion": walk.engines.motion,
-        "engine.upscale": walk.engines.upscale if up is not None else "off",
-        "input": Path(walk.input_dir).absolute().name if walk.input_dir is not None else
+        "preset": spec.preset, "engine.keyframes": spec.engines.keyframes, "engine.motion": spec.engines.motion,
+        "engine.upscale": spec.engines.upscale if up is not None else "off",
+        "input": Path(spec.input_dir).absolute().name if spec.input_dir is not None else
         Path(plan.video_init).name if plan.video_init is not None else "prompts", "images": len(kf.images),
-        "fps": walk.motion.fps, "S": kf.steps, "I": walk.motion.sec_interpolation, "F": walk.motion.sec_freeze,
-        "easing": walk.motion.easing, "size": "x".join(str(v) for v in plan.size),
-        "target": up.target if up is not None else "off", "format": walk.video.video_format,
-        "seed": getattr(plan, "seed", None), "frames": walk.plan.frames,
+        "fps": spec.motion.fps, "S": kf.steps, "I": spec.motion.sec_interpolation, "F": spec.motion.sec_freeze,
+        "easing": spec.motion.easing, "size": "x".join(str(v) for v in plan.size),
+        "target": up.target if up is not None else "off", "format": spec.video.video_format,
+        "seed": getattr(plan, "seed", None), "frames": planned.numbers.frames,
     }
-    for stage, values in walk.given.items():
+    for stage, values in spec.given.items():
         if stage == "upscale" and up is None:
             continue  # --no-upscale: stage 3 does not run
         for name, value in values.items():
@@ -319,37 +320,27 @@ def walk_record(walk, tags: dict[str, str] | None = None) -> RunRecord:
     elif kf.prompts is not None:  # an image walk's desc.csv
         for i, p in enumerate(kf.images[:MAX_PROMPTS]):
             params[f"prompt.{i:03d}"] = f"{p.name}: {kf.prompt_of(p)}"
-    all_tags = {"artwalk.version": __version__, "artwalk.walk_key": walk.key, "artwalk.preset": walk.preset,
-                "artwalk.kind": kind, "artwalk.run_dir": walk.run_dir.absolute().name, **(tags or {})}
-    return RunRecord(walk.run_dir.absolute().name, params, all_tags, {"inputs.json": inputs})
+    all_tags = {"artwalk.version": __version__, "artwalk.walk_key": planned.key, "artwalk.preset": spec.preset,
+                "artwalk.kind": kind, "artwalk.run_dir": spec.run_dir.absolute().name, **(tags or {})}
+    return RunRecord(spec.run_dir.absolute().name, params, all_tags, {"inputs.json": inputs})
 
 
-def walk_files(walk) -> list[Path]:
-    """A walk's artifacts: the video, its contact sheet and record, walk.json."""
-    video = walk.video
-    return [video.video_path, video.sheet_path, video.record_path, walk.run_dir / "walk.json"]
-
-
-def zoom_record(zoom) -> RunRecord:
+def zoom_record(planned) -> RunRecord:
     """An infinite zoom's run record: its engines, key settings and the flags given."""
+    zoom = planned.spec
     up, levels = zoom.upscale, zoom.levels
     params: dict[str, Any] = {
         "engine.levels": None if levels is None else levels.engine if levels.engine is not None else
         "none" if getattr(levels, "through", None) is not None else "sd",
         "engine.motion": zoom.motion.engine, "engine.upscale": up.engine if up is not None else "off",
         "fps": zoom.motion.fps, "target": up.target if up is not None else "off",
-        "format": zoom.video.video_format, "frames": zoom.plan.frames, "steps": ",".join(zoom.steps),
+        "format": zoom.video.video_format, "frames": planned.numbers.frames, "steps": ",".join(zoom.steps),
     }
     for stage, values in zoom.given.items():
         for name, value in values.items():
             params[f"{stage}.{name}"] = value
     tags = {"artwalk.version": __version__, "artwalk.kind": "zoom", "artwalk.run_dir": zoom.run_dir.absolute().name}
     return RunRecord(zoom.run_dir.absolute().name, params, tags)
-
-
-def zoom_files(zoom) -> list[Path]:
-    video = zoom.video
-    return [video.video_path, video.sheet_path, video.record_path, zoom.run_dir / "zoom.json"]
 
 
 def _text(value: Any) -> str:

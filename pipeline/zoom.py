@@ -1,4 +1,5 @@
-"""``artwalk zoom``: an infinite zoom, as the walk's four stages on one run folder.
+"""An infinite zoom, as the walk's four stages on one run folder: its spec and plan, which
+:func:`pipeline.walk.plan` and :func:`pipeline.walk.run` hand over to here.
 
 ::
 
@@ -20,161 +21,155 @@ step needs only OUT (flags given to it override the recorded ones).
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import logging
 import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar, Mapping
 
 import frame_interpolation
 import generate_videos
 import super_resolution
 from artwalk import __version__
-from artwalk.config import add_flags, from_record, given
+from artwalk.config import from_record, given
 from artwalk.errors import ConfigError, InputError, StageOrderError
-from artwalk.executors import add_executor_flags, executor_from_args
 from artwalk.fsutil import atomic_write_json, check_writable, sha256_file
-from artwalk.plan import PNG_BYTES_PER_PIXEL, WalkPlan, plan_counts
+from artwalk.plan import PNG_BYTES_PER_PIXEL, WalkPlan, plan_counts, state_plan
 from artwalk.runfolder import MANIFEST, check_layout, check_run_folder, read_manifest, run_lock
 from artwalk.sizes import target_size
 from artwalk.zoom import frames_per_level, hold_frames, zoom_timeline
-from diffusion_models.zoom import ZoomLevelsConfig, check_zoom, run_zoom
+from diffusion_models.zoom import ZoomLevelsConfig, check_zoom, run_zoom as make_levels
 from frame_interpolation import MotionConfig
 from generate_videos import VideoConfig
-from pipeline import tracking
+from pipeline.flags import ZOOM_MOTION, ZOOM_UPSCALE_DESTS, ZOOM_VIDEO_DESTS
 from pipeline.presets import REGISTRIES, resolve_preset
-from pipeline.walk import state_plan
+from pipeline.spec import ExecutorSpec, WalkOptions
 from super_resolution import UpscaleConfig
 
 log = logging.getLogger("artwalk")
 
 RECORD = "zoom.json"
-MOTION = ("fps", "seconds_per_level", "direction", "hold_start", "hold_end", "loop", "keep_frames")
-UPSCALE_DESTS = {"engine": "upscale_engine", "model": "upscale_model"}
-VIDEO_DESTS = {"output": "video"}
 SHARED = ("device", "dtype", "wait", "verify")  # given once, for every stage that takes them
 
 
-def add_command(sub) -> None:
-    z = sub.add_parser(
-        "zoom", help="an infinite zoom from prompts (outpainted levels) or through your own images",
-        description="An infinite zoom video. Level 0 is text to image of the schedule's line 0 (or --start IMAGE); "
-        "each next level is the last one shrunk by --zoom-factor into the centre of a W x H canvas, its border "
-        "outpainted with that level's prompt (the schedule is keyed by level). --through FOLDER zooms through "
-        "your own images instead, with no weights. The levels are upscaled to --target, then every frame is "
-        "composed from all the levels it shows, each at its own resolution. Two steps, as on a GPU machine and "
-        "a CPU one: --levels-only, then `artwalk zoom OUT --render`.")
-    add_zoom_flags(z)
-    from artwalk.cli import add_common_flags
+@dataclass(frozen=True)
+class ZoomSpec:
+    """An infinite zoom, whole: its run folder, the stages' configs, the flags given (what
+    ``zoom.json`` keeps for ``--render``) and which steps run."""
 
-    add_common_flags(z)
-    z.set_defaults(func=zoom_command)
-
-
-def add_zoom_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("prompts", nargs="?", metavar="PROMPTS",
-                   help="the prompt schedule keyed by level: a file of 'LEVEL: prompt' lines ('0: a forest', "
-                   "'3: a city at night --neg blur'), or that text; not with --render")
-    p.add_argument("output", nargs="?", type=Path, metavar="OUT", help="run folder (reruns resume and reuse work)")
-    steps = p.add_argument_group("the zoom")
-    steps.add_argument("--levels-only", action="store_true",
-                       help="step 1 only: make the levels and upscale them (the GPU part)")
-    steps.add_argument("--render", action="store_true",
-                       help="step 2 only: compose the frames from OUT's levels and encode the video (the CPU "
-                       "part); takes the flags recorded in OUT/zoom.json")
-    steps.add_argument("--preset", default="auto", choices=["auto", "cpu", "gpu"],
-                       help="the upscale engine: gpu (Real-ESRGAN) or cpu (Lanczos); auto picks gpu when CUDA and "
-                       "its engines are there (default auto); --upscale-engine overrides it")
-    steps.add_argument("--no-upscale", action="store_true",
-                       help="compose the frames at the levels' own size (W x H), not --target")
-    add_executor_flags(steps)
-    seen: set[str] = set()
-    add_flags(p.add_argument_group("levels (stage 1)"), ZoomLevelsConfig, seen=seen,
-              flags={"engine": ("--engine", "--keyframe-engine")})
-    add_flags(p.add_argument_group("frames (stage 2, motion engine zoom)"), MotionConfig, names=MOTION, seen=seen,
-              helps={"loop": "the last level blends back into the first: the video loops without a seam",
-                     "keep_frames": "store each frame as a PNG file, not each level's frames in one lossless file"})
-    add_flags(p.add_argument_group("upscaling the levels (stage 3)"), UpscaleConfig, exclude=("keep_frames",),
-              seen=seen, flags={"engine": ("--upscale-engine",), "model": ("--upscale-model",)}, dests=UPSCALE_DESTS,
-              helps={"target": "the output size the levels are upscaled to and the frames made at: a scale (x2), a "
-                               "name (720p, 1080p, 2k, 4k) or WxH, a box the level fits inside (default 2k)",
-                     "engine": "upscale engine: lanczos or realesrgan (default: the preset's)"})
-    add_flags(p.add_argument_group("video (stage 4)"), VideoConfig, exclude=("source",), seen=seen,
-              flags={"output": ("--video", "-o")}, dests=VIDEO_DESTS)
-    tracking.add_tracking_flags(p.add_argument_group("run records (pipeline/tracking.py)"))
-
-
-@dataclass
-class Zoom:
     run_dir: Path
     levels: ZoomLevelsConfig | None  # None with --render
     upscale: UpscaleConfig | None  # None with --no-upscale
     motion: MotionConfig
     video: VideoConfig
-    given: dict[str, dict[str, Any]]
+    given: Mapping[str, Mapping[str, Any]]
     reason: str
     steps: tuple[str, ...]  # of levels, upscale, frames, video
-    plan: WalkPlan | None = None
+    executor: ExecutorSpec = ExecutorSpec()
+    track: str = "none"
+    tracking_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class ZoomPlan:
+    """A checked zoom: its spec, stage 1's plan of the levels, the engines the checks made, the
+    numbers of the plan line."""
+
+    spec: ZoomSpec
+    levels: Any  # diffusion_models.zoom's plan, None with --render
+    engines: Mapping[str, Any]  # motion, and upscale when it runs
+    numbers: WalkPlan
+    kind: ClassVar[str] = "zoom"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.spec.run_dir
 
 
 def _json(values: dict) -> dict:
     return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
 
 
-def configure(args: argparse.Namespace) -> Zoom:
-    """The stages' configs from the flags (and with --render, OUT/zoom.json's)."""
-    if args.levels_only and args.render:
+ZOOM_KEYS = ("prompts", "output", "levels_only", "render", "quiet", "verbose")
+
+
+def zoom_spec(settings: Mapping[str, Any]) -> ZoomSpec:
+    """The zoom that ``settings`` describe (with ``render``, over OUT/zoom.json's): keyed as the
+    zoom's flags land, like a walk's (:mod:`pipeline.spec`)."""
+    values = dict(settings)
+    known = set(ZOOM_KEYS) | {f.name for f in dataclasses.fields(WalkOptions) if f.name not in
+                              ("interrogate", "interrogate_mode")}
+    for cls, dests, names in ((ZoomLevelsConfig, {}, None), (MotionConfig, {}, ZOOM_MOTION),
+                              (UpscaleConfig, ZOOM_UPSCALE_DESTS, None), (VideoConfig, ZOOM_VIDEO_DESTS, None)):
+        known |= {dests.get(f.name, f.name) for f in dataclasses.fields(cls) if f.metadata.get("cli", True)
+                  and (names is None or f.name in names)}
+    unknown = [k for k in values if k not in known]
+    if unknown:
+        raise ConfigError(f"unknown setting '{unknown[0]}' for a zoom")
+    options = WalkOptions(**given(values, WalkOptions))
+    levels_only, render = bool(values.get("levels_only")), bool(values.get("render"))
+    if levels_only and render:
         raise ConfigError("--levels-only and --render are the two steps: give one of them, or neither for both")
-    prompts, out = args.prompts, args.output
-    if out is None and prompts is not None and (args.render or "through" in vars(args)):
+    prompts, out = values.get("prompts"), values.get("output")
+    if out is None and prompts is not None and (render or "through" in values):
         prompts, out = None, Path(prompts)  # the one folder given is OUT
     if out is None:
         raise ConfigError("give PROMPTS and OUT (or --through FOLDER OUT, or OUT --render)")
-    values = {"levels": given(args, ZoomLevelsConfig), "motion": given(args, MotionConfig),
-              "upscale": given(args, UpscaleConfig, UPSCALE_DESTS), "video": given(args, VideoConfig, VIDEO_DESTS)}
-    values["motion"] = {k: v for k, v in values["motion"].items() if k in MOTION + ("wait", "verify")}
-    values["upscale"].pop("keep_frames", None)  # --keep-frames is the frames' (stage 2) here
+    out = Path(out)
+    motion = {k: values[k] for k in ZOOM_MOTION + ("wait", "verify") if k in values}  # not the levels' engine
+    staged = {"levels": given(values, ZoomLevelsConfig), "motion": given(motion, MotionConfig),
+              "upscale": given(values, UpscaleConfig, ZOOM_UPSCALE_DESTS, {"engine": "--upscale-engine",
+                                                                          "model": "--upscale-model"}),
+              "video": given(values, VideoConfig, ZOOM_VIDEO_DESTS, {"output": "--video"})}
+    staged["upscale"].pop("keep_frames", None)  # --keep-frames is the frames' (stage 2) here
     for name in ("audio", "output"):  # recorded for --render, which may run elsewhere
-        if values["video"].get(name) is not None:
-            values["video"][name] = Path(values["video"][name]).absolute()
-    upscale_asked = [k for k in values["upscale"] if k not in SHARED]
-    if args.render:
+        if staged["video"].get(name) is not None:
+            staged["video"][name] = Path(staged["video"][name]).absolute()
+    upscale_asked = [k for k in staged["upscale"] if k not in SHARED]
+    no_upscale = options.no_upscale
+    if render:
         if prompts is not None:
             raise ConfigError("--render composes OUT's levels: give only OUT (the prompts made the levels)")
-        asked = [k for k in values["levels"] if k not in SHARED]
+        asked = [k for k in staged["levels"] if k not in SHARED]
         if asked:
             raise ConfigError(f"--render composes the levels already in {out}: the level flags (--"
                               f"{asked[0].replace('_', '-')}, ...) belong to the first step")
         recorded = _read_record(out)
         for stage in ("motion", "upscale", "video"):
             kept = (recorded.get("given") or {}).get(stage) or {}
-            values[stage] = {**kept, **values[stage]}
+            staged[stage] = {**kept, **staged[stage]}
         if not upscale_asked:  # step 1's choice, unless this step asks for an upscale
-            args.no_upscale = args.no_upscale or recorded.get("no_upscale", False)
+            no_upscale = no_upscale or recorded.get("no_upscale", False)
     else:
-        values["levels"]["prompts"] = prompts
-    if args.no_upscale and upscale_asked:
+        staged["levels"]["prompts"] = prompts
+    if no_upscale and upscale_asked:
         raise ConfigError(f"--no-upscale skips stage 3, so --{upscale_asked[0].replace('_', '-')} would do nothing")
     # What zoom.json keeps for --render: the flags given, not this machine's engines and devices.
-    asked_now = {stage: {k: v for k, v in v_.items() if k not in SHARED} for stage, v_ in values.items()}
-    preset, engines, reason = resolve_preset(args.preset)
-    values["upscale"].setdefault("engine", engines.upscale)
-    _route_shared(args, values)
-    progress = not args.quiet
-    levels = None if args.render else ZoomLevelsConfig(run_dir=out, progress=progress, **_typed(ZoomLevelsConfig,
-                                                                                                values["levels"]))
-    upscale = None if args.no_upscale else UpscaleConfig(run_dir=out, progress=progress,
-                                                         **_typed(UpscaleConfig, values["upscale"]))
-    motion = MotionConfig(run_dir=out, progress=progress, engine="zoom", **_typed(MotionConfig, values["motion"]))
-    video = VideoConfig(run_dir=out, progress=progress, source="frames", **_typed(VideoConfig, values["video"]))
-    steps = ("levels", "upscale") if args.levels_only else ("upscale", "frames", "video") if args.render else \
+    asked_now = {stage: {k: v for k, v in v_.items() if k not in SHARED} for stage, v_ in staged.items()}
+    preset, engines, reason = resolve_preset(options.preset)
+    staged["upscale"].setdefault("engine", engines.upscale)
+    _route_shared(staged, render, no_upscale)
+    progress = not values.get("quiet", False)
+    levels = None if render else ZoomLevelsConfig(run_dir=out, progress=progress,
+                                                  **_typed(ZoomLevelsConfig, staged["levels"]))
+    upscale = None if no_upscale else UpscaleConfig(run_dir=out, progress=progress,
+                                                    **_typed(UpscaleConfig, staged["upscale"]))
+    motion = MotionConfig(run_dir=out, progress=progress, engine="zoom", **_typed(MotionConfig, staged["motion"]))
+    video = VideoConfig(run_dir=out, progress=progress, source="frames", **_typed(VideoConfig, staged["video"]))
+    steps = ("levels", "upscale") if levels_only else ("upscale", "frames", "video") if render else \
         ("levels", "upscale", "frames", "video")
-    if upscale is None or (args.render and not upscale_asked and _levels_current(out, upscale.target)):
+    if upscale is None or (render and not upscale_asked and _levels_current(out, upscale.target)):
         steps = tuple(s for s in steps if s != "upscale")  # none, or step 1's are there
-    return Zoom(out, levels, upscale, motion, video, asked_now, reason, steps)
+    executor = ExecutorSpec(options.executor, options.pool_workers, options.ray_address, options.ray_write,
+                            options.ray_gpus)
+    executor.make()  # its settings checked now
+    return ZoomSpec(out, levels, upscale, motion, video,
+                    MappingProxyType({k: MappingProxyType(v) for k, v in asked_now.items()}), reason, steps,
+                    executor, options.track, options.tracking_uri)
 
 
 def _typed(cls, values: dict) -> dict:
@@ -182,25 +177,25 @@ def _typed(cls, values: dict) -> dict:
     return {**values, **from_record(cls, values)}
 
 
-def _route_shared(args: argparse.Namespace, values: dict) -> None:
+def _route_shared(staged: dict, render: bool, no_upscale: bool) -> None:
     """--device and --dtype go to stage 1 (engine sd) and to an upscale engine that takes them
     (--wait and --verify reach every stage by their names alone)."""
     for name in ("device", "dtype"):
-        if name not in vars(args):
+        if not any(name in staged[s] for s in ("levels", "upscale")):
             continue
         takers = []
-        level_engine = values["levels"].get("engine") or ("none" if "through" in values["levels"] else "sd")
-        if level_engine == "sd" and not args.render:
+        level_engine = staged["levels"].get("engine") or ("none" if "through" in staged["levels"] else "sd")
+        if level_engine == "sd" and not render:
             takers.append("levels")
         else:
-            values["levels"].pop(name, None)
-        if name in REGISTRIES["upscale"].get(values["upscale"]["engine"]).options and not args.no_upscale:
+            staged["levels"].pop(name, None)
+        if name in REGISTRIES["upscale"].get(staged["upscale"]["engine"]).options and not no_upscale:
             takers.append("upscale")
         else:
-            values["upscale"].pop(name, None)
+            staged["upscale"].pop(name, None)
         if not takers:
             raise ConfigError(f"--{name}: no stage of this zoom takes it (levels engine {level_engine}, upscale "
-                              f"{'off' if args.no_upscale else values['upscale']['engine']})")
+                              f"{'off' if no_upscale else staged['upscale']['engine']})")
 
 
 def _read_record(run_dir: Path) -> dict:
@@ -215,9 +210,8 @@ def _read_record(run_dir: Path) -> dict:
     return record if isinstance(record, dict) else {}
 
 
-def plan_zoom(args: argparse.Namespace) -> tuple[Zoom, Any]:
-    """Configure and check everything the asked steps need; log the plan. Writes nothing."""
-    zoom = configure(args)
+def plan_zoom(zoom: ZoomSpec) -> ZoomPlan:
+    """Check everything the asked steps need; log the plan. Writes nothing."""
     log.info("artwalk %s: zoom (%s; upscale %s)", __version__, zoom.reason,
              "off" if zoom.upscale is None else zoom.upscale.engine)
     check_writable(zoom.run_dir, "run folder")
@@ -253,25 +247,18 @@ def plan_zoom(args: argparse.Namespace) -> tuple[Zoom, Any]:
                          motion_pngs=zoom.motion.keep_frames, chunked=zoom.video.video_format != "gif")
     levels_bytes = count * PNG_BYTES_PER_PIXEL * (size[0] * size[1] + (out_size[0] * out_size[1]
                                                                          if zoom.upscale is not None else 0))
-    zoom.plan = WalkPlan(timeline.frames, unique, frames.duration_s, int(frames.intermediate_bytes + levels_bytes),
-                         frames.video_bytes)
-    state_plan(zoom.plan, zoom.run_dir, zoom.motion.fps, audio_s, "zoom")
-    return zoom, (level_plan, engines)
+    numbers = WalkPlan(timeline.frames, unique, frames.duration_s, int(frames.intermediate_bytes + levels_bytes),
+                       frames.video_bytes)
+    state_plan(numbers, zoom.run_dir, zoom.motion.fps, audio_s, "zoom")
+    return ZoomPlan(zoom, level_plan, MappingProxyType(engines), numbers)
 
 
-def zoom_command(args: argparse.Namespace):
-    """Plan, then the asked steps in this process, holding the run folder's lock throughout
-    (with --track, recorded as a run: the store is opened before any step)."""
-    zoom, (level_plan, engines) = plan_zoom(args)
-    executor = executor_from_args(args)  # the levels' upscale and the encode's chunks
-    tracker = tracking.open_tracker(args, zoom.run_dir.absolute().parent)
-    return tracking.run_tracked(tracker, lambda: tracking.zoom_record(zoom), lambda: tracking.zoom_files(zoom),
-                                lambda report: _run_steps(zoom, level_plan, engines, executor, report))
-
-
-def _run_steps(zoom: Zoom, level_plan, engines: dict, executor, report=None):
-    """The asked steps; ``report(step, None)`` as each starts, ``report(step, result)`` as it ends."""
+def run_zoom(planned: ZoomPlan, report=None):
+    """The asked steps, under the run folder's lock; ``report(step, None)`` as each starts,
+    ``report(step, result)`` as it ends."""
+    zoom, engines = planned.spec, planned.engines
     report = report or (lambda step, result: None)
+    executor = zoom.executor.make()  # the levels' upscale and the encode's chunks
 
     def step(name: str, run):
         report(name, None)
@@ -284,8 +271,8 @@ def _run_steps(zoom: Zoom, level_plan, engines: dict, executor, report=None):
             atomic_write_json(zoom.run_dir / RECORD, {
                 "artwalk": __version__, "given": {s: _json(v) for s, v in zoom.given.items() if s != "levels"},
                 "levels": _json(zoom.given["levels"]), "no_upscale": zoom.upscale is None,
-                "frames": zoom.plan.frames, "duration_s": zoom.plan.duration_s})
-            step("levels", lambda: run_zoom(zoom.levels, level_plan))
+                "frames": planned.numbers.frames, "duration_s": planned.numbers.duration_s})
+            step("levels", lambda: make_levels(zoom.levels, planned.levels))
         if "upscale" in zoom.steps:
             step("upscale", lambda: super_resolution.run_levels(zoom.upscale, engines["upscale"], executor=executor))
         elif zoom.upscale is None and (zoom.run_dir / "levels").is_dir():

@@ -201,16 +201,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common_flags(p)
 
 
-def add_command(sub) -> None:
-    p = sub.add_parser("studio", help="the timeline web studio: keyframes in the browser, re-rendering what changed",
-                       description="Serve the timeline studio: put images or prompt keyframes on a timeline in the "
-                       "browser, set durations, engines and models, and render the walk; only what changed since "
-                       "the last render is made again. The HTTP API is documented at /openapi.json. State lives in "
-                       "ROOT, so a restart loses nothing.")
-    add_arguments(p)
-    p.set_defaults(func=serve)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = Parser(prog="python -m studio", description="Serve the artwalk timeline studio.")
     add_arguments(p)

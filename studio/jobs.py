@@ -20,7 +20,7 @@ next step (a bar's step or the start of a stage), where :class:`Cancelled` is ra
 the job's thread. Each unit of work is written atomically, so the run folder keeps every
 unit finished before the cancel and the next render reuses them.
 
-A job is the walk of ``artwalk run`` (:func:`pipeline.walk.run_planned`) over the
+A job is the walk of ``artwalk run`` (:func:`pipeline.walk.run`) over the
 project's input and run folder, so it reuses every unit whose key is unchanged. A
 server killed mid-job leaves its job ``queued`` or ``running`` on disk; the next
 server keeps it aside, and the first time it is asked for (its status, its events,
@@ -45,7 +45,7 @@ from artwalk.fsutil import atomic_write_json
 from artwalk.progress import observed
 from artwalk.sizes import target_size
 from pipeline.presets import REGISTRIES
-from pipeline.walk import Walk, plan_walk, run_planned
+from pipeline.walk import Plan, plan, run
 from studio import walks
 from studio.projects import RENDERED, Busy, NotFound, Store
 
@@ -214,15 +214,14 @@ class Worker:
                 self._update(job, units=[u.as_json() for u in walks.project_units(project, store.models)])
             run_dir = store.path(pid, "run")
             with observed(step):  # every bar of this thread, from the plan's input check on
-                walk = plan_walk(walks.walk_args(project["settings"], input_dir, run_dir, quiet=False,
-                                                 models=store.models))
-                pace = _Pace(_stage_work(walk), lambda p, eta: self._update(job, progress=p, eta_s=eta))
-                result = run_planned(walk, stage)
-            video = walk.video.video_path
+                planned = plan(walks.walk_for(project["settings"], input_dir, run_dir, store.models, quiet=False))
+                pace = _Pace(_stage_work(planned), lambda p, eta: self._update(job, progress=p, eta_s=eta))
+                result = run(planned, stage)
+            video = planned.spec.video
             atomic_write_json(store.path(pid, RENDERED), {
-                "job": job.id, "units": job.units, "video": video.name, "format": walk.video.video_format,
+                "job": job.id, "units": job.units, "video": video.video_path.name, "format": video.video_format,
                 "frames": None if result is None else result.frames, "finished": time.time(),
-                "sheet": walk.video.sheet_path.name if walk.video.sheet_path.is_file() else None})
+                "sheet": video.sheet_path.name if video.sheet_path.is_file() else None})
         except ArtwalkError as exc:
             self._update(job, state="failed", error=first_line(exc), finished=time.time(), force=True)
             return
@@ -252,14 +251,14 @@ class Worker:
             atomic_write_json(self.store.job_path(job.id), asdict(job))
 
 
-def _stage_work(walk: Walk) -> dict[str, tuple[int, int]]:
-    """Each stage of ``walk``, in order: the frames it makes (what its bars count) and the
-    pixels of each (its keyframes, its motion frames, the upscaled frames, the video's frames
-    at the video's size; a streamed upscale makes none: the encode resizes each frame)."""
-    plan = walk.keyframe_plan
-    images = len(plan.images)
-    keyframes = images + max(0, images - 1) * plan.steps  # a studio walk has no loop
-    unique = walk.plan.unique_frames
+def _stage_work(planned: Plan) -> dict[str, tuple[int, int]]:
+    """Each stage of a planned walk, in order: the frames it makes (what its bars count) and
+    the pixels of each (its keyframes, its motion frames, the upscaled frames, the video's
+    frames at the video's size; a streamed upscale makes none: the encode resizes each frame)."""
+    walk, kf = planned.spec, planned.keyframes
+    images = len(kf.images)
+    keyframes = images + max(0, images - 1) * kf.steps  # a studio walk has no loop
+    unique = planned.numbers.unique_frames
     width, height = walk.keyframes.size
     pixels = width * height
     work = {"keyframes": (keyframes, pixels), "motion": (max(0, unique - keyframes), pixels)}
@@ -267,7 +266,7 @@ def _stage_work(walk: Walk) -> dict[str, tuple[int, int]]:
         width, height = target_size(walk.upscale.target, width, height)
         stored = walk.upscale.keep_frames or "streamed" not in REGISTRIES["upscale"].get(walk.upscale.engine).features
         work["upscale"] = (unique if stored else 0, width * height)
-    work["video"] = (walk.plan.frames, width * height)
+    work["video"] = (planned.numbers.frames, width * height)
     return work
 
 

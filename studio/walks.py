@@ -1,24 +1,24 @@
-"""A project's settings as a walk: validated as ``artwalk run`` validates its flags.
+"""A project's settings as a walk: checked as ``artwalk run`` checks its flags.
 
-A project's settings are a JSON object whose keys stand for the walk's flags::
+A project's settings are a JSON object whose keys stand for the walk's settings
+(:mod:`pipeline.spec`)::
 
-    S -S    I --sec_interpolation    F --sec_freeze    fps --fps    easing --easing
-    w --w   h --h    target --target    format --format    seed --seed    steps --steps
-    preset --preset    device --device
-    engines {keyframes --engine, motion --motion-engine, upscale --upscale-engine ("none": --no-upscale)}
-    models  {keyframes --model, motion --motion-model, upscale --upscale-model}
+    S interpolation_steps    I sec_interpolation    F sec_freeze    fps    easing
+    w width   h height    target    format    seed    steps    preset    device
+    engines {keyframes keyframe_engine, motion motion_engine, upscale upscale_engine ("none": no_upscale)}
+    models  {keyframes keyframe_model, motion motion_model, upscale upscale_model}
 
 A key left out (or null) is the walk's default, so the defaults live in the stages'
 config dataclasses, once. A model is named, never a path on the server
 (:func:`model_argument`): a registry name, a hub id, or an entry of the models folder the
 studio was started with (``--models DIR``), which becomes that entry's path only here, on
-its way to the walk's flags. :func:`walk_for` turns settings into the walk's own
-:class:`~pipeline.walk.Walk` through the same parser and checks as the command line, so
-an error is the CLI's one line, which :func:`in_page_words` says with the page's names
-for the settings instead of the flags (``--motion-engine`` -> "the motion engine"), as every
-error that leaves the API does. :func:`layout` cuts the walk's timeline into its units:
-each keyframe's hold and each segment between two keyframes, with the frames they span;
-a timeline over :data:`artwalk.limits.MAX_FRAMES` is refused there.
+its way to the walk's settings. :func:`walk_for` turns settings into the walk's own
+:class:`~pipeline.spec.WalkSpec` by :func:`pipeline.spec.walk_spec`, the command line's
+checks, so an error is the CLI's one line, which :func:`in_page_words` says with the page's
+names for the settings instead of the flags (``--motion-engine`` -> "the motion engine"), as
+every error that leaves the API does. :func:`layout` cuts the walk's timeline into its
+units: each keyframe's hold and each segment between two keyframes, with the frames they
+span; a timeline over :data:`artwalk.limits.MAX_FRAMES` is refused there.
 """
 
 from __future__ import annotations
@@ -38,14 +38,18 @@ from artwalk.errors import ConfigError
 from artwalk.timeline import total_frames
 from diffusion_models.engines import ENGINES as KEYFRAME_ENGINES
 from pipeline.presets import REGISTRIES
-from pipeline.walk import Walk, add_walk_flags, check_engines, configure
+from pipeline.flags import add_walk_flags
+from pipeline.spec import WalkSpec, walk_spec
+from pipeline.walk import check_engines
 
-FLAGS = {"S": "-S", "I": "--sec_interpolation", "F": "--sec_freeze", "fps": "--fps", "easing": "--easing",
-         "w": "--w", "h": "--h", "target": "--target", "format": "--format", "seed": "--seed", "steps": "--steps",
-         "preset": "--preset", "device": "--device"}
-STAGE_FLAGS = {"engines": {"keyframes": "--engine", "motion": "--motion-engine", "upscale": "--upscale-engine"},
-               "models": {"keyframes": "--model", "motion": "--motion-model", "upscale": "--upscale-model"}}
-KEYS = (*FLAGS, *STAGE_FLAGS)
+# Page setting -> the walk's setting (pipeline.spec).
+SETTINGS = {"S": "interpolation_steps", "I": "sec_interpolation", "F": "sec_freeze", "fps": "fps",
+            "easing": "easing", "w": "width", "h": "height", "target": "target", "format": "format", "seed": "seed",
+            "steps": "steps", "preset": "preset", "device": "device"}
+STAGE_SETTINGS = {"engines": {"keyframes": "keyframe_engine", "motion": "motion_engine",
+                              "upscale": "upscale_engine"},
+                  "models": {"keyframes": "keyframe_model", "motion": "motion_model", "upscale": "upscale_model"}}
+KEYS = (*SETTINGS, *STAGE_SETTINGS)
 STAGE_DEST = {"keyframes": "keyframe", "motion": "motion", "upscale": "upscale"}  # PAGE_NAMES' "<dest>_model"
 # What the page calls each of those flags (by the walk parser's dest, so every spelling of a flag is covered).
 PAGE_NAMES = {"interpolation_steps": "S in-betweens", "sec_interpolation": "I seconds of motion",
@@ -81,12 +85,12 @@ def merge(settings: dict, change: Any) -> dict:
     for key, value in change.items():
         if key not in KEYS:
             raise ConfigError(f"unknown setting '{key}' (known: {', '.join(KEYS)})")
-        if key in STAGE_FLAGS:
+        if key in STAGE_SETTINGS:
             if value is None:
                 merged.pop(key, None)
                 continue
-            if not isinstance(value, dict) or set(value) - set(STAGE_FLAGS[key]):
-                raise ConfigError(f"{key} must be an object with keys {', '.join(STAGE_FLAGS[key])}")
+            if not isinstance(value, dict) or set(value) - set(STAGE_SETTINGS[key]):
+                raise ConfigError(f"{key} must be an object with keys {', '.join(STAGE_SETTINGS[key])}")
             part = {**merged.get(key, {}), **value}
             merged[key] = {k: v for k, v in part.items() if v not in (None, "")}
             bad = [k for k, v in merged[key].items() if not isinstance(v, str)]
@@ -128,20 +132,23 @@ def model_argument(stage: str, value: str, models: Path | None = None) -> str:
                       f"(artwalk models list), a hub id (owner/name) or {folder}")
 
 
-def argv(settings: dict, models: Path | None = None) -> list[str]:
-    """The walk's flags for ``settings``; model names as :func:`model_argument` gives them."""
-    out: list[str] = []
-    for key, flag in FLAGS.items():
+def walk_settings(settings: dict, input_dir: Path, run_dir: Path, quiet: bool = True,
+                  models: Path | None = None) -> dict[str, Any]:
+    """The walk's settings (:mod:`pipeline.spec`) for a project's ``settings``; model names as
+    :func:`model_argument` gives them; ``quiet``: the stages' progress bars off (a request's
+    checks), where a render job turns them on and observes them."""
+    out: dict[str, Any] = {"input": input_dir, "output": run_dir, "quiet": quiet}
+    for key, name in SETTINGS.items():
         if key in settings:
-            out.append(f"{flag}={settings[key]}")
-    for key, flags in STAGE_FLAGS.items():
+            out[name] = settings[key]
+    for key, names in STAGE_SETTINGS.items():
         for stage, value in settings.get(key, {}).items():
             if key == "engines" and stage == "upscale" and value == "none":
-                out.append("--no-upscale")
+                out["no_upscale"] = True
             elif key == "models":
-                out.append(f"{flags[stage]}={model_argument(STAGE_DEST[stage], value, models)}")
+                out[names[stage]] = model_argument(STAGE_DEST[stage], value, models)
             else:
-                out.append(f"{flags[stage]}={value}")
+                out[names[stage]] = value
     return out
 
 
@@ -171,15 +178,6 @@ def in_page_words(message: str) -> str:
     return pattern.sub(name, message)
 
 
-def walk_args(settings: dict, input_dir: Path, run_dir: Path, quiet: bool = True,
-              models: Path | None = None) -> argparse.Namespace:
-    """The walk's parsed flags for ``settings``; ``quiet``: the stages' progress bars off (a
-    request's checks), where a render job turns them on and observes them; ``models``: the
-    studio's models folder (see :func:`model_argument`)."""
-    extra = ["--quiet"] if quiet else []
-    return _walk_parser().parse_args([*argv(settings, models), *extra, "--", str(input_dir), str(run_dir)])
-
-
 def motion_engines() -> list[str]:
     """The motion engines that walk between a studio project's keyframes (not none, which makes
     no motion frames, nor a zoom's, which composes zoom levels)."""
@@ -188,11 +186,11 @@ def motion_engines() -> list[str]:
 
 
 def walk_for(settings: dict, input_dir: Path = Path("input"), run_dir: Path = Path("run"),
-             models: Path | None = None) -> Walk:
-    """The configured walk for ``settings`` (every setting and engine option checked, and a
-    walk of two keyframes within :data:`artwalk.limits.MAX_FRAMES`; no file read, no weights
-    loaded): a :class:`~artwalk.errors.ConfigError` otherwise."""
-    walk = configure(walk_args(settings, input_dir, run_dir, models=models))
+             models: Path | None = None, quiet: bool = True) -> WalkSpec:
+    """The walk for ``settings`` (every setting and engine option checked, and a walk of two
+    keyframes within :data:`artwalk.limits.MAX_FRAMES`; no file read, no weights loaded): a
+    :class:`~artwalk.errors.ConfigError` otherwise."""
+    walk = walk_spec(walk_settings(settings, input_dir, run_dir, quiet, models))
     if walk.engines.motion not in motion_engines():
         raise ConfigError(f"the motion engine {walk.engines.motion} cannot walk between keyframes: choose "
                           f"{', '.join(motion_engines())}")
@@ -201,7 +199,7 @@ def walk_for(settings: dict, input_dir: Path = Path("input"), run_dir: Path = Pa
     return walk
 
 
-def _inbetweens(walk: Walk) -> int:
+def _inbetweens(walk: WalkSpec) -> int:
     """S, where the keyframe engine makes in-betweens (none makes none)."""
     makes = "inbetweens" in KEYFRAME_ENGINES.get(walk.engines.keyframes).features
     return walk.keyframes.interpolation_steps if makes else 0
@@ -222,7 +220,7 @@ class Unit:
                 "signature": self.signature}
 
 
-def settings_signature(walk: Walk) -> str:
+def settings_signature(walk: WalkSpec) -> str:
     """What every frame depends on: the engines and the stages' settings, not the paths."""
     configs = {name: {k: v for k, v in vars(c).items() if k not in ("run_dir", "input_dir", "progress", "output")}
                for name, c in zip(("keyframes", "motion", "upscale", "video"), walk.configs) if c is not None}
@@ -235,7 +233,7 @@ def project_units(project: dict, models: Path | None = None) -> list[Unit]:
     return layout(walk_for(project["settings"], models=models), [kf["sha256"] for kf in project["keyframes"]])
 
 
-def layout(walk: Walk, hashes: list[str]) -> list[Unit]:
+def layout(walk: WalkSpec, hashes: list[str]) -> list[Unit]:
     """The timeline's units for keyframes with content hashes ``hashes``, in order:
     hold 0, segment 0-1, hold 1, ... hold n-1 (the walk's exact frame counts); a
     :class:`ConfigError` if they are over :data:`artwalk.limits.MAX_FRAMES` together."""

@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p, UpscaleConfig)
     p.add_argument("--restore", type=index_ranges, default=[], metavar="FRAMES",
                    help="upscale these frames again where stage 4 released them (indices into upscaled/manifest.json's "
-                   "frames, as 0-99,150): generate_videos.py asks for this itself when a chunk must be encoded again")
+                   "frames, as 0-99,150); `artwalk retime OUT` does this itself when a chunk must be encoded again")
     add_keep_settings_flag(p)
     add_common_flags(p)
     return p

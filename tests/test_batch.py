@@ -182,8 +182,9 @@ def test_an_unexpected_error_in_one_walk_is_reported_with_its_type(tmp_path, bat
 
 
 def test_max_hours_stops_starting_walks(tmp_path, batch):
-    from pipeline.batch import run_batch
+    from pipeline.batch import Batch, run_batch
     from pipeline.cli import build_parser
+    from pipeline.flags import settings_of
 
     coll = make_collection(tmp_path / "art", broken=None)
     root = tmp_path / "walks"
@@ -193,7 +194,7 @@ def test_max_hours_stops_starting_walks(tmp_path, batch):
     # A clock that jumps two hours after the first walk: that one finishes, no other starts.
     ticks = iter([0.0, 0.0])
     args = build_parser().parse_args(["batch", str(coll), "--out", str(root), "--max-hours", "1", *TINY, "-q"])
-    result = run_batch(args, clock=lambda: next(ticks, 7200.0))
+    result = run_batch(Batch.of(settings_of(args)), clock=lambda: next(ticks, 7200.0))
     assert result.summary == "1 done, 2 not started (time limit)" and result.exit_code == 0
     assert [o.status for o in result.outcomes] == ["done", "not_started", "not_started"]
 

@@ -273,17 +273,10 @@ def test_no_import_cycles():
     assert module_cycles() == []
 
 
-KNOWN_CYCLE = {"pipeline", "studio"}  # `artwalk studio`: being taken apart (issue 28); its own test below
-
-
-def test_no_package_import_cycles_but_the_known_one():
-    assert [group for group in package_cycles() if group != KNOWN_CYCLE] == []
-
-
-@pytest.mark.xfail(strict=True, reason="pipeline/cli.py imports studio.cli for `artwalk studio` while studio imports "
-                   "pipeline: the lead is breaking this cycle (issue 28); this test passes then, and the xfail goes")
-def test_pipeline_and_studio_do_not_import_each_other():
-    assert not any(KNOWN_CYCLE <= group for group in package_cycles())
+def test_no_package_import_cycles():
+    """Not even pipeline and studio: the studio builds on the walk's package, and ``artwalk
+    studio`` hands over to ``python -m studio`` instead of importing it."""
+    assert package_cycles() == []
 
 
 # --------------------------------------------------------------------------- the checks catch what they are for

@@ -19,7 +19,7 @@ import frame_interpolation  # noqa: E402
 import generate_videos  # noqa: E402
 import super_resolution  # noqa: E402
 from artwalk.engines import EngineSpec, ModelSlot  # noqa: E402
-from artwalk.executors import RayExecutor, executor_from_args  # noqa: E402
+from artwalk.executors import RayExecutor, make_executor  # noqa: E402
 from artwalk.errors import ConfigError  # noqa: E402
 from conftest import EXAMPLES, REPO, run_cli, small_copy  # noqa: E402
 from frame_interpolation import MotionConfig  # noqa: E402
@@ -180,11 +180,9 @@ def test_stage_1_pairs_on_actors_match_local(cluster, images, tmp_path, monkeypa
 
 
 def test_flags(images, tmp_path, monkeypatch, capsys):
-    import argparse
-
     with pytest.raises(ConfigError, match="for --executor ray"):
-        executor_from_args(argparse.Namespace(executor="local", ray_address="auto", ray_write=None, ray_gpus=None))
-    ex = executor_from_args(argparse.Namespace(executor="ray", ray_address="auto", ray_write="driver", ray_gpus=0.5))
+        make_executor("local", ray_address="auto")
+    ex = make_executor("ray", ray_address="auto", ray_write="driver", ray_gpus=0.5)
     assert (ex.address, ex.write, ex.gpus) == ("auto", "driver", 0.5)
     import importlib.util
 

@@ -168,12 +168,14 @@ def test_a_zoom_is_a_run_too(tmp_path, artwalk):
     assert sha(got["zoom.mp4"]) == sha(out / "zoom.mp4") and "zoom.json" in got
 
 
-def _planned(inp: Path, out: Path, *flags: str):
-    from pipeline.cli import build_parser
-    from pipeline.walk import plan_walk
+def _planned(inp: Path, out: Path):
+    """A tracked walk, planned from Python: the spec from plain settings, its plan."""
+    from pipeline import plan, walk_spec
 
-    args = build_parser().parse_args(["run", str(inp), str(out), *TINY, "-q", *flags])
-    return args, plan_walk(args)
+    spec = walk_spec({"input": inp, "output": out, "width": 64, "height": 48, "preset": "cpu",
+                      "interpolation_steps": 0, "sec_interpolation": 0.5, "sec_freeze": 0.25, "fps": 8,
+                      "no_upscale": True, "motion_engine": "blend", "quiet": True, "track": "mlflow"})
+    return spec, plan(spec)
 
 
 def test_a_walk_that_fails_after_its_plan_is_a_failed_run_with_its_error(tmp_path):
@@ -183,8 +185,8 @@ def test_a_walk_that_fails_after_its_plan_is_a_failed_run_with_its_error(tmp_pat
 
     inp = three_images(tmp_path / "in")
     out = tmp_path / "walks" / "broken"
-    args, walk = _planned(inp, out, "--track", "mlflow")
-    tracker = tracking.open_tracker(args, out.parent)
+    spec, walk = _planned(inp, out)
+    tracker = tracking.open_tracker(spec.track, spec.tracking_uri, out.parent)
     (inp / "art 2.png").write_bytes(b"\x89PNG\r\n\x1a\n no longer an image")  # changed after the plan
     with pytest.raises(ArtwalkError) as failed:
         run_tracked(walk, tracker)
@@ -201,8 +203,8 @@ def test_a_store_that_fails_mid_walk_costs_the_record_not_the_video(tmp_path, ca
 
     inp = three_images(tmp_path / "in")
     out = tmp_path / "walks" / "walk"
-    args, walk = _planned(inp, out, "--track", "mlflow")
-    tracker = tracking.open_tracker(args, out.parent)
+    spec, walk = _planned(inp, out)
+    tracker = tracking.open_tracker(spec.track, spec.tracking_uri, out.parent)
 
     def gone(*_args, **_kw):
         raise ConnectionError("the tracking server went away")
