@@ -162,18 +162,20 @@ class PoolExecutor:
         window = 2 * self.workers  # bounds the units submitted ahead of the one awaited
         pending = []
         nxt = 0
+        workers = set()
         for u in units:
             while nxt < len(units) and len(pending) < window:
                 w = units[nxt]
                 pending.append(pool.submit(run_task, recipe, "shared", str(store.stage_dir), str(run_dir), w.key,
                                            w.meta, w.fn, w.args, None))
                 nxt += 1
-            pending.pop(0).result()  # a unit's own error is raised here, as it would be locally
+            workers.add(pending.pop(0).result()["pid"])  # a unit's own error is raised here, as it would be locally
             record = store.adopt(u.key)
             if record is None:
                 raise StageOrderError(f"a pool worker built unit {u.key[:12]} but {store.path(u.key)} is not there")
             tick(u.size)
             yield record
+        log.info("pool: %d unit(s) built in %d worker process(es)", len(units), len(workers - {os.getpid()}))
 
     def close(self) -> None:
         if self._pool is not None:
@@ -354,7 +356,7 @@ def run_unit(engine, write: str, stage_dir: str, run_dir: str, key: str, meta: d
     if write == "shared":
         with UnitStore(Path(stage_dir)).build(key, **meta) as builder:
             fn(builder, Path(run_dir), engine, *args, tick=_noop)
-        return {"key": key}
+        return {"key": key, "pid": os.getpid()}
     import ray
 
     with tempfile.TemporaryDirectory(prefix="artwalk-unit-") as tmp:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, shell, small_copy
+from conftest import EXAMPLES, refused, shell, small_copy
 from pipeline.cli import main
 
 SMALL = ("--w", "64", "--h", "36", "-I", "0.5", "-F", "0.25", "--fps", "8", "--target", "x2", "-q")
@@ -23,15 +23,6 @@ def images(tmp_path) -> Path:
 
 def listing(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*"))}
-
-
-def refused(capsys, *argv: str) -> str:
-    """``artwalk <argv>`` in this process: it fails, and its last line is the error's one line."""
-    code = main(list(argv))
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code in (1, 2) and err and err[-1].startswith("error: "), (code, err)
-    assert sum(line.startswith("error: ") for line in err) == 1 and "Traceback" not in "\n".join(err), err
-    return err[-1]
 
 
 def parse_error(capsys, *argv: str) -> str:

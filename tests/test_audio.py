@@ -270,10 +270,8 @@ def test_the_analysis_is_cached_by_the_song_and_settings(clicks, tmp_path, monke
     assert len(list((tmp_path / "cache" / "audio").glob("*.json"))) == 3
 
 
-def test_a_prompt_walk_on_the_clicks(clicks, tmp_path):
-    import tiny_models
-
-    sd = tiny_models.save_all(tmp_path / "tiny", names=("sd",))["sd"]
+def test_a_prompt_walk_on_the_clicks(clicks, tmp_path, tiny_built):
+    sd = tiny_built("sd")["sd"]
     out = tmp_path / "prompt walk"
     proc = run_cli("-m", "pipeline", "prompts", "0: a corgi\n10: a lion\n20: a lighthouse", str(out), "--engine", "sd",
                    "--model", str(sd), "--steps", "2", "--w", "64", "--h", "40", "--sync-audio", str(clicks), "--on",

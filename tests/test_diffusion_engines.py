@@ -193,13 +193,13 @@ def test_outpaint_mask_covers_exactly_the_added_area(src):
 # The engines on tiny models
 
 @pytest.fixture(scope="session")
-def tiny_bundles(tmp_path_factory) -> dict[str, Path]:
+def tiny_bundles(tmp_path_factory, tiny_built) -> dict[str, Path]:
     """Bundle folders per engine (prior/, decoder/, unclip/, sd/, inpaint/), saved once."""
     pytest.importorskip("diffusers")
     import tiny_models
 
     root = tmp_path_factory.mktemp("tiny-models")
-    built = tiny_models.save_all(root / "built")
+    built = tiny_built(*tiny_models.BUILDERS)
     layout = {
         "kandinsky": {"prior": "kandinsky-prior", "decoder": "kandinsky-decoder", "inpaint": "kandinsky-inpaint"},
         "unclip": {"unclip": "unclip", "inpaint": "sd-inpaint"},

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import av
 
-from conftest import REPO, EXAMPLES, count_frames, run_cli, shell, small_copy  # noqa: F401 (count_frames: re-exported)
+from conftest import REPO, EXAMPLES, count_frames, run_cli, shell, small_copy
 
 
 def test_full_pipeline_named_flags_exact_frame_count(tmp_path, image_folder):

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from conftest import EXAMPLES, REPO, run_cli, small_copy
-from test_end_to_end import count_frames, shell
+from conftest import count_frames, shell
 
 # A small walk: 64x48 frames, 8 fps, I = 0.5 s (N = 4), F = 0.25 s (H = 2).
 SMALL = ["--w", "64", "--h", "48", "--fps", "8", "-I", "0.5", "-F", "0.25", "--target", "x2"]

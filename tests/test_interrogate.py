@@ -24,16 +24,12 @@ import diffusion_models.interrogate as interrogation  # noqa: E402
 from conftest import DEVICE, REPO, run_cli  # noqa: E402
 from diffusion_models.interrogate import InterrogateConfig, Models, Tables, fit, interrogate  # noqa: E402
 from diffusion_models.prompts import read_prompts_csv  # noqa: E402
-from test_end_to_end import count_frames  # noqa: E402
+from conftest import count_frames  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict[str, Path]:
-    import tiny_models
-
-    root = tmp_path_factory.mktemp("tiny interrogate")
-    return {"blip": tiny_models.blip_captioner(root / "blip"), "clip": tiny_models.clip_ranker(root / "clip"),
-            "sd": tiny_models.save_all(root, names=("sd",))["sd"]}
+def tiny(tiny_built) -> dict[str, Path]:
+    return tiny_built("blip", "clip", "sd")
 
 
 @pytest.fixture(autouse=True)

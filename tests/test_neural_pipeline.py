@@ -24,7 +24,7 @@ pytest.importorskip("diffusers")
 from conftest import EXAMPLES, REPO, small_copy  # noqa: E402
 from frame_interpolation.film_net import FilmConfig, FilmNet, save_film_weights  # noqa: E402
 from super_resolution.rrdbnet import RRDBNet, RRDBParams  # noqa: E402
-from test_end_to_end import count_frames  # noqa: E402
+from conftest import count_frames  # noqa: E402
 
 # Each keyframe engine's bundle folder: role subfolder -> tiny pipeline.
 BUNDLES = {
@@ -35,12 +35,9 @@ BUNDLES = {
 
 
 @pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> dict[str, Path]:
-    import tiny_models
-
+def tiny_weights(tmp_path_factory, tiny_built) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny-weights")
-    names = tuple(name for roles in BUNDLES.values() for name in roles.values())
-    built = tiny_models.save_all(root / "built", names=names)
+    built = tiny_built(*dict.fromkeys(name for roles in BUNDLES.values() for name in roles.values()))
     weights = {}
     for engine, roles in BUNDLES.items():
         for role, name in roles.items():

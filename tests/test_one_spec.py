@@ -33,10 +33,8 @@ def images(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_sd(tmp_path_factory) -> Path:
-    import tiny_models
-
-    return tiny_models.save_all(tmp_path_factory.mktemp("tiny"), names=("sd",))["sd"]
+def tiny_sd(tiny_built) -> Path:
+    return tiny_built("sd")["sd"]
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from diffusion_models.conditioning import Conditioning, mix  # noqa: E402
 from diffusion_models.engines import ENGINES  # noqa: E402
 from diffusion_models.prompt_walk import plan_prompts  # noqa: E402
 from diffusion_models.slerp import angle  # noqa: E402
-from test_end_to_end import count_frames  # noqa: E402
+from conftest import count_frames  # noqa: E402
 
 W, H = 64, 40
 STEPS = 2
@@ -36,11 +36,8 @@ SIZE = (W, H)
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
-    import tiny_models
-
-    return tiny_models.save_all(tmp_path_factory.mktemp("tiny"), names=("sd", "sdxl", "kandinsky-prior",
-                                                                        "kandinsky-decoder"))
+def models(tiny_built) -> dict[str, Path]:
+    return tiny_built("sd", "sdxl", "kandinsky-prior", "kandinsky-decoder")
 
 
 def options(models, kind: str) -> dict:

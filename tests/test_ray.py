@@ -77,7 +77,7 @@ def local_walk(images, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def test_engines(monkeypatch):
+def helper_engines(monkeypatch):
     """The test engines in the motion registry (tasks: killonce; actors: counted, with a model slot)."""
     monkeypatch.setitem(MOTION.specs, "killonce", EngineSpec("killonce", "ray_helpers:TestEngine", "test"))
     monkeypatch.setitem(MOTION.specs, "counted", EngineSpec("counted", "ray_helpers:TestEngine", "test neural",
@@ -122,7 +122,7 @@ def test_stored_upscaled_frames_on_ray_give_the_same_video(cluster, local_walk, 
 
 
 @pytest.mark.parametrize("write", ["shared", "driver"])
-def test_a_worker_killed_mid_unit_is_retried(cluster, hooks, local_walk, tmp_path, test_engines, write):
+def test_a_worker_killed_mid_unit_is_retried(cluster, hooks, local_walk, tmp_path, helper_engines, write):
     out = keyframes_only(local_walk, tmp_path / "walk")
     (hooks["kill"] / "armed").write_text("")
     config = MotionConfig(out, fps=8, sec_interpolation=1, sec_freeze=0.5, engine="killonce", progress=False)
@@ -143,7 +143,7 @@ def test_a_worker_killed_mid_unit_is_retried(cluster, hooks, local_walk, tmp_pat
     assert not [p for p in (out / "frames" / "units").iterdir() if ".tmp" in p.name]
 
 
-def test_neural_units_go_to_actors_that_load_the_engine_once(cluster, hooks, local_walk, tmp_path, test_engines):
+def test_neural_units_go_to_actors_that_load_the_engine_once(cluster, hooks, local_walk, tmp_path, helper_engines):
     out = keyframes_only(local_walk, tmp_path / "walk")
     for old in hooks["loads"].iterdir():
         old.unlink()

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,12 +27,10 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from conftest import EXAMPLES, REPO, small_copy  # noqa: E402
+from conftest import EXAMPLES, REPO, count_frames, small_copy  # noqa: E402
 from studio.app import create_app  # noqa: E402
-from test_end_to_end import count_frames  # noqa: E402
+from studio_server import FAST, free_port, own, start_server  # noqa: E402
 
-FAST = {"S": 0, "I": 0.5, "F": 0.25, "fps": 8, "w": 64, "h": 48, "target": "128x96",
-        "engines": {"keyframes": "none", "motion": "flow", "upscale": "lanczos"}}
 PORT = 8765  # what create_app answers to by default (the TestClient's address)
 BASE = f"http://127.0.0.1:{PORT}"
 TOKEN = "0123456789abcdef0123"
@@ -290,11 +289,9 @@ def test_openapi_documents_the_routes(client):
     assert set(body) == {"multipart/form-data", "application/json"}
 
 
-def test_prompt_keyframes_and_their_in_betweens(tmp_path, photos):
+def test_prompt_keyframes_and_their_in_betweens(tmp_path, photos, tiny_built):
     pytest.importorskip("diffusers")
-    import tiny_models
-
-    tiny_models.save_all(tmp_path / "tiny", names=("sd",))  # the models folder the studio is started with
+    shutil.copytree(tiny_built("sd")["sd"], tmp_path / "tiny" / "sd")  # the models folder the studio is started with
     settings = {**FAST, "S": 1, "steps": 2, "engines": {**FAST["engines"], "keyframes": "sd"},
                 "models": {"keyframes": "sd"}}
     with studio_client(tmp_path / "root", models=tmp_path / "tiny") as client:
@@ -414,40 +411,6 @@ def test_a_failed_render_says_why_in_the_page_words(client, photos):
 
 # ----------------------------------------------------------------------------------------------
 # A real server: killed in the middle of a job, started again, the job resumes.
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(root: Path, port: int, *extra: str, env: dict | None = None, output=subprocess.DEVNULL,
-                 host: str = "127.0.0.1") -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", **(env or {})}
-    proc = subprocess.Popen([sys.executable, "-m", "studio", str(root), "--port", str(port), *extra], cwd=REPO,
-                            env=env, stdout=output, stderr=subprocess.PIPE if output is subprocess.DEVNULL else output,
-                            start_new_session=True)
-    import httpx
-
-    end = time.monotonic() + 60
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise AssertionError(f"the studio exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-        try:
-            httpx.get(f"http://{host}:{port}/openapi.json", timeout=1)
-            return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("the studio did not start")
-
-
-def own(base: str):
-    """An httpx client that asks the studio at ``base`` as its own page does (its Origin)."""
-    import httpx
-
-    return httpx.Client(base_url=base, headers={"Origin": base})
-
 
 def test_a_restart_mid_job_resumes_from_the_run_folder(tmp_path, photos):
     import httpx

@@ -34,7 +34,7 @@ import httpx  # noqa: E402
 
 from artwalk.errors import ConfigError  # noqa: E402
 from conftest import EXAMPLES, REPO, small_copy  # noqa: E402
-from test_studio_api import FAST, free_port, own, start_server  # noqa: E402
+from studio_server import FAST, free_port, own, start_server  # noqa: E402
 
 TOKEN = "k3Qx-9vT2_mLr8Zp0aWc"  # what the guarded studio reads from its --token-file
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

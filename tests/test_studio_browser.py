@@ -26,8 +26,8 @@ pytest.importorskip("diffusers")
 import httpx  # noqa: E402
 
 from conftest import EXAMPLES, small_copy  # noqa: E402
-from test_end_to_end import count_frames  # noqa: E402
-from test_studio_api import FAST, free_port, own, start_server  # noqa: E402
+from conftest import count_frames  # noqa: E402
+from studio_server import FAST, free_port, own, start_server  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium here (.ci/run installs Debian's)")
@@ -39,11 +39,9 @@ DONE_GREEN = "rgb(24, 128, 56)"
 
 
 @pytest.fixture(scope="module")
-def studio(tmp_path_factory):
-    import tiny_models
-
+def studio(tmp_path_factory, tiny_built):
     tmp = tmp_path_factory.mktemp("studio")
-    tiny_models.save_all(tmp / "tiny", names=("sd",))  # the studio's models folder: projects name "sd"
+    shutil.copytree(tiny_built("sd")["sd"], tmp / "tiny" / "sd")  # the studio's models folder: projects name "sd"
     port = free_port()
     server = start_server(tmp / "root", port, "--models", str(tmp / "tiny"))
     yield f"http://127.0.0.1:{port}", "sd"

@@ -35,12 +35,8 @@ def images(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict[str, Path]:
-    import tiny_models
-
-    root = tmp_path_factory.mktemp("tiny")
-    return {"sd": tiny_models.save_all(root, names=("sd",))["sd"], "blip": tiny_models.blip_captioner(root / "blip"),
-            "clip": tiny_models.clip_ranker(root / "clip")}
+def tiny(tiny_built) -> dict[str, Path]:
+    return tiny_built("sd", "blip", "clip")
 
 
 def clicks(path: Path, seconds: float = 3.0, every: float = 0.5, rate: int = 22050) -> Path:

@@ -200,7 +200,7 @@ def test_prompt_walk(hub, tmp_path, caplog, engine, model, swap):
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
-    from test_video_init import write_video
+    from conftest import write_video
 
     return write_video(tmp_path_factory.mktemp("video") / "clip.mp4", frames=6, fps=6, size=(W, H), audio=False)
 

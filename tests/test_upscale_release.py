@@ -19,7 +19,7 @@ from artwalk.errors import StageOrderError
 from artwalk.runfolder import UNIT_RECORD, UnitStore, release
 from conftest import DEVICE, EXAMPLES, run_cli, small_copy
 from super_resolution.rrdbnet import RRDBNet, RRDBParams
-from test_end_to_end import count_frames
+from conftest import count_frames
 
 W, H, FPS = 64, 48, 8
 FRAMES = 3 * 4 + 2 * (8 - 1)  # 3 originals held 4 frames, 2 segments of 7 motion frames

@@ -26,50 +26,16 @@ from artwalk.errors import InputError  # noqa: E402
 from artwalk.images import read_frame  # noqa: E402
 from artwalk.schedule import parse_numeric  # noqa: E402
 from artwalk.video import decode_frames, probe_video  # noqa: E402
-from conftest import DEVICE, REPO  # noqa: E402
+from conftest import DEVICE, REPO, count_frames, write_video  # noqa: E402
 from diffusion_models import KeyframeConfig, run as run_keyframes  # noqa: E402
 from diffusion_models.conform import conform  # noqa: E402
 from diffusion_models.engines import ENGINES  # noqa: E402
 from diffusion_models.video_init import match_colors  # noqa: E402
-from test_end_to_end import count_frames  # noqa: E402
 
 W, H, FPS, FRAMES = 64, 48, 12, 24
 STEPS = 2
 SCHEDULE = "0: a red fox\n12: a blue storm | rain:0.5 --neg fog\n"
 RATE = 48_000
-
-
-def write_video(path: Path, frames: int = FRAMES, fps: int = FPS, size=(W, H), silent_for: float = 0.5,
-                audio: bool = True) -> Path:
-    """A square crossing a changing background, H.264 at ``fps``; the sound is silence for
-    ``silent_for`` seconds, then a 440 Hz tone."""
-    w, h = size
-    with av.open(str(path), "w") as c:
-        v = c.add_stream("libx264", rate=fps)
-        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
-        a = c.add_stream("aac", rate=RATE, layout="mono") if audio else None
-        for i in range(frames):
-            img = np.zeros((h, w, 3), np.uint8)
-            img[..., 0], img[..., 1], img[..., 2] = 40 + 6 * i, 60, 140
-            x = 2 + i * (w - 20) // frames
-            img[h // 4 : h // 4 + 18, x : x + 16] = (250, 220, 30)
-            for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(p)
-        for p in v.encode(None):
-            c.mux(p)
-        if a is not None:
-            n = RATE * frames // fps
-            t = np.arange(n) / RATE
-            sig = np.where(t < silent_for, 0.0, 0.4 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-            for s in range(0, n, 1024):
-                fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(sig[:, s : s + 1024]), format="flt",
-                                                layout="mono")
-                fr.sample_rate, fr.pts = RATE, s
-                for p in a.encode(fr):
-                    c.mux(p)
-            for p in a.encode(None):
-                c.mux(p)
-    return path
 
 
 def silent_wav(path: Path) -> Path:
@@ -84,10 +50,8 @@ def silent_wav(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
-    import tiny_models
-
-    return tiny_models.save_all(tmp_path_factory.mktemp("tiny"), names=("sd",))
+def models(tiny_built) -> dict[str, Path]:
+    return tiny_built("sd")
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from artwalk.images import read_frame_u8
 from artwalk.zoom import Mipmap, ZoomGeometry, compose, edge_ramp, level_rect, naive, paste, zoom_timeline
 from conftest import EXAMPLES, REPO, small_copy
 from diffusion_models.zoom import ZoomLevel, match_border, outpaint_level
-from test_end_to_end import count_frames
+from conftest import count_frames
 
 W, H, Z = 256, 160, 2.0
 

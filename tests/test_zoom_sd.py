@@ -17,17 +17,15 @@ pytest.importorskip("diffusers")
 from artwalk.images import read_frame_u8  # noqa: E402
 from artwalk.zoom import level_rect, paste  # noqa: E402
 from conftest import DEVICE, EXAMPLES, small_copy  # noqa: E402
-from test_end_to_end import count_frames  # noqa: E402
+from conftest import count_frames  # noqa: E402
 
 W, H = 64, 40
 SCHEDULE = "0: a forest clearing\n1: a city at night --neg fog\n"
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
-    import tiny_models
-
-    return tiny_models.save_all(tmp_path_factory.mktemp("tiny"), names=("sd", "sd-inpaint"))
+def models(tiny_built) -> dict[str, Path]:
+    return tiny_built("sd", "sd-inpaint")
 
 
 def zoom(models, out: Path, *extra: str, schedule: str = SCHEDULE, quiet: bool = True) -> int:
