@@ -54,7 +54,7 @@ def tiny_built(tmp_path_factory):
     return folders
 
 
-src: Path, dst: Path, width: int) -> Path:
+def small_copy(src: Path, dst: Path, width: int) -> Path:
     """A downscaled copy of a real image (keeps tests fast)."""
     im = Image.open(src).convert("RGB")
     im = im.resize((width, max(1, round(im.height * width / im.width))), Image.LANCZOS)
