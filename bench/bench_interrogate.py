@@ -1,7 +1,7 @@
 """Benchmark: seconds per image of ``artwalk interrogate`` (BLIP caption + classic ranking).
 
 Full-size architectures with random weights, built from config, saved and loaded back
-through the real loader (:class:`diffusion_models.interrogate.Models`), so nothing is
+through the real loader (:class:`pipeline.interrogate.Models`), so nothing is
 downloaded; the time of a forward pass does not depend on the weights. The words differ
 (random weights write random words) but the caption length is fixed to
 ``--caption-length`` new tokens by disabling the end token, which is what a real caption
@@ -71,7 +71,7 @@ def build(root: Path, blip: str) -> tuple[Path, Path, dict]:
     from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, CLIPConfig, CLIPModel, \
         CLIPImageProcessor
 
-    from diffusion_models.interrogate import phrase_lists
+    from pipeline.interrogate import phrase_lists
 
     words = sorted({w.lower() for phrases in phrase_lists().values() for p in phrases
                     for w in p.replace("-", " ").replace("'", " ").replace(".", " ").split()})
@@ -127,7 +127,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import torch
 
-    from diffusion_models import interrogate as lib
+    from pipeline import interrogate as lib
 
     with tempfile.TemporaryDirectory(prefix="bench-interrogate-") as tmp:
         os.environ["ARTWALK_CACHE"] = str(Path(tmp) / "cache")

@@ -58,7 +58,7 @@ reason, and the JSON and tables are rewritten after every section):
    call (no engine has that yet: an emulation, checked against ``render``). Video init (img2img,
    strength 0.45) the same way, and one outpainted zoom level (SD 2 inpainting, 512x512) through
    :func:`diffusion_models.zoom.outpaint_level`. Interrogation: BLIP-large + CLIP ViT-L/14
-   saved and loaded through :class:`diffusion_models.interrogate.Models`, seconds per image and
+   saved and loaded through :class:`pipeline.interrogate.Models`, seconds per image and
    peak GPU memory (clip-interrogator: about 6.3 GB).
 4. ``walk``: three images, S=2, I=2 s, F=1 s, 30 fps, 1280x720 -> 2560x1440 through the
    stages' own ``run(config)``: ours (Kandinsky, FILM ``bisect`` at the timeline's eased times,
@@ -1093,7 +1093,7 @@ def word_tokenizer(words: list[str], bos: str, eos: str, pad: str, max_length: i
 
 
 def phrase_words() -> list[str]:
-    from diffusion_models.interrogate import phrase_lists
+    from pipeline.interrogate import phrase_lists
 
     return sorted({w.lower() for phrases in phrase_lists().values() for p in phrases
                    for w in p.replace("-", " ").replace("'", " ").replace(".", " ").split()})
@@ -1145,7 +1145,7 @@ def interrogate_row(ctx: Ctx, row: dict) -> None:
     from PIL import Image
 
     from artwalk.images import to_uint8
-    from diffusion_models import interrogate as lib
+    from pipeline import interrogate as lib
 
     dtype = ctx.sz.diffusion_dtype
     root = ctx.work / "interrogate"

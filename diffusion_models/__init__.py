@@ -73,7 +73,7 @@ from diffusion_models.conform import FIT_MODES, conform
 from diffusion_models.engines import ENGINES, KeyframeEngine, engine_for_model
 from diffusion_models.prompt_walk import PromptPlan, describe_density, negative_of, parse_density, plan_prompts, \
     run_prompts
-from diffusion_models.prompts import DESC, prompt_for, read_prompts_csv
+from artwalk.prompts import DESC, prompt_for, read_prompts_csv
 from diffusion_models.video_init import VideoPlan
 
 log = logging.getLogger(__name__)

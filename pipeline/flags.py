@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from artwalk.config import add_flags
-from diffusion_models import interrogate as interrogation
+import pipeline.interrogate as interrogation
 from diffusion_models import video_init
 from diffusion_models.zoom import ZoomLevelsConfig
 from frame_interpolation import MotionConfig

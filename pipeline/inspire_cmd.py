@@ -5,7 +5,7 @@
 
 One ``KEY: prompt`` line per prompt, ``--every`` apart from 0 (``0s: ...``, ``2s: ...``;
 or frames with ``--every 48``: ``0: ...``, ``48: ...``), on stdout or atomically into
-FILE. The prompts come from :func:`diffusion_models.inspire.inspire`.
+FILE. The prompts come from :func:`pipeline.inspire.inspire`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from artwalk.cli import add_common_flags
 from artwalk.errors import InputError
 from artwalk.fsutil import atomic_write_bytes, make_dir
-from diffusion_models import inspire as lib
+import pipeline.inspire as lib
 
 
 def inspire_command(args: argparse.Namespace) -> None:

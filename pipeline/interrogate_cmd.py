@@ -4,7 +4,7 @@
                         [--max-tokens 75] [--for sd1|sd2] [--caption-model M] [--clip-model M]
                         [--tokenizer M] [--force]
 
-The library is :mod:`diffusion_models.interrogate`; the sd and unclip engines read the
+The library is :mod:`pipeline.interrogate`; the sd and unclip engines read the
 CSV beside the images, and ``artwalk prompts --from-images FOLDER`` makes a schedule of it.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from artwalk.cli import add_common_flags
 from artwalk.config import add_flags, from_args
-from diffusion_models.interrogate import DESC, InterrogateConfig, interrogate
+from pipeline.interrogate import DESC, InterrogateConfig, interrogate
 
 
 def interrogate_command(args: argparse.Namespace) -> None:

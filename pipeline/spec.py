@@ -31,9 +31,9 @@ from artwalk.executors import EXECUTORS, WRITE_MODES, make_executor
 from artwalk.video import probe_video
 from diffusion_models import PROMPT_SETTINGS, VIDEO_SETTINGS, KeyframeConfig, check_video_init, parse_density
 from diffusion_models import video_init
-from diffusion_models import interrogate as interrogation
+import pipeline.interrogate as interrogation
 from diffusion_models.engines import ENGINES as KEYFRAME_ENGINES
-from diffusion_models.inspire import parse_every
+from pipeline.inspire import parse_every
 from frame_interpolation import MotionConfig
 from generate_videos import VideoConfig
 from pipeline.presets import PRESETS, REGISTRIES, Engines, resolve_preset

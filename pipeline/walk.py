@@ -43,7 +43,7 @@ from artwalk.plan import WalkPlan, plan_counts, plan_walk as plan_numbers, state
 from artwalk.runfolder import MANIFEST, STAGE_DIRS, cache_key, check_layout, check_run_folder, run_lock
 from artwalk.sizes import target_size
 from diffusion_models import KeyframeConfig
-from diffusion_models import interrogate as interrogation
+import pipeline.interrogate as interrogation
 from frame_interpolation import MotionConfig
 from generate_videos import VideoConfig
 import pipeline.tracking as tracking

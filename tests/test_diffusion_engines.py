@@ -21,7 +21,7 @@ from conftest import DEVICE, EXAMPLES, run_cli, small_copy
 from diffusion_models import outpaint as op
 from diffusion_models.conform import conform
 from diffusion_models.engines import ENGINES, engine_for_model
-from diffusion_models.prompts import prompt_for, read_prompts_csv
+from artwalk.prompts import prompt_for, read_prompts_csv
 from diffusion_models.runtime import crop_to, pad_to, padded_size
 from diffusion_models.slerp import angle, slerp
 

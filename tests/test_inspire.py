@@ -13,7 +13,7 @@ import pytest
 
 from artwalk.errors import ConfigError, WeightsMissingError
 from conftest import REPO
-from diffusion_models import inspire as lib
+from pipeline import inspire as lib
 from pipeline.cli import main
 
 FORBIDDEN = ("#", "|", ":", "\\", "\n", "\r", "--neg")
@@ -90,7 +90,7 @@ def test_shipped_phrase_lists_are_sizeable_and_safe():
         for phrase in phrases:
             assert phrase == lib.clean_prompt(phrase) and "," not in phrase, (name, phrase)
     package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    assert "phrases/*.txt" in package_data["diffusion_models"]
+    assert "phrases/*.txt" in package_data["pipeline"]
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -308,7 +308,7 @@ def test_tiny_gpt2_through_the_cli(tiny_gpt2, tmp_path, capsys):
 
 
 def test_empty_generations_fall_back_to_phrase_parts(mute_gpt2, caplog):
-    caplog.set_level(logging.DEBUG, logger="diffusion_models.inspire")
+    caplog.set_level(logging.DEBUG, logger="pipeline.inspire")
     prompts = lib.inspire(["a lighthouse"], 4, seed=2, engine="magicprompt", model=str(mute_gpt2))
     assert len(set(prompts)) == 4
     lists = lib.phrase_lists()
@@ -329,7 +329,7 @@ def test_auto_uses_magicprompt_from_the_hub_cache(tiny_gpt2, empty_hf_cache, cap
     tiny_models.install_in_hub_cache(tiny_gpt2, MAGICPROMPT_REPO, empty_hf_cache)
     assert lib.check_magicprompt() == MAGICPROMPT_REPO
     assert is_present(REGISTRY["magicprompt"])  # `artwalk models list` says so (a model has no model_index.json)
-    caplog.set_level(logging.INFO, logger="diffusion_models.inspire")
+    caplog.set_level(logging.INFO, logger="pipeline.inspire")
     prompts = lib.inspire(["a lighthouse"], 2, seed=4)
     assert any(re.match(r"inspire: MagicPrompt weights found", r.getMessage()) for r in caplog.records)
     assert prompts == lib.inspire(["a lighthouse"], 2, seed=4, engine="magicprompt", model=str(tiny_gpt2))

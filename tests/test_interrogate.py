@@ -20,10 +20,10 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-import diffusion_models.interrogate as interrogation  # noqa: E402
+import pipeline.interrogate as interrogation  # noqa: E402
 from conftest import DEVICE, REPO, run_cli  # noqa: E402
-from diffusion_models.interrogate import InterrogateConfig, Models, Tables, fit, interrogate  # noqa: E402
-from diffusion_models.prompts import read_prompts_csv  # noqa: E402
+from pipeline.interrogate import InterrogateConfig, Models, Tables, fit, interrogate  # noqa: E402
+from artwalk.prompts import read_prompts_csv  # noqa: E402
 from conftest import count_frames  # noqa: E402
 
 

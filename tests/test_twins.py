@@ -393,7 +393,7 @@ def test_each_compatible_scheduler_in_kandinsky(decoder_with, caplog, scheduler)
     ("blip-base", "clip-vit-h-14", "sd2"),
 ])
 def test_interrogate(hub, tmp_path, caption, clip, target):
-    from diffusion_models.interrogate import InterrogateConfig, interrogate, read_rows
+    from pipeline.interrogate import InterrogateConfig, interrogate, read_rows
 
     folder = pictures(tmp_path / "images")
     config = InterrogateConfig(folder=folder, mode="fast", target=target, device=DEVICE, progress=False,
@@ -405,7 +405,7 @@ def test_interrogate(hub, tmp_path, caption, clip, target):
 
 
 def test_inspire_with_magicprompt(hub):
-    from diffusion_models import inspire as lib
+    from pipeline import inspire as lib
 
     assert lib.check_magicprompt() == REGISTRY["magicprompt"].source
     prompts = lib.inspire(["a lighthouse"], 3, seed=5, engine="magicprompt")

@@ -272,7 +272,7 @@ def language_model_folder(tmp_path_factory) -> Path:
 def test_a_transformers_folder_runs_nothing_in_its_bin_weights(payloads, language_model_folder, tmp_path, name):
     from transformers import AutoModelForCausalLM
 
-    from diffusion_models.inspire import MagicPrompt
+    from pipeline.inspire import MagicPrompt
 
     assert AutoModelForCausalLM.from_pretrained(language_model_folder, local_files_only=True) is not None
     folder = tmp_path / "gpt2"
@@ -289,7 +289,7 @@ def test_an_interrogate_model_folder_runs_nothing_in_its_bin_weights(payloads, t
     import tiny_models
     from PIL import Image
 
-    from diffusion_models.interrogate import InterrogateConfig, Models
+    from pipeline.interrogate import InterrogateConfig, Models
 
     folder = tiny_models.blip_captioner(tmp_path / "blip")
     (folder / "model.safetensors").unlink()

@@ -1,8 +1,9 @@
 """Prompts per image: ``desc.csv`` beside the images, or ``--prompts-csv``: ``image,prompt`` rows.
 
-Read by the stage for the engines that take prompts (``sd``, ``unclip``): each pair's
-in-betweens slerp its two images' prompts; an image without a row uses ``--prompt``.
-``artwalk interrogate`` writes desc.csv (:mod:`diffusion_models.interrogate`).
+The format where the prompt makers and stage 1 meet: ``artwalk interrogate`` (and a walk's
+``--interrogate``) writes desc.csv; stage 1 reads it for the engines that take prompts (``sd``,
+``unclip``): each pair's in-betweens slerp its two images' prompts; an image without a row
+uses ``--prompt``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Prompts from images: ``artwalk interrogate``'s library (a stage-1 helper).
+"""Prompts from images: ``artwalk interrogate``'s library. It makes prompts, not keyframes: the top
+floor runs it before stage 1, which reads the desc.csv it writes (:mod:`artwalk.prompts`).
 
 ::
 
@@ -61,7 +62,7 @@ from artwalk.models import cache_dir, hub_missing, model_source
 from artwalk.progress import drawing, progress as progress_bar
 from artwalk.runfolder import folder_lock
 from artwalk.weights import refused_by_weights_only
-from diffusion_models.prompts import DESC, comment_lines, prompt_for, read_prompts_csv
+from artwalk.prompts import DESC, comment_lines, prompt_for, read_prompts_csv
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ class InterrogateResult:
 @lru_cache(maxsize=1)
 def phrase_lists() -> dict[str, tuple[str, ...]]:
     """The shipped lists, {name: phrases as they stand in a prompt} ("by " before an artist)."""
-    folder = resources.files("diffusion_models") / "phrases" / "interrogate"
+    folder = resources.files("pipeline") / "phrases" / "interrogate"
     lists = {}
     for name in LISTS:
         where = folder / f"{name}.txt"
@@ -844,7 +845,7 @@ def schedule_from_desc(folder: Path, every: str = "2s", csv_path: Path | None = 
     """(schedule text, keyframes): one ``KEY: prompt`` line per image of ``folder``, in the
     walk's order, ``every`` apart (``2s`` or frames), the prompt its row of desc.csv made
     safe for a schedule line. Every image needs a row."""
-    from diffusion_models.inspire import clean_prompt, schedule_text
+    from pipeline.inspire import clean_prompt, schedule_text
 
     images = list_images(folder)
     csv_path = Path(csv_path) if csv_path is not None else Path(folder) / DESC

@@ -1,9 +1,10 @@
-"""Prompt schedules from a topic: ``artwalk inspire``'s library (a stage-1 helper).
+"""Prompt schedules from a topic: ``artwalk inspire``'s library (prompts, not keyframes: a prompt
+walk renders the schedule it writes).
 
 ::
 
     TOPIC words ("a lighthouse")            schedule text (stdout or --out FILE)
-    diffusion_models/phrases/               0s: a lighthouse, linocut print, art nouveau, ...
+    pipeline/phrases/               0s: a lighthouse, linocut print, art nouveau, ...
       subjects.txt  mediums.txt   --->      2s: a lighthouse, gouache painting, ...
       styles.txt    light.txt               4s: ...
       palettes.txt                          (one ``FRAME: prompt`` line per prompt)
@@ -148,7 +149,7 @@ def schedule_text(prompts: list[str], every: str) -> str:
 @lru_cache(maxsize=1)
 def phrase_lists() -> dict[str, tuple[str, ...]]:
     """The shipped lists, {name: phrases}: one phrase a line, ``#`` starts a comment."""
-    folder = resources.files("diffusion_models") / "phrases"
+    folder = resources.files("pipeline") / "phrases"
     lists = {}
     for name in LISTS:
         where = folder / f"{name}.txt"
