@@ -14,9 +14,11 @@ JavaScript module, with no build step.
 
 - :mod:`studio.walks`     a project's settings as the walk's flags; the timeline's units
 - :mod:`studio.projects`  the projects on disk, and the one place ids become paths
-- :mod:`studio.keyframes` keyframes in, frame states, in-betweens (what the routes call)
+- :mod:`studio.keyframes` settings and keyframes in, frame states, in-betweens (what the routes call)
 - :mod:`studio.jobs`      the render worker and its jobs
 - :mod:`studio.guard`     who may ask: the Host, the origin of a change, the token, the body
-- :mod:`studio.app`       the routes
+- :mod:`studio.schemas`   the API's JSON, in and out, as pydantic models
+- :mod:`studio.routers`   the routes, one router per resource
+- :mod:`studio.app`       the app: the routers, the error handlers, the guard
 - :mod:`studio.cli`       the command: the token from the environment or a file, ROOT's lock
 """

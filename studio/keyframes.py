@@ -1,4 +1,4 @@
-"""What the studio does to a project: keyframes in, the timeline's state, in-betweens.
+"""What the studio does to a project: settings and keyframes in, the timeline's state, in-betweens.
 
 Each function takes the :class:`~studio.projects.Store` and ids, changes the project on
 disk under its lock, and returns JSON-ready dicts; the HTTP handlers only translate.
@@ -120,6 +120,20 @@ def check_renderable(store: Store, pid: str) -> None:
 
 
 # ------------------------------------------------------------------------ changing
+
+def change_settings(store: Store, pid: str, change) -> dict:
+    """The project's settings with ``change``'s keys applied (:func:`studio.walks.merge`), saved
+    once the walk they make passes the CLI's checks with the project's keyframes (its one-line
+    errors otherwise); returns them."""
+    with store.lock(pid):
+        project = store.load(pid)
+        merged = walks.merge(project["settings"], change)
+        walk = walks.walk_for(merged, models=store.models)
+        walks.layout(walk, [k["sha256"] for k in project["keyframes"]])  # its keyframes within the caps
+        project["settings"] = merged
+        store.save(project)
+        return merged
+
 
 def check_upload(store: Store, pid: str, data: bytes, filename: str) -> tuple[Path, np.ndarray, str]:
     """Write an upload to a temporary file in the project and read it with the walk's loader:
