@@ -143,3 +143,14 @@ def test_every_pin_is_the_same_everywhere_and_torch_is_exact():
     pins = requirements(every_line)
     assert str(pins["torch"].specifier).startswith("=="), f"torch must be pinned exactly, not {pins['torch']}"
     assert "torchvision" not in pins, "torchvision breaks transformers' imports on the CPU torch"
+
+
+def test_every_package_of_the_checkout_is_installed():
+    """pyproject names its packages one by one: a new subpackage left out of that list works from
+    the checkout and is missing from every installed wheel (studio.routers once was)."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text("utf-8"))["tool"]["setuptools"]["packages"])
+    tops = {name.split(".")[0] for name in listed}
+    found = {".".join(p.parent.relative_to(REPO).parts) for top in tops for p in (REPO / top).rglob("__init__.py")}
+    assert listed == found
