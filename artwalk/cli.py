@@ -105,9 +105,26 @@ def _not_torchvision(record: logging.LogRecord) -> bool:
     return "requires torchvision (not installed)" not in record.getMessage()
 
 
+class _Stderr(logging.StreamHandler):
+    """A handler on ``sys.stderr`` as it is when each record comes, not as it was when logging
+    was set up: a command called in a process that later swaps stderr (a test's capture, a
+    notebook's cell) must not write to a stream since closed."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    logging.basicConfig(level=level, format="%(message)s", handlers=[_Stderr()], force=True)
     noisy = logging.getLogger("transformers.utils.import_utils")
     if _not_torchvision not in noisy.filters:
         noisy.addFilter(_not_torchvision)

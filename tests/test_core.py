@@ -183,3 +183,20 @@ def test_frames_are_converted_through_the_one_thread_safe_place():
                     or node.func.attr == "to_ndarray" and node.keywords):
                 offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert offenders == []
+
+
+def test_logging_follows_stderr_when_a_caller_swaps_it(capsys, monkeypatch):
+    """A command called in-process sets up logging; a later swap of stderr (the next test's
+    capture, a notebook's next cell) gets the lines, and a closed old stream is never written."""
+    import io
+    import logging
+
+    from artwalk.cli import setup_logging
+
+    old = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", old)
+    setup_logging()
+    monkeypatch.undo()
+    old.close()
+    logging.getLogger("artwalk").info("a line after the swap")
+    assert capsys.readouterr().err == "a line after the swap\n"
