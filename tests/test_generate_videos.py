@@ -552,6 +552,7 @@ def test_artwalks_sec_flags_errors_are_one_line_with_the_stage_s_code(tmp_path, 
     assert proc.stderr.startswith("error: ") and "keyframes" in proc.stderr
     assert (run_dir / "frames" / "manifest.json").read_bytes() == before
     # Called in Python, the CLI keeps its caller's process: it says what to run instead.
+    capsys.readouterr()  # what came before (the motion stage's lines, when logging is on in this process)
     assert gv.main([str(run_dir), "--sec_freeze", "1", "-q"]) == 2
     command = shlex.join([str(run_dir), "--sec_freeze", "1", "-q"])
     assert capsys.readouterr().err == ("error: --sec_interpolation/--sec_freeze: the motion stage runs again first, "
