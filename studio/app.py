@@ -16,8 +16,9 @@ its flag, and no path of the server (:meth:`studio.projects.Store.words`).
 from __future__ import annotations
 
 import logging
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import AsyncIterator, Iterable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -42,7 +43,7 @@ def create_app(root: Path | str, token: str | None = None, max_upload_mb: float 
     more), to no request without it. ``models``: the folder whose entries a project may name
     as its models (over HTTP, a model is otherwise a registry name or a hub id)."""
     check_token(token)  # a token too short is refused before anything is made
-    app = FastAPI(title="artwalk studio", version="1",
+    app = FastAPI(title="artwalk studio", version="1", lifespan=_closing_the_worker,
                   description="Keyframes on a timeline, walks rendered from them; only what changed is redone.")
     app.state.store = Store(Path(root), None if models is None else Path(models))
     app.state.worker = Worker(app.state.store)
@@ -53,6 +54,13 @@ def create_app(root: Path | str, token: str | None = None, max_upload_mb: float 
     app.add_exception_handler(Exception, bug)
     app.add_middleware(Guard, token=token, max_bytes=int(max_upload_mb * 2**20), port=port, names=list(hosts))
     return app
+
+
+@asynccontextmanager
+async def _closing_the_worker(app: FastAPI) -> AsyncIterator[None]:
+    """When the server stops, its render thread takes no more jobs (and ends after its render)."""
+    yield
+    app.state.worker.close()
 
 
 async def artwalk_error(request: Request, exc: ArtwalkError) -> JSONResponse:

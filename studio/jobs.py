@@ -99,7 +99,7 @@ class Worker:
         self.store = store
         self.jobs: dict[str, Job] = {}
         self.interrupted: set[str] = set()
-        self._queue: queue.Queue[str] = queue.Queue()
+        self._queue: queue.Queue[str | None] = queue.Queue()  # None: close
         self._lock = threading.Lock()
         self._saved = 0.0
         for path in sorted((store.root / ".jobs").glob("*.json")):
@@ -171,10 +171,15 @@ class Worker:
         log.info("job %s: %s", job_id, "cancelled" if job.state == "cancelled" else "cancelling at its next step")
         return job
 
+    def close(self) -> None:
+        """Take no more jobs: the thread ends once the render it is on (if any) ends. Jobs still
+        queued stay queued on disk, and the next studio on this folder resumes them."""
+        self._queue.put(None)
+
     # -------------------------------------------------------------- working
     def _loop(self) -> None:
-        while True:
-            job = self.jobs[self._queue.get()]
+        while (job_id := self._queue.get()) is not None:
+            job = self.jobs[job_id]
             with self._lock:  # the job is this thread's from here; a cancel now stops it at its first step
                 if job.state != "queued":  # cancelled while it waited
                     continue

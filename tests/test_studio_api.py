@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -488,3 +489,21 @@ def test_a_port_in_use_is_one_line(tmp_path):
     assert done.stderr == f"error: port {port} on 127.0.0.1 is in use by another server: stop it, or give another " \
                           "--port\n"  # and no "open http://..." line for the other server's address
     assert not (tmp_path / "root").exists()
+
+
+def test_a_stopped_studio_leaves_no_render_thread(tmp_path, photos):
+    """An app that shuts down (a server stopped, a notebook's or a test's client closed) ends its
+    render thread once the thread is idle; nothing stays behind in the process."""
+    def renderers() -> int:
+        return sum(t.name == "studio-render" for t in threading.enumerate())
+
+    before = renderers()
+    with studio_client(tmp_path / "root") as client:
+        pid = make_project(client, photos, count=2)
+        assert wait_job(client, client.post(f"/api/projects/{pid}/render").json()["job"])["state"] == "done"
+        assert renderers() == before + 1
+    for _ in range(100):
+        if renderers() == before:
+            break
+        time.sleep(0.05)
+    assert renderers() == before
